@@ -1,0 +1,146 @@
+"""The plan: everything `up` will create for a topology, decided before anything is touched.
+
+Pure: no I/O. Names, addresses and MACs are derived from the lab name and the node order, so a
+re-run of `up` (reconcile) and a `down` after a crash compute the same names as the first `up`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+from orchestrator.topology import Topology
+
+WIRE_PORT = 7100
+API_PORT = 8080
+MESH_IFNAME = "mesh0"
+MGMT_IFNAME = "mgmt0"
+
+
+def lab_id(lab: str) -> str:
+    """Four hex digits that scope interface and radio names to one lab (names are capped at 15 chars)."""
+    return hashlib.sha1(lab.encode()).hexdigest()[:4]
+
+
+def netns_prefix(lab: str) -> str:
+    return f"mpl-{lab}-"
+
+
+def radio_prefix(lab: str) -> str:
+    return f"mpl{lab_id(lab)}-"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    role: str
+    index: int
+    netns: str
+    radio: str
+    mac: str
+    mesh_ip: str
+    mgmt_ip: str
+    host_veth: str
+    position: tuple[float, float]
+    range: float
+    balance: int
+    weight: int
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.mgmt_ip}:{API_PORT}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    lab: str
+    lab_id: str
+    mesh_id: str
+    freq: int
+    mesh_params: dict[str, int]
+    security: str
+    runtime: str
+    bridge: str
+    bridge_ip: str
+    mesh_prefixlen: int
+    mgmt_prefixlen: int
+    nodes: tuple[NodePlan, ...]
+    # Pairs (by node name, sorted) that must not peer: out of range of each other, or blocked by `links`.
+    blocked: tuple[tuple[str, str], ...]
+
+    def node(self, name: str) -> NodePlan:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no node {name!r} in lab {self.lab!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+
+    def neighbours(self, name: str) -> list[str]:
+        """Nodes `name` is expected to peer with."""
+        blocked = set(self.blocked)
+        return [
+            n.name
+            for n in self.nodes
+            if n.name != name and tuple(sorted((name, n.name))) not in blocked
+        ]
+
+
+def mesh_ip(index: int) -> str:
+    return f"10.77.{index // 250}.{index % 250 + 1}"
+
+
+def node_mac(lid: str, index: int) -> str:
+    # Locally administered, unicast (02:...), unique per lab and node.
+    return f"02:{lid[:2]}:{lid[2:]}:00:{index // 256:02x}:{index % 256:02x}"
+
+
+def _mgmt_octet(lid: str) -> int:
+    return int(lid, 16) % 250 + 1
+
+
+def in_range(a: NodePlan, b: NodePlan) -> bool:
+    # A link needs each end to hear the other, so the shorter range decides.
+    return math.dist(a.position, b.position) <= min(a.range, b.range)
+
+
+def make_plan(topo: Topology) -> Plan:
+    lid = lab_id(topo.name)
+    octet = _mgmt_octet(lid)
+    nodes = tuple(
+        NodePlan(
+            name=name,
+            role=spec.role,
+            index=i,
+            netns=f"{netns_prefix(topo.name)}{name}",
+            radio=f"{radio_prefix(topo.name)}{i}",
+            mac=node_mac(lid, i),
+            mesh_ip=mesh_ip(i),
+            mgmt_ip=f"172.31.{octet}.{i + 1}",
+            host_veth=f"mp{lid}v{i}",
+            position=spec.position,
+            range=topo.range_of(name),
+            balance=topo.balance_of(name),
+            weight=spec.weight,
+        )
+        for i, (name, spec) in enumerate(topo.nodes.items())
+    )
+    blocked = {tuple(sorted((link.a, link.b))) for link in topo.links}
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1 :]:
+            if not in_range(a, b):
+                blocked.add(tuple(sorted((a.name, b.name))))
+    return Plan(
+        lab=topo.name,
+        lab_id=lid,
+        mesh_id=topo.mesh.id,
+        freq=topo.mesh.freq,
+        mesh_params=dict(topo.mesh.params),
+        security=topo.mesh.security,
+        runtime=topo.runtime,
+        bridge=f"mp{lid}br",
+        bridge_ip=f"172.31.{octet}.254",
+        mesh_prefixlen=16,
+        mgmt_prefixlen=24,
+        nodes=nodes,
+        blocked=tuple(sorted(blocked)),
+    )

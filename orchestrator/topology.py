@@ -1,0 +1,215 @@
+"""The lab topology: a YAML file validated once, at the edge, into a pydantic model.
+
+Every later step trusts a `Topology`; every error here names the file, the line and the field,
+and nothing on the host has been touched when it is raised.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Names become parts of netns, radio and file names: keep them short, plain and traversal-proof.
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
+MAX_NODES = 250
+MAX_COORD = 100_000.0
+
+
+class TopologyError(ValueError):
+    """A topology file that cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MeshSettings(_Strict):
+    id: str = Field(default="meshpay", min_length=1, max_length=32)
+    freq: int = Field(default=2412, ge=2412, le=5885, description="channel centre frequency, MHz")
+    # Kernel mesh parameters, passed to the mesh interface as they are (`iw dev mesh0 set mesh_param`).
+    params: dict[str, int] = Field(default_factory=dict)
+    security: Literal["none", "sae"] = "none"
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, params: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(params) - MESH_PARAMS)
+        if unknown:
+            raise ValueError(f"unknown mesh parameter(s) {unknown}; known: {sorted(MESH_PARAMS)}")
+        return params
+
+
+MESH_PARAMS = frozenset(
+    {
+        "mesh_fwding",
+        "mesh_hwmp_rootmode",
+        "mesh_hwmp_active_path_timeout",
+        "mesh_hwmp_preq_min_interval",
+        "mesh_hwmp_net_diameter_traversal_time",
+        "mesh_hwmp_max_preq_retries",
+        "mesh_hwmp_root_interval",
+        "mesh_hwmp_rann_interval",
+        "mesh_path_refresh_time",
+        "mesh_element_ttl",
+        "mesh_ttl",
+        "mesh_retry_timeout",
+        "mesh_max_peer_links",
+        "mesh_rssi_threshold",
+        "mesh_plink_timeout",
+        "mesh_gate_announcements",
+    }
+)
+
+
+class Defaults(_Strict):
+    range: float = Field(default=100.0, gt=0, le=MAX_COORD)
+    balance: int = Field(default=1000, ge=0, le=10**15)
+
+
+class NodeSpec(_Strict):
+    role: Literal["authority", "client"]
+    position: tuple[float, float] = (0.0, 0.0)
+    range: float | None = Field(default=None, gt=0, le=MAX_COORD)
+    balance: int | None = Field(default=None, ge=0, le=10**15)
+    weight: int = Field(default=1, ge=1, le=1000)
+
+    @field_validator("position")
+    @classmethod
+    def _sane_position(cls, pos: tuple[float, float]) -> tuple[float, float]:
+        if not all(math.isfinite(c) and abs(c) <= MAX_COORD for c in pos):
+            raise ValueError(f"each coordinate must be a finite number within ±{MAX_COORD:g} m")
+        return pos
+
+
+class LinkSpec(_Strict):
+    a: str
+    b: str
+    # `block` forbids peering between a and b (plink_action block), whatever their distance.
+    peering: Literal["block"] = "block"
+
+
+class Topology(_Strict):
+    name: str
+    mesh: MeshSettings = MeshSettings()
+    defaults: Defaults = Defaults()
+    runtime: Literal["netns", "docker"] = "netns"
+    nodes: dict[str, NodeSpec]
+    links: list[LinkSpec] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _lab_name(cls, name: str) -> str:
+        if not NAME_RE.match(name):
+            raise ValueError(f"lab name {name!r} must match {NAME_RE.pattern}")
+        return name
+
+    @field_validator("nodes")
+    @classmethod
+    def _node_names(cls, nodes: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+        if not nodes:
+            raise ValueError("a lab needs at least one node")
+        if len(nodes) > MAX_NODES:
+            raise ValueError(f"{len(nodes)} nodes is more than the {MAX_NODES} a lab may have")
+        for name in nodes:
+            if not NAME_RE.match(name):
+                raise ValueError(f"node name {name!r} must match {NAME_RE.pattern}")
+        return nodes
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Topology:
+        if not any(n.role == "authority" for n in self.nodes.values()):
+            raise ValueError("a lab needs at least one authority")
+        for i, link in enumerate(self.links):
+            for end in (link.a, link.b):
+                if end not in self.nodes:
+                    raise ValueError(f"links[{i}] names unknown node {end!r}")
+            if link.a == link.b:
+                raise ValueError(f"links[{i}] joins {link.a!r} to itself")
+        return self
+
+    def range_of(self, name: str) -> float:
+        node = self.nodes[name]
+        return node.range if node.range is not None else self.defaults.range
+
+    def balance_of(self, name: str) -> int:
+        node = self.nodes[name]
+        if node.role != "client":
+            return 0
+        return node.balance if node.balance is not None else self.defaults.balance
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[object, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise TopologyError(
+                f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                f"(first at line {seen[key] + 1})"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
+    """Map every path in the document (as pydantic spells `loc`) to its 1-based line."""
+    out = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            out.update(_lines(value_node, path + (key_node.value,)))
+            out[path + (key_node.value,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update(_lines(item, path + (i,)))
+    return out
+
+
+def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
+    # pydantic may point below what the YAML spelled (a default, a tuple item): walk up to a known path.
+    loc = tuple(str(p) if not isinstance(p, int) else p for p in loc)
+    while loc and loc not in lines:
+        loc = loc[:-1]
+    return lines.get(loc, 1)
+
+
+def parse_topology(text: str, source: str = "<topology>") -> Topology:
+    try:
+        root = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except TopologyError as exc:
+        raise TopologyError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or root is None:
+        raise TopologyError(f"{source}: line 1: expected a mapping with `name` and `nodes`")
+    lines = _lines(root)
+    try:
+        return Topology.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(f"{source}: line {_line_for(lines, loc)}: {field}: {err['msg']}")
+        raise TopologyError("\n".join(problems)) from None
+
+
+def load_topology(path: str | Path) -> Topology:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TopologyError(f"{path}: cannot read the topology: {exc.strerror}") from None
+    return parse_topology(text, str(path))

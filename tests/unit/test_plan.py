@@ -1,0 +1,56 @@
+from pathlib import Path
+
+from orchestrator.plan import in_range, lab_id, make_plan
+from orchestrator.topology import load_topology, parse_topology
+
+TOPOLOGIES = Path(__file__).parents[2] / "topologies"
+
+
+def plan_of(name: str):
+    return make_plan(load_topology(TOPOLOGIES / name))
+
+
+def test_line_blocks_all_but_neighbours():
+    plan = plan_of("line3.yaml")
+    assert plan.neighbours("auth1") == ["auth2", "client1"]
+    assert plan.neighbours("auth2") == ["auth1", "auth3"]
+    assert ("auth1", "auth3") in plan.blocked and ("auth1", "auth4") in plan.blocked
+
+
+def test_explicit_link_block_applies_even_in_range():
+    plan = plan_of("grid2x3.yaml")
+    a1, a4 = plan.node("auth1"), plan.node("auth4")
+    assert in_range(a1, a4)
+    assert ("auth1", "auth4") in plan.blocked
+
+
+def test_demo_clients_are_not_neighbours_of_each_other():
+    plan = plan_of("5auth3client.yaml")
+    for c in ("client1", "client2", "client3"):
+        assert not any(n.startswith("client") for n in plan.neighbours(c))
+
+
+def test_names_and_addresses_are_unique_and_fit_the_kernel():
+    plan = plan_of("5auth3client.yaml")
+    for field in ("netns", "radio", "mac", "mesh_ip", "mgmt_ip", "host_veth"):
+        values = [getattr(n, field) for n in plan.nodes]
+        assert len(set(values)) == len(values), field
+    assert all(len(n.host_veth) <= 15 for n in plan.nodes)
+    assert len(plan.bridge) <= 15
+
+
+def test_plan_is_deterministic_and_scoped_by_lab_name():
+    text = "name: {}\nnodes:\n  a: {{role: authority}}\n  b: {{role: client}}\n"
+    one, again = make_plan(parse_topology(text.format("one"))), make_plan(parse_topology(text.format("one")))
+    two = make_plan(parse_topology(text.format("two")))
+    assert one == again
+    assert lab_id("one") != lab_id("two")
+    assert {n.radio for n in one.nodes}.isdisjoint({n.radio for n in two.nodes})
+    assert {n.netns for n in one.nodes}.isdisjoint({n.netns for n in two.nodes})
+
+
+def test_mesh_addresses_stay_valid_past_250_nodes():
+    nodes = "".join(f"  n{i}: {{role: authority}}\n" for i in range(250))
+    plan = make_plan(parse_topology("name: big\nnodes:\n" + nodes))
+    assert plan.nodes[249].mesh_ip == "10.77.0.250"
+    assert all(int(octet) <= 255 for n in plan.nodes for octet in n.mesh_ip.split("."))

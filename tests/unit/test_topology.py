@@ -1,0 +1,98 @@
+from pathlib import Path
+
+import pytest
+
+from orchestrator.topology import TopologyError, load_topology, parse_topology
+
+TOPOLOGIES = sorted(Path(__file__).parents[2].joinpath("topologies").glob("*.yaml"))
+
+GOOD = """\
+name: lab
+nodes:
+  auth1: {role: authority}
+  client1: {role: client, position: [10, 0]}
+"""
+
+
+@pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.name)
+def test_shipped_topologies_load(path):
+    topo = load_topology(path)
+    assert any(n.role == "authority" for n in topo.nodes.values())
+
+
+def test_defaults_fill_range_and_balance():
+    topo = parse_topology(GOOD)
+    assert topo.range_of("client1") == 100
+    assert topo.balance_of("client1") == 1000
+    assert topo.balance_of("auth1") == 0  # authorities hold no money
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(TopologyError) as exc:
+        parse_topology(text, "t.yaml")
+    return str(exc.value)
+
+
+def test_error_names_file_line_and_field():
+    msg = error_of(GOOD.replace("role: client", "role: banker"))
+    assert msg.startswith("t.yaml: line 4: nodes.client1.role:")
+
+
+def test_unknown_field_is_refused_with_its_line():
+    msg = error_of(GOOD + "  auth2: {role: authority, colour: red}\n")
+    assert "line 5" in msg and "nodes.auth2.colour" in msg
+
+
+def test_duplicate_node_names_are_refused():
+    msg = error_of(GOOD + "  auth1: {role: authority}\n")
+    assert "duplicate key 'auth1'" in msg and "line 5" in msg
+
+
+@pytest.mark.parametrize(
+    "name", ["../etc", "Auth", "a" * 16, "x/y", "", "1abc"]
+)
+def test_hostile_node_names_are_refused(name):
+    msg = error_of(f"name: lab\nnodes:\n  '{name}': {{role: authority}}\n")
+    assert "must match" in msg
+
+
+def test_hostile_lab_name_is_refused():
+    assert "lab name" in error_of("name: ../../x\nnodes:\n  a: {role: authority}\n")
+
+
+def test_absurd_position_is_refused():
+    msg = error_of("name: lab\nnodes:\n  a: {role: authority, position: [1e12, 0]}\n")
+    assert "line 3" in msg and "position" in msg
+
+
+def test_too_many_nodes_are_refused():
+    nodes = "".join(f"  n{i}: {{role: authority}}\n" for i in range(251))
+    assert "more than the 250" in error_of("name: lab\nnodes:\n" + nodes)
+
+
+def test_lab_needs_an_authority():
+    assert "at least one authority" in error_of("name: lab\nnodes:\n  c: {role: client}\n")
+
+
+def test_link_to_unknown_node_is_refused():
+    msg = error_of(GOOD + "links:\n  - {a: auth1, b: ghost}\n")
+    assert "unknown node 'ghost'" in msg
+
+
+def test_unknown_mesh_param_is_refused():
+    msg = error_of("name: lab\nmesh:\n  params: {mesh_warp: 9}\nnodes:\n  a: {role: authority}\n")
+    assert "line 3" in msg and "mesh_warp" in msg
+
+
+def test_negative_balance_is_refused():
+    assert "balance" in error_of(GOOD.replace("position: [10, 0]", "balance: -5"))
+
+
+def test_not_yaml_and_not_a_mapping():
+    assert "not valid YAML" in error_of("name: [unclosed\n")
+    assert "expected a mapping" in error_of("- just\n- a list\n")
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(TopologyError, match="nope.yaml: cannot read"):
+        load_topology(tmp_path / "nope.yaml")
