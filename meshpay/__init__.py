@@ -1,0 +1,1 @@
+"""meshpay: the FastPay node side (authorities and clients) of meshpay-lab."""

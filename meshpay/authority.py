@@ -1,0 +1,139 @@
+"""Authority logic as pure state transitions, after fastpay_core/src/authority.rs.
+
+Each handler takes the current account state and a message and returns the new state and the
+reply, or raises ProtocolError. Nothing here touches sockets or the database: the caller loads
+the accounts, calls a handler and stores what it returns in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from meshpay import crypto
+from meshpay.committee import Committee
+from meshpay.messages import (
+    AccountInfoResponse,
+    Certificate,
+    ConfirmationAck,
+    ErrorCode,
+    ProtocolError,
+    TransferOrder,
+    Vote,
+    sign_vote,
+)
+
+# Balances live in SQLite INTEGER and i64 wire fields; refusing credits past this bound keeps
+# every stored value representable without ever clamping money.
+MAX_BALANCE = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    balance: int
+    next_sequence: int = 0
+    # The vote this authority signed for `next_sequence`: the lock that prevents a second order.
+    pending: Vote | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """Result of a confirmation: the new sender and recipient states, or no change."""
+
+    sender: Account
+    recipient: Account
+    ack: ConfirmationAck
+
+    @property
+    def applied(self) -> bool:
+        return self.ack.applied
+
+
+class Authority:
+    """One committee member's decisions. Immutable: its key and the committee."""
+
+    def __init__(self, keypair: crypto.KeyPair, committee: Committee) -> None:
+        if keypair.public_key not in committee.weights:
+            raise ValueError("this authority's key is not in the committee")
+        self.keypair = keypair
+        self.committee = committee
+        self.name = keypair.public_key
+
+    def handle_order(self, account: Account | None, order: TransferOrder) -> tuple[Account, Vote]:
+        """Vote for `order` and lock the sender's sequence number on it, or refuse."""
+        check_order_shape(order)
+        if not order.has_valid_signature():
+            raise ProtocolError(ErrorCode.BAD_SIGNATURE, "order signature does not verify against the sender key")
+        if account is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_ACCOUNT, f"no account {order.sender.hex()}")
+        if account.pending is not None and account.pending.order.sequence == order.sequence:
+            if account.pending.order == order:
+                return account, account.pending
+            raise ProtocolError(
+                ErrorCode.CONFLICTING_ORDER,
+                f"a different order is already locked for sequence {order.sequence}",
+            )
+        if order.sequence != account.next_sequence:
+            raise ProtocolError(
+                ErrorCode.UNEXPECTED_SEQUENCE,
+                f"expected sequence {account.next_sequence}, got {order.sequence}",
+            )
+        if order.amount > account.balance:
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_BALANCE,
+                f"balance {account.balance} does not cover {order.amount}",
+            )
+        vote = sign_vote(self.keypair, order)
+        return replace(account, pending=vote), vote
+
+    def handle_confirmation(
+        self, sender: Account | None, recipient: Account | None, certificate: Certificate
+    ) -> Confirmation:
+        """Apply a certified transfer exactly once; older certificates are acknowledged unchanged."""
+        order = certificate.order
+        check_order_shape(order)
+        self.committee.check_certificate(certificate)
+        if sender is None:
+            # A quorum vouched for this sender, so it exists; this authority only missed its
+            # creation (it was credited by a confirmation we have not seen yet).
+            sender = Account(balance=0)
+        if recipient is None:
+            recipient = Account(balance=0)
+        if order.sequence < sender.next_sequence:
+            return Confirmation(sender, recipient, ConfirmationAck(order.sender, order.sequence, False))
+        if order.sequence > sender.next_sequence:
+            raise ProtocolError(
+                ErrorCode.SEQUENCE_GAP,
+                f"certificate for sequence {order.sequence} but the sender is at {sender.next_sequence}; "
+                "send the missing certificates first",
+            )
+        if recipient.balance + order.amount > MAX_BALANCE:
+            raise ProtocolError(ErrorCode.INVALID_AMOUNT, "credit would overflow the recipient balance")
+        # The balance may go below zero here: a quorum already checked the funds, and this
+        # authority only lags on credits it will receive later (as in FastPay).
+        new_sender = Account(sender.balance - order.amount, sender.next_sequence + 1, None)
+        new_recipient = replace(recipient, balance=recipient.balance + order.amount)
+        return Confirmation(new_sender, new_recipient, ConfirmationAck(order.sender, order.sequence, True))
+
+    def account_info(
+        self,
+        account_key: bytes,
+        account: Account | None,
+        sent: tuple[Certificate, ...] = (),
+        received: tuple[Certificate, ...] = (),
+        received_cursor: int = 0,
+    ) -> AccountInfoResponse:
+        if account is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_ACCOUNT, f"no account {account_key.hex()}")
+        return AccountInfoResponse(
+            account_key, account.balance, account.next_sequence, account.pending, sent, received, received_cursor
+        )
+
+
+def check_order_shape(order: TransferOrder) -> None:
+    """Refuse orders no honest client can produce, before spending time on signatures."""
+    if order.amount <= 0:
+        raise ProtocolError(ErrorCode.INVALID_AMOUNT, "amount must be positive")
+    if order.amount > MAX_BALANCE:
+        raise ProtocolError(ErrorCode.INVALID_AMOUNT, f"amount exceeds {MAX_BALANCE}")
+    if order.sender == order.recipient:
+        raise ProtocolError(ErrorCode.INVALID_AMOUNT, "sender and recipient are the same account")
