@@ -1,0 +1,220 @@
+"""`meshpay-lab`: the verbs' arguments and rendering only; each verb's work lives in verbs/."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator import lab
+from orchestrator.dispatch import call, is_vm_lab
+from orchestrator.topology import TopologyError, load_topology
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="FastPay over a real IEEE 802.11s mesh of mac80211_hwsim radios.")
+out = Console()
+err = Console(stderr=True)
+
+LabOpt = Annotated[Optional[str], typer.Option("--lab", help="lab name (default: the only lab there is)")]
+RootOpt = Annotated[Optional[Path], typer.Option("--labs-root", help="where lab directories live",
+                                                 envvar="MESHPAY_LAB_ROOT")]
+FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[red]error:[/red] {msg}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _find(name: str | None, root: Path | None) -> Path:
+    try:
+        return lab.find_lab(name, root)
+    except lab.LabNotFound as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
+def _call(lab_dir: Path, verb: str, **kwargs) -> dict:
+    try:
+        return call(lab_dir, verb, **kwargs)
+    except (lab.LabNotFound, ValueError, TimeoutError, RuntimeError, OSError) as exc:
+        _fail(str(exc))
+        raise
+
+
+def _table(title: str, rows: list[dict], columns: list[str]) -> None:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(_cell(row.get(col)) for col in columns))
+    out.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if value is True:
+        return "[green]yes[/green]"
+    if value is False:
+        return "[red]no[/red]"
+    return "" if value is None else str(value)
+
+
+def _emit(data: dict, fmt: str, render) -> None:
+    if fmt == "json":
+        out.print_json(json.dumps(data))
+    else:
+        render(data)
+
+
+@app.command()
+def up(
+    topology: Annotated[Path, typer.Argument(help="topology YAML, e.g. topologies/5auth3client.yaml")],
+    vm: Annotated[Optional[bool], typer.Option("--vm/--no-vm",
+                  help="run the lab in a virtme-ng VM (default: only when this kernel lacks mac80211_hwsim)")] = None,
+    root: RootOpt = None,
+) -> None:
+    """Create the lab: one node per authority and client, each with its own hwsim radio, on one mesh."""
+    from orchestrator.verbs import up as up_verb
+    from orchestrator.verbs.doctor import hwsim_available
+
+    try:
+        topo = load_topology(topology)
+    except TopologyError as exc:
+        _fail(f"{exc}\nnothing was created")
+    lab_dir = lab.lab_dir(topo.name, root)
+    if vm is None:
+        vm = is_vm_lab(lab_dir) or not hwsim_available()
+        if vm and not is_vm_lab(lab_dir):
+            err.print("this kernel has no mac80211_hwsim: running the lab in a VM (virtme-ng); "
+                      "--no-vm forces the host kernel")
+    with out.status(f"bringing up lab {topo.name}") as status:
+        def show(msg: str) -> None:
+            status.update(f"lab {topo.name}: {msg}")
+
+        try:
+            if vm:
+                from orchestrator.vmlab import up_in_vm
+                result = up_in_vm(lab_dir, topology.resolve(), on_step=show)
+            else:
+                result = up_verb.run(lab_dir, str(topology.resolve()), on_step=show)
+        except (ValueError, TimeoutError, RuntimeError, OSError) as exc:
+            _fail(f"{exc}\nthe lab is partly up: `meshpay-lab down --lab {topo.name}` removes it")
+    out.print(f"lab [bold]{topo.name}[/bold] is up ({len(result['nodes'])} nodes, "
+              f"{result['timings'].get('serving_s', 0):.1f} s); lab directory {lab_dir}")
+    _table("nodes", [{"node": n, **v} for n, v in result["nodes"].items()],
+           ["node", "role", "mesh_ip", "rest_url"])
+
+
+@app.command()
+def down(
+    name: LabOpt = None,
+    root: RootOpt = None,
+    keep_files: Annotated[bool, typer.Option(help="keep node logs and databases")] = False,
+) -> None:
+    """Remove everything the lab made: processes, namespaces, radios, interfaces, its VM."""
+    from orchestrator.vmlab import down_lab
+
+    lab_dir = _find(name, root)
+    try:
+        removed = down_lab(lab_dir, keep_files=keep_files)
+    except (ValueError, RuntimeError, OSError) as exc:
+        _fail(f"{exc}\nrun `meshpay-lab down` again; it only removes what is still there")
+    out.print(f"lab {removed['lab']} is down: removed {len(removed.get('nodes', []))} nodes, "
+              f"{len(removed.get('radios', []))} radios, {len(removed.get('links', []))} links"
+              + (", its VM" if removed.get("vm") else ""))
+
+
+@app.command()
+def status(name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table") -> None:
+    """Every node: role, address, REST URL, mesh peers, serving or not."""
+    data = _call(_find(name, root), "status")
+    _emit(data, fmt, lambda d: _table(f"lab {d['lab']}", d["nodes"],
+                                       ["node", "role", "mesh_ip", "rest_url", "peers", "process", "serving"]))
+
+
+@app.command()
+def peers(node: str, name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table") -> None:
+    """The node's mesh peer links."""
+    data = _call(_find(name, root), "peers", node=node)
+    _emit(data, fmt, lambda d: _table(f"peers of {node}", d["peers"],
+                                       ["peer", "mac", "plink_state", "signal", "inactive_ms"]))
+
+
+@app.command()
+def paths(node: str, name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table") -> None:
+    """The node's HWMP paths: destination, next hop, hop count, metric."""
+    data = _call(_find(name, root), "paths", node=node)
+    _emit(data, fmt, lambda d: _table(f"mesh paths of {node}", d["paths"],
+                                       ["destination_node", "destination", "next_hop_node", "hop_count", "metric"]))
+
+
+@app.command()
+def transfer(
+    src: Annotated[str, typer.Option("--from", help="sending client node")],
+    dst: Annotated[str, typer.Option("--to", help="receiving client node")],
+    amount: Annotated[int, typer.Option(help="amount, a positive whole number")],
+    name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
+) -> None:
+    """Run one FastPay transfer between two clients, over the mesh."""
+    if amount <= 0:
+        _fail(f"--amount must be positive, got {amount}")
+    data = _call(_find(name, root), "transfer", src=src, dst=dst, amount=amount)
+    _emit(data, fmt, lambda d: out.print_json(json.dumps(d)))
+
+
+@app.command()
+def balance(node: str, name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "json") -> None:
+    """The accounts as NODE sees them."""
+    data = _call(_find(name, root), "balance", node=node)
+    _emit(data, fmt, lambda d: out.print_json(json.dumps(d)))
+
+
+@app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(ctx: typer.Context, node: str, name: LabOpt = None, root: RootOpt = None) -> None:
+    """Run a command inside a node: meshpay-lab exec auth1 -- ip addr"""
+    data = _call(_find(name, root), "exec", node=node, command=list(ctx.args))
+    out.out(data["stdout"], end="")
+    err.out(data["stderr"], end="")
+    raise typer.Exit(data["returncode"])
+
+
+@app.command()
+def logs(node: str, name: LabOpt = None, root: RootOpt = None,
+         lines: Annotated[int, typer.Option("-n")] = 50) -> None:
+    """The tail of a node's service log."""
+    data = _call(_find(name, root), "logs", node=node, lines=lines)
+    for line in data["lines"]:
+        out.out(line)
+
+
+@app.command()
+def doctor(fmt: FormatOpt = "table") -> None:
+    """What this host has for a lab, and what to do about what it lacks."""
+    from orchestrator.verbs import doctor as doctor_verb
+
+    data = doctor_verb.run()
+
+    def render(d: dict) -> None:
+        _table("meshpay-lab doctor", d["checks"], ["check", "ok", "detail", "fix"])
+        out.print("native labs: " + ("ready" if d["ready_native"] else "not ready")
+                  + "; VM route (`up --vm`): " + ("ready" if d["ready_vm"] else "not ready"))
+
+    _emit(data, fmt, render)
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("MESHPAY_LOG", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The lab directory: where `up` records what it made, so every other verb finds it.
+
+    labs/<lab>/state.json      what exists (plan, pids); written after every step
+    labs/<lab>/lab.json        for people and scripts: every node's role, addresses, REST URL
+    labs/<lab>/vm.json         the VM of the VM route, if any (written by orchestrator.vm)
+    labs/<lab>/nodes/<node>/   node.json (config, owner-only), state.db, node.log
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+DEFAULT_ROOT = Path(os.environ.get("MESHPAY_LAB_ROOT", "labs"))
+
+
+class LabNotFound(LookupError):
+    pass
+
+
+def lab_dir(name: str, root: Path | None = None) -> Path:
+    return (root or DEFAULT_ROOT).resolve() / name
+
+
+def find_lab(name: str | None, root: Path | None = None) -> Path:
+    """The named lab, or the only lab there is; the error lists what exists."""
+    root = (root or DEFAULT_ROOT).resolve()
+    labs = sorted(p.name for p in root.glob("*") if (p / "state.json").exists() or (p / "vm.json").exists())
+    if name is not None:
+        if name in labs:
+            return root / name
+        raise LabNotFound(f"no lab {name!r} under {root}; labs there: {', '.join(labs) or 'none'}")
+    if len(labs) == 1:
+        return root / labs[0]
+    if not labs:
+        raise LabNotFound(f"no lab under {root}: start one with `meshpay-lab up TOPOLOGY.yaml`")
+    raise LabNotFound(f"several labs under {root} ({', '.join(labs)}): name one with --lab")
+
+
+def _write_json(path: Path, data: dict, mode: int = 0o644) -> None:
+    # Write then rename, so a crash mid-write never leaves a half state file for `down` to trip on.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def state_path(lab: Path) -> Path:
+    return lab / "state.json"
+
+
+def read_state(lab: Path) -> dict:
+    path = state_path(lab)
+    if not path.exists():
+        raise LabNotFound(f"{lab} has no state.json: the lab is not up (start it with `meshpay-lab up`)")
+    return read_json(path)
+
+
+def write_state(lab: Path, state: dict) -> None:
+    # The state holds the nodes' seeds and the API token: owner-only.
+    _write_json(state_path(lab), state, mode=0o600)
+
+
+def token_path(lab: Path) -> Path:
+    return lab / "token"
+
+
+def write_token(lab: Path, token: str) -> None:
+    fd = os.open(token_path(lab), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+
+
+def read_token(lab: Path) -> str:
+    return token_path(lab).read_text().strip()
+
+
+def write_lab_json(lab: Path, info: dict) -> None:
+    _write_json(lab / "lab.json", info)
+
+
+def read_lab_json(lab: Path) -> dict:
+    return read_json(lab / "lab.json")
+
+
+def node_dir(lab: Path, node: str) -> Path:
+    path = lab / "nodes" / node
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_secret_json(path: Path, data: dict) -> None:
+    """Node configs hold private keys and the API token: owner-only."""
+    _write_json(path, data, mode=0o600)
+
+
+def lab_node(lab: Path, name: str) -> dict:
+    nodes = read_lab_json(lab)["nodes"]
+    if name not in nodes:
+        raise LabNotFound(f"no node {name!r} in this lab; nodes: {', '.join(sorted(nodes))}")
+    return nodes[name]

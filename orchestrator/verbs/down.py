@@ -1,0 +1,42 @@
+"""`down`: remove every process, namespace, radio and interface this lab made, and nothing else.
+
+It works from names the plan derives from the lab name and the alias on every interface, not only
+from state.json, so a `down` after a crashed `up` still finds everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator import lab, mgmt, radio
+from orchestrator.plan import netns_prefix, radio_prefix
+from orchestrator.runtime import runtime_for
+from orchestrator.runtime.base import NodeRef
+
+STATE_FILES = ("state.json", "lab.json", "token", "progress.log")
+
+
+def run(lab_dir: Path, lab_name: str | None = None) -> dict:
+    lab_dir = Path(lab_dir)
+    state = lab.read_state(lab_dir) if lab.state_path(lab_dir).exists() else {}
+    name = lab_name or state.get("lab") or lab_dir.name
+    rt = runtime_for(state.get("runtime", "netns"), name)
+
+    nodes = rt.list(name)
+    for netns in nodes:
+        rt.stop(_ref(name, netns))
+    radios = [r.name for r in radio.list_radios(radio_prefix(name))]
+    for r in radios:
+        radio.delete_radio(r)
+    links = mgmt.owned_links(name)
+    for link in links:
+        mgmt.delete_link(link)
+    for netns in nodes:
+        rt.delete(_ref(name, netns))
+    for f in STATE_FILES:
+        (lab_dir / f).unlink(missing_ok=True)
+    return {"lab": name, "nodes": nodes, "radios": radios, "links": links}
+
+
+def _ref(lab_name: str, netns: str) -> NodeRef:
+    return NodeRef(lab=lab_name, name=netns.removeprefix(netns_prefix(lab_name)), netns=netns)

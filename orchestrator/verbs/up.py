@@ -1,0 +1,194 @@
+"""`up`: make the lab the plan describes, on this kernel (the VM route calls this inside the VM).
+
+Idempotent: every step first looks at what exists, so re-running `up` on a running lab reconciles
+(restarts a dead node process, re-creates a missing radio) and never duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestrator import keys, lab, mesh, mgmt, radio
+from orchestrator.health import process_alive, wait_healthy
+from orchestrator.nodeconfig import node_configs
+from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, Plan, make_plan, radio_prefix
+from orchestrator.runtime import runtime_for
+from orchestrator.runtime.base import NodeRef
+from orchestrator.topology import load_topology
+
+log = logging.getLogger(__name__)
+
+PEERING_TIMEOUT_S = 90.0
+SERVING_TIMEOUT_S = 300.0
+
+
+def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = None) -> dict:
+    topo = load_topology(topology)
+    plan = make_plan(topo)
+    lab_dir = Path(lab_dir)
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    progress = lab_dir / "progress.log"
+
+    def step(msg: str) -> None:
+        log.info("up step=%r lab=%s", msg, plan.lab)
+        with progress.open("a") as f:
+            f.write(f"{time.time():.3f} {msg}\n")
+        if on_step:
+            on_step(msg)
+
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    state = _load_or_new_state(lab_dir, plan, topology)
+    rt = runtime_for(plan.runtime, plan.lab)
+    refs = {n.name: NodeRef(lab=plan.lab, name=n.name, netns=n.netns) for n in plan.nodes}
+
+    step(f"creating {len(plan.nodes)} nodes ({plan.runtime})")
+    existing = set(rt.list(plan.lab))
+    for node in plan.nodes:
+        if node.netns not in existing:
+            rt.create(refs[node.name])
+    lab.write_state(lab_dir, state)
+
+    step("creating radios and joining the 802.11s mesh")
+    radios = {r.name: r for r in radio.list_radios(radio_prefix(plan.lab))}
+    for node in plan.nodes:
+        if node.radio not in radios:
+            r = radio.create_radio(node.radio)
+            radio.move_phy(r.phy_index, rt.netns_path(refs[node.name]))
+            radios[r.name] = r
+        if not mesh.has_interface(node.netns, MESH_IFNAME):
+            mesh.create_mesh_point(node.netns, radios[node.radio].phy_index, MESH_IFNAME, node.mac)
+            mesh.add_address(node.netns, MESH_IFNAME, f"{node.mesh_ip}/{plan.mesh_prefixlen}")
+            mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params)
+    state["radios"] = sorted(n.radio for n in plan.nodes)
+    lab.write_state(lab_dir, state)
+
+    step("wiring the management plane")
+    mgmt.create_bridge(plan.bridge, f"{plan.bridge_ip}/{plan.mgmt_prefixlen}", plan.lab)
+    for node in plan.nodes:
+        mgmt.add_node_link(plan.bridge, node.netns, node.host_veth, MGMT_IFNAME,
+                           f"{node.mgmt_ip}/{plan.mgmt_prefixlen}", plan.lab)
+    lab.write_state(lab_dir, state)
+
+    step("waiting for peer links (and blocking out-of-range pairs)")
+    peering = wait_for_peering(plan, PEERING_TIMEOUT_S)
+    timings["peering_s"] = round(time.monotonic() - t0, 2)
+
+    step("starting FastPay node services")
+    configs = _write_node_configs(lab_dir, plan, state)
+    pids = state.setdefault("pids", {})
+    for node in plan.nodes:
+        if process_alive(pids.get(node.name)):
+            continue
+        ndir = lab.node_dir(lab_dir, node.name)
+        pids[node.name] = rt.start(
+            refs[node.name],
+            [sys.executable, "-m", "meshpay.server", "--config", str(configs[node.name])],
+            ndir / "node.log",
+        )
+    lab.write_state(lab_dir, state)
+
+    step("waiting for every node to serve")
+    wait_healthy({n.name: n.api_url for n in plan.nodes}, SERVING_TIMEOUT_S, pids=pids,
+                 logs={n.name: lab_dir / "nodes" / n.name / "node.log" for n in plan.nodes})
+    timings["serving_s"] = round(time.monotonic() - t0, 2)
+
+    lab.write_token(lab_dir, state["token"])
+    info = lab_info(plan, state)
+    lab.write_lab_json(lab_dir, info)
+    state["phase"] = "up"
+    state["timings"] = timings
+    lab.write_state(lab_dir, state)
+    step(f"lab {plan.lab} is up in {timings['serving_s']:.1f} s")
+    return {"lab": plan.lab, "lab_dir": str(lab_dir), "timings": timings, "peering": peering,
+            "nodes": info["nodes"]}
+
+
+def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
+    try:
+        state = lab.read_state(lab_dir)
+    except lab.LabNotFound:
+        state = {}
+    if state and state.get("lab") != plan.lab:
+        raise ValueError(
+            f"{lab_dir} holds lab {state.get('lab')!r}, not {plan.lab!r}: take it down first or use another --lab-dir"
+        )
+    state.update({"lab": plan.lab, "topology": str(Path(topology).resolve()), "runtime": plan.runtime,
+                  "phase": "creating"})
+    state.setdefault("seeds", {})
+    state.setdefault("token", keys.new_token())
+    for node in plan.nodes:
+        state["seeds"].setdefault(node.name, keys.new_seed())
+    return state
+
+
+def wait_for_peering(plan: Plan, timeout: float) -> dict[str, list[str]]:
+    """Block every pair the plan forbids as soon as the kernel knows the station, and wait until
+    every node has an established link to each planned neighbour. Returns node -> peers."""
+    macs = {n.mac: n.name for n in plan.nodes}
+    blocked = {(a, b) for a, b in plan.blocked} | {(b, a) for a, b in plan.blocked}
+    deadline = time.monotonic() + timeout
+    while True:
+        established: dict[str, list[str]] = {}
+        missing = []
+        for node in plan.nodes:
+            stas = mesh.stations(node.netns, MESH_IFNAME)
+            peers = []
+            for sta in stas:
+                other = macs.get(sta.mac)
+                if other is None:
+                    continue
+                if (node.name, other) in blocked:
+                    if sta.plink_state != "BLOCKED":
+                        mesh.block_peer(node.netns, MESH_IFNAME, sta.mac)
+                elif sta.plink_state == "ESTAB":
+                    peers.append(other)
+            established[node.name] = sorted(peers)
+            want = set(plan.neighbours(node.name))
+            if not want <= set(peers):
+                missing.append(f"{node.name} lacks {sorted(want - set(peers))}")
+        if not missing:
+            return established
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"mesh peering incomplete after {timeout:.0f} s: " + "; ".join(missing))
+        time.sleep(0.5)
+
+
+def _write_node_configs(lab_dir: Path, plan: Plan, state: dict) -> dict[str, Path]:
+    seeds = state["seeds"]
+    pubkeys = {name: keys.public_key(seed) for name, seed in seeds.items()}
+    db_paths = {n.name: str(lab.node_dir(lab_dir, n.name) / "state.db") for n in plan.nodes}
+    paths = {}
+    for name, cfg in node_configs(plan, seeds, pubkeys, state["token"], db_paths).items():
+        paths[name] = lab.node_dir(lab_dir, name) / "node.json"
+        lab.write_secret_json(paths[name], cfg)
+    return paths
+
+
+def lab_info(plan: Plan, state: dict) -> dict:
+    return {
+        "lab": plan.lab,
+        "runtime": plan.runtime,
+        "mesh": {"id": plan.mesh_id, "freq": plan.freq, "params": plan.mesh_params},
+        # State-changing REST calls need `Authorization: Bearer $(cat token)`.
+        "token_file": "token",
+        "nodes": {
+            n.name: {
+                "role": n.role,
+                "public_key": keys.public_key(state["seeds"][n.name]),
+                "mesh_ip": n.mesh_ip,
+                "mgmt_ip": n.mgmt_ip,
+                "mac": n.mac,
+                "netns": n.netns,
+                "position": list(n.position),
+                "api_url": n.api_url,
+                "rest_url": n.api_url,
+            }
+            for n in plan.nodes
+        },
+    }
+
