@@ -1,0 +1,218 @@
+"""Durable node state in SQLite: accounts, the certificate log, client bookkeeping.
+
+One process owns one database: `locking_mode=EXCLUSIVE` is set before WAL so SQLite keeps the
+WAL index in process memory and needs no -shm mmap (which fails on some 9p/virtiofs shares).
+`synchronous=NORMAL` in WAL mode makes every commit durable against a killed process (SIGKILL);
+only a power loss of the host can drop the last commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from meshpay import wire
+from meshpay.authority import Account
+from meshpay.messages import Certificate, ConfirmationOrder, TransferOrder, Vote
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    key BLOB PRIMARY KEY,
+    balance INTEGER NOT NULL,
+    next_sequence INTEGER NOT NULL,
+    pending BLOB
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender BLOB NOT NULL,
+    sequence INTEGER NOT NULL,
+    recipient BLOB NOT NULL,
+    amount INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (sender, sequence)
+);
+CREATE INDEX IF NOT EXISTS certificates_by_recipient ON certificates (recipient, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS transfers (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+"""
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used for this node (locked, corrupt, or from another genesis)."""
+
+
+def _encode(msg: Vote | ConfirmationOrder | TransferOrder) -> bytes:
+    return wire.encode_frame(0, msg)
+
+
+def _decode(blob: bytes) -> Any:
+    return wire.decode_frame(blob)[1]
+
+
+def _decode_certificate(blob: bytes) -> Certificate:
+    return _decode(blob).certificate
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from None
+        if self.path != ":memory:" and mode.lower() != "wal":
+            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode})")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _transaction(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    # -- genesis -----------------------------------------------------------------------------
+
+    def ensure_genesis(self, genesis: dict[bytes, int]) -> None:
+        """Create the genesis accounts on first start; later starts must present the same genesis."""
+        digest = hashlib.sha256(
+            json.dumps(sorted((k.hex(), v) for k, v in genesis.items())).encode()
+        ).digest()
+        row = self._db.execute("SELECT value FROM meta WHERE key='genesis'").fetchone()
+        if row is not None:
+            if row[0] != digest:
+                raise StoreError(f"{self.path} was created with a different genesis")
+            return
+        db = self._transaction()
+        try:
+            db.executemany(
+                "INSERT INTO accounts (key, balance, next_sequence, pending) VALUES (?, ?, 0, NULL)",
+                list(genesis.items()),
+            )
+            db.execute("INSERT INTO meta (key, value) VALUES ('genesis', ?)", (digest,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    def account(self, key: bytes) -> Account | None:
+        row = self._db.execute(
+            "SELECT balance, next_sequence, pending FROM accounts WHERE key=?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Account(row[0], row[1], None if row[2] is None else _decode(row[2]))
+
+    def accounts(self, limit: int = 1000, offset: int = 0) -> list[tuple[bytes, Account]]:
+        rows = self._db.execute(
+            "SELECT key, balance, next_sequence, pending FROM accounts ORDER BY key LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+        return [(r[0], Account(r[1], r[2], None if r[3] is None else _decode(r[3]))) for r in rows]
+
+    def commit(
+        self,
+        accounts: dict[bytes, Account],
+        certificate: Certificate | None = None,
+        meta: dict[str, bytes | None] | None = None,
+    ) -> bool:
+        """Write one state change atomically.
+
+        With a certificate, the change happens only if that certificate is new to this store:
+        the return value says whether it was written, so nothing is ever applied twice.
+        """
+        db = self._transaction()
+        try:
+            if certificate is not None:
+                order = certificate.order
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO certificates (sender, sequence, recipient, amount, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (order.sender, order.sequence, order.recipient, order.amount, _encode(ConfirmationOrder(certificate))),
+                )
+                if cur.rowcount == 0:
+                    db.execute("ROLLBACK")
+                    return False
+            db.executemany(
+                "INSERT INTO accounts (key, balance, next_sequence, pending) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET balance=excluded.balance, "
+                "next_sequence=excluded.next_sequence, pending=excluded.pending",
+                [
+                    (k, a.balance, a.next_sequence, None if a.pending is None else _encode(a.pending))
+                    for k, a in accounts.items()
+                ],
+            )
+            for key, value in (meta or {}).items():
+                if value is None:
+                    db.execute("DELETE FROM meta WHERE key=?", (key,))
+                else:
+                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            db.execute("COMMIT")
+            return True
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- certificates ------------------------------------------------------------------------
+
+    def certificate(self, sender: bytes, sequence: int) -> Certificate | None:
+        row = self._db.execute(
+            "SELECT body FROM certificates WHERE sender=? AND sequence=?", (sender, sequence)
+        ).fetchone()
+        return None if row is None else _decode_certificate(row[0])
+
+    def sent_certificates(self, sender: bytes, from_sequence: int, limit: int) -> list[Certificate]:
+        rows = self._db.execute(
+            "SELECT body FROM certificates WHERE sender=? AND sequence>=? ORDER BY sequence LIMIT ?",
+            (sender, from_sequence, limit),
+        ).fetchall()
+        return [_decode_certificate(r[0]) for r in rows]
+
+    def received_certificates(self, recipient: bytes, after: int, limit: int) -> tuple[list[Certificate], int]:
+        """Certificates crediting `recipient` after cursor `after`, and the cursor to continue from."""
+        rows = self._db.execute(
+            "SELECT id, body FROM certificates WHERE recipient=? AND id>? ORDER BY id LIMIT ?",
+            (recipient, after, limit),
+        ).fetchall()
+        cursor = rows[-1][0] if rows else after
+        return [_decode_certificate(r[1]) for r in rows], cursor
+
+    def certificate_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
+
+    # -- client bookkeeping --------------------------------------------------------------------
+
+    def meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def decode_meta_order(self, key: str) -> TransferOrder | None:
+        blob = self.meta(key)
+        return None if blob is None else _decode(blob)
+
+    @staticmethod
+    def encode_order(order: TransferOrder) -> bytes:
+        return _encode(order)
+
+    def put_transfer(self, transfer_id: str, record: dict[str, Any]) -> None:
+        db = self._transaction()
+        try:
+            db.execute("INSERT OR REPLACE INTO transfers (id, record) VALUES (?, ?)", (transfer_id, json.dumps(record)))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def transfer(self, transfer_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT record FROM transfers WHERE id=?", (transfer_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
