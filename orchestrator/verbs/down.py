@@ -35,7 +35,15 @@ def run(lab_dir: Path, lab_name: str | None = None) -> dict:
         rt.delete(_ref(name, netns))
     for f in STATE_FILES:
         (lab_dir / f).unlink(missing_ok=True)
-    return {"lab": name, "nodes": nodes, "radios": radios, "links": links}
+    return {"lab": name, "nodes": nodes, "radios": radios, "links": links, "leftover": leftover(name)}
+
+
+def leftover(lab_name: str, runtime: str = "netns") -> list[str]:
+    """What of this lab still exists on the kernel: empty after a clean `down`."""
+    rt = runtime_for(runtime, lab_name)
+    return ([f"netns {n}" for n in rt.list(lab_name)]
+            + [f"radio {r.name}" for r in radio.list_radios(radio_prefix(lab_name))]
+            + [f"link {link}" for link in mgmt.owned_links(lab_name)])
 
 
 def _ref(lab_name: str, netns: str) -> NodeRef:
