@@ -1,0 +1,219 @@
+"""Generic netlink message classes and sockets for the two families the kernel layer speaks.
+
+pyroute2 ships an nl80211 message class, but it leaves the mesh attributes as raw `hex` (mesh ID,
+mesh config, mpath info, plink action), and it has no mac80211_hwsim family at all. Both are
+described here, once, from the kernel's uapi headers (include/uapi/linux/nl80211.h and
+drivers/net/wireless/mac80211_hwsim.h as of Linux 6.1), so radio.py and mesh.py only build
+attribute lists.
+
+Sockets can be opened inside a named netns (`/run/netns/<name>`): nl80211 interface indexes and
+station tables are per namespace, so a node's mesh is only reachable from a socket living there.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg, nla
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.generic import GenericNetlinkSocket
+from pyroute2.netlink.nl80211 import nl80211cmd
+
+log = logging.getLogger(__name__)
+
+HWSIM_FAMILY = "MAC80211_HWSIM"
+NL80211_FAMILY = "nl80211"
+
+HWSIM_MISSING = (
+    "mac80211_hwsim is not loaded: run `modprobe mac80211_hwsim radios=0`, "
+    "or use `meshpay-lab up --vm`"
+)
+
+# enum hwsim_commands
+HWSIM_CMD_NEW_RADIO = 4
+HWSIM_CMD_DEL_RADIO = 5
+HWSIM_CMD_GET_RADIO = 6
+
+# enum nl80211_commands (the subset we send)
+NL80211_CMD_GET_WIPHY = 1
+NL80211_CMD_GET_INTERFACE = 5
+NL80211_CMD_NEW_INTERFACE = 7
+NL80211_CMD_DEL_INTERFACE = 8
+NL80211_CMD_GET_STATION = 17
+NL80211_CMD_SET_STATION = 18
+NL80211_CMD_GET_MPATH = 21
+NL80211_CMD_GET_MESH_CONFIG = 28
+NL80211_CMD_SET_WIPHY_NETNS = 49
+NL80211_CMD_JOIN_MESH = 68
+NL80211_CMD_LEAVE_MESH = 69
+
+NL80211_IFTYPE_MESH_POINT = 7
+NL80211_PLINK_ACTION_BLOCK = 2
+
+
+class hwsimmsg(genlmsg):
+    """MAC80211_HWSIM messages (enum hwsim_attrs, positions are the attribute numbers)."""
+
+    prefix = "HWSIM_ATTR_"
+    nla_map = (
+        ("HWSIM_ATTR_UNSPEC", "none"),
+        ("HWSIM_ATTR_ADDR_RECEIVER", "l2addr"),
+        ("HWSIM_ATTR_ADDR_TRANSMITTER", "l2addr"),
+        ("HWSIM_ATTR_FRAME", "cdata"),
+        ("HWSIM_ATTR_FLAGS", "uint32"),
+        ("HWSIM_ATTR_RX_RATE", "uint32"),
+        ("HWSIM_ATTR_SIGNAL", "uint32"),
+        ("HWSIM_ATTR_TX_INFO", "cdata"),
+        ("HWSIM_ATTR_COOKIE", "uint64"),
+        ("HWSIM_ATTR_CHANNELS", "uint32"),
+        ("HWSIM_ATTR_RADIO_ID", "uint32"),
+        ("HWSIM_ATTR_REG_HINT_ALPHA2", "string"),
+        ("HWSIM_ATTR_REG_CUSTOM_REG", "uint32"),
+        ("HWSIM_ATTR_REG_STRICT_REG", "flag"),
+        ("HWSIM_ATTR_SUPPORT_P2P_DEVICE", "flag"),
+        ("HWSIM_ATTR_USE_CHANCTX", "flag"),
+        ("HWSIM_ATTR_DESTROY_RADIO_ON_CLOSE", "flag"),
+        # the kernel sends the name without a trailing NUL and reads it with "%.*s"
+        ("HWSIM_ATTR_RADIO_NAME", "string"),
+        ("HWSIM_ATTR_NO_VIF", "flag"),
+        ("HWSIM_ATTR_FREQ", "uint32"),
+        ("HWSIM_ATTR_PAD", "none"),
+        ("HWSIM_ATTR_TX_INFO_FLAGS", "cdata"),
+        ("HWSIM_ATTR_PERM_ADDR", "l2addr"),
+        ("HWSIM_ATTR_IFTYPE_SUPPORT", "uint32"),
+        ("HWSIM_ATTR_CIPHER_SUPPORT", "cdata"),
+    )
+
+
+# enum nl80211_meshconf_params: (attribute, pyroute2 type); position = attribute number.
+# Sizes matter: the kernel's policy rejects a u32 where it expects a u8.
+MESHCONF_ATTRS: tuple[tuple[str, str], ...] = (
+    ("__NL80211_MESHCONF_INVALID", "none"),
+    ("NL80211_MESHCONF_RETRY_TIMEOUT", "uint16"),
+    ("NL80211_MESHCONF_CONFIRM_TIMEOUT", "uint16"),
+    ("NL80211_MESHCONF_HOLDING_TIMEOUT", "uint16"),
+    ("NL80211_MESHCONF_MAX_PEER_LINKS", "uint16"),
+    ("NL80211_MESHCONF_MAX_RETRIES", "uint8"),
+    ("NL80211_MESHCONF_TTL", "uint8"),
+    ("NL80211_MESHCONF_AUTO_OPEN_PLINKS", "uint8"),
+    ("NL80211_MESHCONF_HWMP_MAX_PREQ_RETRIES", "uint8"),
+    ("NL80211_MESHCONF_PATH_REFRESH_TIME", "uint32"),
+    ("NL80211_MESHCONF_MIN_DISCOVERY_TIMEOUT", "uint16"),
+    ("NL80211_MESHCONF_HWMP_ACTIVE_PATH_TIMEOUT", "uint32"),
+    ("NL80211_MESHCONF_HWMP_PREQ_MIN_INTERVAL", "uint16"),
+    ("NL80211_MESHCONF_HWMP_NET_DIAM_TRVS_TIME", "uint16"),
+    ("NL80211_MESHCONF_HWMP_ROOTMODE", "uint8"),
+    ("NL80211_MESHCONF_ELEMENT_TTL", "uint8"),
+    ("NL80211_MESHCONF_HWMP_RANN_INTERVAL", "uint16"),
+    ("NL80211_MESHCONF_GATE_ANNOUNCEMENTS", "uint8"),
+    ("NL80211_MESHCONF_HWMP_PERR_MIN_INTERVAL", "uint16"),
+    ("NL80211_MESHCONF_FORWARDING", "uint8"),
+    ("NL80211_MESHCONF_RSSI_THRESHOLD", "int32"),
+    ("NL80211_MESHCONF_SYNC_OFFSET_MAX_NEIGHBOR", "uint32"),
+    ("NL80211_MESHCONF_HT_OPMODE", "uint16"),
+    ("NL80211_MESHCONF_HWMP_PATH_TO_ROOT_TIMEOUT", "uint32"),
+    ("NL80211_MESHCONF_HWMP_ROOT_INTERVAL", "uint16"),
+    ("NL80211_MESHCONF_HWMP_CONFIRMATION_INTERVAL", "uint16"),
+    ("NL80211_MESHCONF_POWER_MODE", "uint32"),
+    ("NL80211_MESHCONF_AWAKE_WINDOW", "uint16"),
+    ("NL80211_MESHCONF_PLINK_TIMEOUT", "uint32"),
+    ("NL80211_MESHCONF_CONNECTED_TO_GATE", "uint8"),
+    ("NL80211_MESHCONF_NOLEARN", "uint8"),
+    ("NL80211_MESHCONF_CONNECTED_TO_AS", "uint8"),
+)
+
+# pyroute2 leaves these nl80211 attributes as hex dumps; we need them typed.
+_NL80211_OVERRIDES = {
+    "NL80211_ATTR_MESH_ID": "cdata",
+    "NL80211_ATTR_STA_PLINK_ACTION": "uint8",
+    "NL80211_ATTR_MPATH_NEXT_HOP": "l2addr",
+    "NL80211_ATTR_MPATH_INFO": "mpath_info",
+    "NL80211_ATTR_MESH_CONFIG": "mesh_config",
+}
+
+
+class nl80211msg(nl80211cmd):
+    """pyroute2's nl80211 message with the mesh attributes decoded."""
+
+    nla_map = tuple(
+        (name, _NL80211_OVERRIDES.get(name, kind)) for name, kind in nl80211cmd.nla_map
+    )
+
+    class mesh_config(nla):
+        prefix = "NL80211_MESHCONF_"
+        nla_map = MESHCONF_ATTRS
+
+    class mpath_info(nla):
+        # enum nl80211_mpath_info
+        prefix = "NL80211_MPATH_INFO_"
+        nla_map = (
+            ("__NL80211_MPATH_INFO_INVALID", "none"),
+            ("NL80211_MPATH_INFO_FRAME_QLEN", "uint32"),
+            ("NL80211_MPATH_INFO_SN", "uint32"),
+            ("NL80211_MPATH_INFO_METRIC", "uint32"),
+            ("NL80211_MPATH_INFO_EXPTIME", "uint32"),
+            ("NL80211_MPATH_INFO_FLAGS", "uint8"),
+            ("NL80211_MPATH_INFO_DISCOVERY_TIMEOUT", "uint32"),
+            ("NL80211_MPATH_INFO_DISCOVERY_RETRIES", "uint8"),
+            ("NL80211_MPATH_INFO_HOP_COUNT", "uint8"),
+            ("NL80211_MPATH_INFO_PATH_CHANGE", "uint32"),
+        )
+
+
+class FamilyMissing(RuntimeError):
+    """The generic netlink family is not registered in this kernel."""
+
+
+class GenlSocket(GenericNetlinkSocket):
+    """A generic netlink socket bound to one family, optionally inside a named netns."""
+
+    def __init__(self, family: str, msg_class: type[genlmsg], netns: str | None = None):
+        # flags=0: never let pyroute2 create a missing netns behind our back
+        super().__init__(**({"netns": netns, "flags": 0} if netns else {}))
+        self.msg_class = msg_class
+        try:
+            self.bind(family, msg_class)
+        except NetlinkError as err:
+            self.close()
+            if err.code in (errno.ENOENT, errno.ENOTSUP):
+                raise FamilyMissing(family) from err
+            raise
+
+    def request(self, cmd: int, attrs: list[list[Any]], dump: bool = False) -> list[genlmsg]:
+        msg = self.msg_class()
+        msg["cmd"] = cmd
+        msg["version"] = 1
+        msg["attrs"] = attrs
+        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
+        return list(self.nlm_request(msg, msg_type=self.prid, msg_flags=flags))
+
+
+@contextmanager
+def hwsim_socket(netns: str | None = None) -> Iterator[GenlSocket]:
+    try:
+        sock = GenlSocket(HWSIM_FAMILY, hwsimmsg, netns)
+    except FamilyMissing:
+        raise RuntimeError(HWSIM_MISSING) from None
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@contextmanager
+def nl80211_socket(netns: str | None = None) -> Iterator[GenlSocket]:
+    if netns is not None and not os.path.exists(f"/run/netns/{netns}"):
+        raise RuntimeError(f"netns {netns!r} does not exist (expected /run/netns/{netns})")
+    try:
+        sock = GenlSocket(NL80211_FAMILY, nl80211msg, netns)
+    except FamilyMissing:
+        raise RuntimeError("nl80211 is not available: load cfg80211 (`modprobe cfg80211`)") from None
+    try:
+        yield sock
+    finally:
+        sock.close()
