@@ -118,6 +118,7 @@ def down(
     name: LabOpt = None,
     root: RootOpt = None,
     keep_files: Annotated[bool, typer.Option(help="keep node logs and databases")] = False,
+    fmt: FormatOpt = "table",
 ) -> None:
     """Remove everything the lab made: processes, namespaces, radios, interfaces, its VM."""
     from orchestrator.vmlab import down_lab
@@ -127,9 +128,10 @@ def down(
         removed = down_lab(lab_dir, keep_files=keep_files)
     except (ValueError, RuntimeError, OSError) as exc:
         _fail(f"{exc}\nrun `meshpay-lab down` again; it only removes what is still there")
-    out.print(f"lab {removed['lab']} is down: removed {len(removed.get('nodes', []))} nodes, "
-              f"{len(removed.get('radios', []))} radios, {len(removed.get('links', []))} links"
-              + (", its VM" if removed.get("vm") else ""))
+    _emit(removed, fmt, lambda d: out.print(
+        f"lab {d['lab']} is down: removed {len(d['nodes'])} nodes, {len(d['radios'])} radios, "
+        f"{len(d['links'])} links" + (", its VM" if d.get("vm") else "")
+        + (f"; [red]still there: {', '.join(d['leftover'])}[/red]" if d["leftover"] else "")))
 
 
 @app.command()
