@@ -1,0 +1,34 @@
+"""Where a node lives: the small interface every runtime implements (containerlab's shape).
+
+A runtime owns a node's network namespace and the processes in it; the radio, mesh and
+management modules only need the namespace's name and path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    lab: str
+    name: str
+    netns: str  # the name under /run/netns
+
+
+class Runtime(Protocol):
+    def create(self, node: NodeRef) -> None: ...
+
+    def start(
+        self, node: NodeRef, argv: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> int: ...
+
+    def stop(self, node: NodeRef) -> None: ...
+
+    def delete(self, node: NodeRef) -> None: ...
+
+    def list(self, lab: str) -> list[str]: ...
+
+    def netns_path(self, node: NodeRef) -> str: ...

@@ -1,0 +1,142 @@
+"""The default runtime: a node is a named network namespace on this kernel.
+
+Processes start through `ip netns exec`, which also remounts /sys for the namespace (a plain
+setns leaves sysfs showing the root namespace). Stopping finds every process whose network
+namespace is the node's, by inode, so a process that forked or lost its parent still goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from pyroute2 import netns as pyroute2_netns
+
+from orchestrator.runtime.base import NodeRef
+
+log = logging.getLogger(__name__)
+
+NETNS_DIR = "/run/netns"
+
+
+def lab_prefix(lab: str) -> str:
+    return f"mpl-{lab}-"
+
+
+class NetnsRuntime:
+    def __init__(self, stop_timeout: float = 5.0) -> None:
+        self.stop_timeout = stop_timeout
+
+    def netns_path(self, node: NodeRef) -> str:
+        return f"{NETNS_DIR}/{node.netns}"
+
+    def create(self, node: NodeRef) -> None:
+        if os.path.exists(self.netns_path(node)):
+            raise RuntimeError(f"netns {node.netns} already exists: run `down` for lab {node.lab}")
+        pyroute2_netns.create(node.netns)
+        log.info("netns created", extra={"netns": node.netns})
+
+    def start(
+        self, node: NodeRef, argv: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> int:
+        if not os.path.exists(self.netns_path(node)):
+            raise RuntimeError(f"netns {node.netns} does not exist: create the node first")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            # a new session: the node outlives the controller and gets no terminal signals
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", node.netns, *argv],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, **env} if env else None, start_new_session=True,
+            )
+        log.info("process started", extra={"netns": node.netns, "pid": proc.pid, "argv": argv})
+        return proc.pid
+
+    def stop(self, node: NodeRef) -> None:
+        pids = pids_in_netns(self.netns_path(node))
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = [pid for pid in pids if _alive(pid)]
+        for pid in pids:
+            log.warning("process ignored SIGTERM, killing", extra={"pid": pid, "netns": node.netns})
+            _signal(pid, signal.SIGKILL)
+        for pid in pids:
+            _wait_gone(pid, deadline=time.monotonic() + 2.0)
+
+    def delete(self, node: NodeRef) -> None:
+        if not os.path.exists(self.netns_path(node)):
+            return
+        self.stop(node)
+        pyroute2_netns.remove(node.netns)
+        log.info("netns removed", extra={"netns": node.netns})
+
+    def list(self, lab: str) -> list[str]:
+        prefix = lab_prefix(lab)
+        try:
+            names = os.listdir(NETNS_DIR)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n.startswith(prefix))
+
+
+def pids_in_netns(netns_path: str) -> list[int]:
+    """Every live process whose network namespace is the one bound at netns_path."""
+    try:
+        target = os.stat(netns_path)
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ns = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:  # gone, a kernel thread, or a zombie
+            continue
+        if (ns.st_ino, ns.st_dev) == (target.st_ino, target.st_dev):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not _is_zombie(pid)
+
+
+def _wait_gone(pid: int, deadline: float) -> None:
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _reap(pid: int) -> None:
+    # our own children (nodes started by this process) would linger as zombies otherwise
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
