@@ -19,7 +19,8 @@ def call(lab_dir: Path, verb: str, **kwargs) -> dict:
         from orchestrator.vm import VMRecord
 
         record = VMRecord.load(Path(lab_dir))
-        return agent_call(record.port, verb, kwargs)
+        if record is not None:
+            return agent_call(record.port, verb, kwargs)
     module = importlib.import_module(f"orchestrator.verbs.{verb}")
     return module.run(Path(lab_dir), **kwargs)
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pyroute2 import IPRoute
+
 from orchestrator import keys, lab, mesh, mgmt, radio
 from orchestrator.health import process_alive, wait_healthy
 from orchestrator.nodeconfig import node_configs
@@ -57,21 +59,24 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     radios = {r.name: r for r in radio.list_radios(radio_prefix(plan.lab))}
     for node in plan.nodes:
         if node.radio not in radios:
-            r = radio.create_radio(node.radio)
+            r = radio.create_radio(node.radio, mac=node.mac)
             radio.move_phy(r.phy_index, rt.netns_path(refs[node.name]))
             radios[r.name] = r
-        if not mesh.has_interface(node.netns, MESH_IFNAME):
-            mesh.create_mesh_point(node.netns, radios[node.radio].phy_index, MESH_IFNAME, node.mac)
-            mesh.add_address(node.netns, MESH_IFNAME, f"{node.mesh_ip}/{plan.mesh_prefixlen}")
+        if not _has_interface(node.netns, MESH_IFNAME):
+            mesh.create_mesh_point(node.netns, radios[node.radio].phy_index, MESH_IFNAME, node.mac,
+                                   cidr=f"{node.mesh_ip}/{plan.mesh_prefixlen}")
             mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params)
     state["radios"] = sorted(n.radio for n in plan.nodes)
     lab.write_state(lab_dir, state)
 
     step("wiring the management plane")
-    mgmt.create_bridge(plan.bridge, f"{plan.bridge_ip}/{plan.mgmt_prefixlen}", plan.lab)
+    owned = set(mgmt.owned_links(plan.lab))
+    if plan.bridge not in owned:
+        mgmt.create_bridge(plan.bridge, f"{plan.bridge_ip}/{plan.mgmt_prefixlen}", lab=plan.lab)
     for node in plan.nodes:
-        mgmt.add_node_link(plan.bridge, node.netns, node.host_veth, MGMT_IFNAME,
-                           f"{node.mgmt_ip}/{plan.mgmt_prefixlen}", plan.lab)
+        if node.host_veth not in owned:
+            mgmt.add_node_link(plan.bridge, node.netns, node.host_veth, node_ifname=MGMT_IFNAME,
+                               cidr=f"{node.mgmt_ip}/{plan.mgmt_prefixlen}", lab=plan.lab)
     lab.write_state(lab_dir, state)
 
     step("waiting for peer links (and blocking out-of-range pairs)")
@@ -156,6 +161,11 @@ def wait_for_peering(plan: Plan, timeout: float) -> dict[str, list[str]]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"mesh peering incomplete after {timeout:.0f} s: " + "; ".join(missing))
         time.sleep(0.5)
+
+
+def _has_interface(netns: str, ifname: str) -> bool:
+    with IPRoute(netns=netns, flags=0) as ipr:
+        return bool(ipr.link_lookup(ifname=ifname))
 
 
 def _write_node_configs(lab_dir: Path, plan: Plan, state: dict) -> dict[str, Path]:

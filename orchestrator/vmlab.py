@@ -1,0 +1,82 @@
+"""A lab's whole life on the VM route, as the host sees it: boot the VM, have its agent build the
+lab, make REST URLs reachable from the host; and, for `down`, the reverse, leaving nothing behind."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestrator import lab
+from orchestrator.dispatch import agent_call
+from orchestrator.vm import LabVM, VMRecord, agent_argv, vm_alive
+
+BOOT_TIMEOUT_S = 300.0
+
+
+def up_in_vm(lab_dir: Path, topology: Path, on_step: Callable[[str], None] | None = None) -> dict:
+    step = on_step or (lambda msg: None)
+    record = VMRecord.load(lab_dir)
+    vm = LabVM()
+    if record is None or not vm_alive(record):
+        step("booting the lab's VM (virtme-ng)")
+        record = vm.boot(lab_dir, agent_argv(lab_dir))
+        vm.wait_ready(record, timeout=BOOT_TIMEOUT_S)
+    with _follow_progress(lab_dir / "progress.log", step):
+        result = agent_call(record.port, "up", {"topology": str(topology)})
+    # Inside the VM a node's REST URL is its management address; from the host, the agent's
+    # forwarded port reaches it through the agent's proxy.
+    info = lab.read_lab_json(lab_dir)
+    for name, node in info["nodes"].items():
+        node["rest_url"] = f"{record.url}/nodes/{name}"
+        result["nodes"][name]["rest_url"] = node["rest_url"]
+    info["vm"] = {"pid": record.pid, "port": record.port, "log": record.log_path, "accel": record.accel}
+    lab.write_lab_json(lab_dir, info)
+    return result
+
+
+def down_lab(lab_dir: Path, keep_files: bool = False) -> dict:
+    """Take the lab down wherever it runs; then remove its directory unless asked to keep it."""
+    from orchestrator.verbs import down as down_verb
+
+    record = VMRecord.load(lab_dir)
+    if record is None:
+        removed = down_verb.run(lab_dir)
+    else:
+        if vm_alive(record):
+            removed = agent_call(record.port, "down", {})
+        else:
+            # The VM died: whatever it held on its kernel died with it.
+            removed = {"lab": lab_dir.name, "nodes": [], "radios": [], "links": [], "leftover": []}
+        LabVM().stop(record)
+        removed["vm"] = True
+    if not keep_files:
+        shutil.rmtree(lab_dir, ignore_errors=True)
+    return removed
+
+
+class _follow_progress:
+    """Relay the last line of progress.log (written by `up` inside the VM) to the spinner."""
+
+    def __init__(self, path: Path, step: Callable[[str], None]) -> None:
+        self.path, self.step, self.done = path, step, threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> None:
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(timeout=2)
+
+    def _loop(self) -> None:
+        last = ""
+        while not self.done.wait(1.0):
+            try:
+                lines = self.path.read_text().splitlines()
+            except OSError:
+                continue
+            if lines and lines[-1] != last:
+                last = lines[-1]
+                self.step(last.split(" ", 1)[-1] + " (in the VM)")
