@@ -51,6 +51,9 @@ class VoteCollector:
         if authority not in self.votes:
             self.refusals[authority] = reason
 
+    def refusals_text(self) -> dict[str, str]:
+        return {a.hex(): reason for a, reason in self.refusals.items()}
+
     def certificate(self) -> Certificate:
         if not self.has_quorum:
             raise ProtocolError(

@@ -1,0 +1,167 @@
+"""NODE_JSON, the node's whole configuration, as written by the controller (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshpay import crypto
+from meshpay.committee import AuthorityInfo, Committee
+
+ROLES = ("authority", "client")
+
+
+class ConfigError(ValueError):
+    """NODE_JSON is missing a field or has a wrong one; the message names the file and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    name: str
+    public_key: bytes
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    role: str
+    keypair: crypto.KeyPair
+    db_path: str
+    wire_host: str
+    wire_port: int
+    api_host: str
+    api_port: int
+    api_token: str | None
+    committee: Committee
+    clients: tuple[ClientInfo, ...]
+    genesis: dict[bytes, int]
+
+    @property
+    def public_key(self) -> bytes:
+        return self.keypair.public_key
+
+    def resolve_account(self, text: str) -> bytes | None:
+        """An account key from a client or authority name or a hex public key, or None."""
+        for c in self.clients:
+            if c.name == text:
+                return c.public_key
+        for m in self.committee.members:
+            if m.name == text:
+                return m.public_key
+        try:
+            return crypto.parse_public_key(text)
+        except crypto.CryptoError:
+            return None
+
+    def account_name(self, key: bytes) -> str | None:
+        for c in self.clients:
+            if c.public_key == key:
+                return c.name
+        member = self.committee.by_key.get(key)
+        return None if member is None else member.name
+
+    def client(self, key: bytes) -> ClientInfo | None:
+        return next((c for c in self.clients if c.public_key == key), None)
+
+
+def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in obj:
+        raise ConfigError(f"{where}: missing field {key!r}")
+    value = obj[key]
+    # bool is an int in Python; a port or weight of `true` is a mistake, not 1.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _port(obj: dict[str, Any], key: str, where: str) -> int:
+    port = _get(obj, key, int, where)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where}: field {key!r} is not a TCP port: {port}")
+    return port
+
+
+def _key(obj: dict[str, Any], where: str) -> bytes:
+    try:
+        return crypto.parse_public_key(_get(obj, "public_key", str, where))
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"{where}: field 'public_key': {exc}") from None
+
+
+def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be an object")
+    role = _get(data, "role", str, source)
+    if role not in ROLES:
+        raise ConfigError(f"{source}: field 'role' must be one of {ROLES}, got {role!r}")
+    try:
+        keypair = crypto.KeyPair.from_hex(_get(data, "seed", str, source))
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"{source}: field 'seed': {exc}") from None
+    members = []
+    for i, m in enumerate(_get(data, "committee", list, source)):
+        where = f"{source}: committee[{i}]"
+        if not isinstance(m, dict):
+            raise ConfigError(f"{where} must be an object")
+        weight = _get(m, "weight", int, where)
+        if weight <= 0:
+            raise ConfigError(f"{where}: field 'weight' must be positive")
+        members.append(AuthorityInfo(_get(m, "name", str, where), _key(m, where), weight, _get(m, "host", str, where), _port(m, "port", where)))
+    try:
+        committee = Committee(members)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: field 'committee': {exc}") from None
+    clients = []
+    for i, c in enumerate(_get(data, "clients", list, source)):
+        where = f"{source}: clients[{i}]"
+        if not isinstance(c, dict):
+            raise ConfigError(f"{where} must be an object")
+        clients.append(ClientInfo(_get(c, "name", str, where), _key(c, where), _get(c, "host", str, where), _port(c, "port", where)))
+    genesis: dict[bytes, int] = {}
+    for key_hex, amount in _get(data, "genesis", dict, source).items():
+        where = f"{source}: genesis[{key_hex!r}]"
+        try:
+            key = crypto.parse_public_key(key_hex)
+        except crypto.CryptoError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= 2**62:
+            raise ConfigError(f"{where}: balance must be an integer in [0, 2^62]")
+        genesis[key] = amount
+    if sum(genesis.values()) > 2**62:
+        raise ConfigError(f"{source}: field 'genesis': total supply exceeds 2^62")
+    token = data.get("api_token")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ConfigError(f"{source}: field 'api_token' must be a non-empty string or null")
+    config = NodeConfig(
+        name=_get(data, "name", str, source),
+        role=role,
+        keypair=keypair,
+        db_path=_get(data, "db_path", str, source),
+        wire_host=_get(data, "wire_host", str, source),
+        wire_port=_port(data, "wire_port", source),
+        api_host=_get(data, "api_host", str, source),
+        api_port=_port(data, "api_port", source),
+        api_token=token,
+        committee=committee,
+        clients=tuple(clients),
+        genesis=genesis,
+    )
+    if role == "authority" and config.public_key not in committee.weights:
+        raise ConfigError(f"{source}: this authority's seed does not match any committee public key")
+    return config
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    return parse_config(data, str(path))

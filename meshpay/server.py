@@ -1,0 +1,94 @@
+"""Process entry point: `python -m meshpay.server --config NODE_JSON` (console script meshpay-node).
+
+One asyncio loop serves the binary wire (protocol traffic) and the REST API (uvicorn).
+Environment: MESHPAY_LOG_LEVEL (default WARNING). Fault injection for tests only:
+MESHPAY_BYZANTINE=conflict|garbage|refuse|delay makes an authority misbehave (it still really
+signs what it signs), MESHPAY_BYZANTINE_DELAY sets the delay in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+
+from meshpay.config import ConfigError, NodeConfig, load_config
+from meshpay.store import StoreError
+
+log = logging.getLogger("meshpay.server")
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname.lower()} logger={record.name} {record.getMessage()}"
+        if record.exc_info:
+            line += " exc=" + repr(self.formatException(record.exc_info))
+        return line
+
+
+async def serve(config: NodeConfig) -> None:
+    # Heavy imports after the config is known to be good: a bad config fails in milliseconds.
+    import uvicorn
+
+    from meshpay.api import create_app
+    from meshpay.metrics import Metrics
+    from meshpay.service import AuthorityService, ClientService
+    from meshpay.store import Store
+    from meshpay.transport import PeerPool, WireServer
+
+    store = Store(config.db_path)
+    metrics = Metrics()
+    pool = PeerPool()
+    byzantine = os.environ.get("MESHPAY_BYZANTINE") or None
+    service: AuthorityService | ClientService
+    if config.role == "authority":
+        service = AuthorityService(config, store, metrics, byzantine)
+        if byzantine:
+            log.warning("event=fault_injection mode=%s", byzantine)
+    else:
+        if byzantine:
+            raise ConfigError("MESHPAY_BYZANTINE is for authorities only")
+        service = ClientService(config, store, metrics, pool)
+    wire_server = WireServer(service.handle, config.wire_host, config.wire_port)
+    await wire_server.start()
+    app = create_app(service, config, metrics)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning", access_log=False, lifespan="off")
+    )
+    log.info("event=started name=%s role=%s wire=%s:%d api=%s:%d", config.name, config.role, config.wire_host, config.wire_port, config.api_host, config.api_port)
+    try:
+        await server.serve()
+    finally:
+        await wire_server.close()
+        if isinstance(service, ClientService):
+            await service.close()
+        await pool.close()
+        store.close()
+        log.info("event=stopped name=%s", config.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meshpay-node", description="Run one FastPay node (authority or client).")
+    parser.add_argument("--config", required=True, help="path to NODE_JSON")
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(KeyValueFormatter())
+    logging.basicConfig(level=os.environ.get("MESHPAY_LOG_LEVEL", "WARNING").upper(), handlers=[handler])
+    started = time.monotonic()
+    try:
+        config = load_config(args.config)
+        log.info("event=config_loaded path=%s seconds=%.3f", args.config, time.monotonic() - started)
+        asyncio.run(serve(config))
+    except (ConfigError, StoreError) as exc:
+        print(f"meshpay-node: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,501 @@
+"""The running node: the pure logic of authority.py and client.py, wired to the store and to
+the network. All state changes happen on the event loop thread without an await between reading
+and committing, so handlers never interleave inside a state change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+from meshpay import client as client_logic
+from meshpay.authority import Account, Authority
+from meshpay.committee import AuthorityInfo
+from meshpay.config import NodeConfig
+from meshpay.messages import (
+    AccountInfoRequest,
+    AccountInfoResponse,
+    Certificate,
+    ConfirmationAck,
+    ConfirmationOrder,
+    ErrorCode,
+    ErrorReply,
+    Message,
+    ProtocolError,
+    TransferOrder,
+    Vote,
+    sign_order,
+    sign_vote,
+)
+from meshpay.metrics import Metrics
+from meshpay.store import Store
+from meshpay.transport import PeerPool, TransportError
+
+log = logging.getLogger("meshpay.node")
+
+BYZANTINE_MODES = ("conflict", "garbage", "refuse", "delay")
+REQUEST_TIMEOUT = 5.0
+CONFIRM_WAIT = 5.0
+INFO_PAGE = 256
+PENDING_KEY = "pending_order"
+
+
+def certificate_json(cert: Certificate, config: NodeConfig) -> dict[str, Any]:
+    o = cert.order
+    return {
+        "id": o.transfer_id,
+        "sender": o.sender.hex(),
+        "recipient": o.recipient.hex(),
+        "amount": o.amount,
+        "sequence": o.sequence,
+        "order_signature": o.signature.hex(),
+        "signatures": [
+            {"authority": config.account_name(a), "public_key": a.hex(), "signature": s.hex()}
+            for a, s in cert.signatures
+        ],
+    }
+
+
+def account_json(key: bytes, account: Account, config: NodeConfig) -> dict[str, Any]:
+    pending = account.pending
+    return {
+        "id": key.hex(),
+        "name": config.account_name(key),
+        "balance": account.balance,
+        "next_sequence": account.next_sequence,
+        "pending": None
+        if pending is None
+        else {"sequence": pending.order.sequence, "recipient": pending.order.recipient.hex(), "amount": pending.order.amount},
+    }
+
+
+class NodeError(Exception):
+    """A request the node refuses; `status` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class AuthorityService:
+    role = "authority"
+
+    def __init__(self, config: NodeConfig, store: Store, metrics: Metrics, byzantine: str | None = None) -> None:
+        if byzantine is not None and byzantine not in BYZANTINE_MODES:
+            raise ValueError(f"MESHPAY_BYZANTINE must be one of {BYZANTINE_MODES}, got {byzantine!r}")
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.authority = Authority(config.keypair, config.committee)
+        self.byzantine = byzantine
+        self.delay = float(os.environ.get("MESHPAY_BYZANTINE_DELAY", "3"))
+        store.ensure_genesis(config.genesis)
+
+    async def handle(self, msg: Message) -> Message | bytes:
+        kind = type(msg).__name__
+        self.metrics.inc("meshpay_wire_requests_total", "Wire requests received, by message type.", type=kind)
+        if self.byzantine is not None and not isinstance(msg, AccountInfoRequest):
+            if self.byzantine == "refuse":
+                return ErrorReply(ErrorCode.REFUSED, "fault injection: this authority refuses everything")
+            if self.byzantine == "garbage":
+                return os.urandom(40)
+            if self.byzantine == "delay":
+                await asyncio.sleep(self.delay)
+        try:
+            if isinstance(msg, TransferOrder):
+                if self.byzantine == "conflict":
+                    return self._vote_for_anything(msg)
+                return self._order(msg)
+            if isinstance(msg, ConfirmationOrder):
+                return self._confirm(msg.certificate)
+            if isinstance(msg, AccountInfoRequest):
+                return self._info(msg)
+            raise ProtocolError(ErrorCode.WRONG_ROLE, f"an authority does not take {kind}")
+        except ProtocolError as exc:
+            self.metrics.inc("meshpay_refusals_total", "Requests refused, by reason.", code=exc.code.name)
+            return exc.reply()
+
+    def _order(self, order: TransferOrder) -> Vote:
+        account = self.store.account(order.sender)
+        new, vote = self.authority.handle_order(account, order)
+        if new != account:
+            self.store.commit({order.sender: new})
+            self.metrics.inc("meshpay_votes_signed_total", "Transfer orders voted for (and locked).")
+        return vote
+
+    def _vote_for_anything(self, order: TransferOrder) -> Vote:
+        # Fault injection: sign every well-signed order, ignoring lock, sequence and balance.
+        if not order.has_valid_signature():
+            raise ProtocolError(ErrorCode.BAD_SIGNATURE, "order signature does not verify")
+        return sign_vote(self.config.keypair, order)
+
+    def _confirm(self, cert: Certificate) -> ConfirmationAck:
+        order = cert.order
+        sender = self.store.account(order.sender)
+        recipient = self.store.account(order.recipient)
+        outcome = self.authority.handle_confirmation(sender, recipient, cert)
+        if outcome.applied:
+            self.store.commit({order.sender: outcome.sender, order.recipient: outcome.recipient}, cert)
+            self.metrics.inc("meshpay_confirmations_applied_total", "Certificates applied.")
+            log.debug("event=confirmed id=%s amount=%d", order.transfer_id, order.amount)
+        return outcome.ack
+
+    def _info(self, req: AccountInfoRequest) -> AccountInfoResponse:
+        limit = min(req.limit, INFO_PAGE)
+        sent = tuple(self.store.sent_certificates(req.account, req.sent_from, limit)) if limit else ()
+        received: tuple[Certificate, ...] = ()
+        cursor = req.received_after
+        if limit:
+            got, cursor = self.store.received_certificates(req.account, req.received_after, limit)
+            received = tuple(got)
+        return self.authority.account_info(req.account, self.store.account(req.account), sent, received, cursor)
+
+    # -- REST views ------------------------------------------------------------------------------
+
+    def accounts(self) -> list[dict[str, Any]]:
+        return [account_json(k, a, self.config) for k, a in self.store.accounts()]
+
+    def account(self, key: bytes) -> dict[str, Any]:
+        account = self.store.account(key)
+        if account is None:
+            raise NodeError(404, f"no account {key.hex()} at this authority")
+        return account_json(key, account, self.config)
+
+    def transfer(self, transfer_id: str) -> dict[str, Any]:
+        sender_hex, _, seq = transfer_id.rpartition("-")
+        try:
+            cert = self.store.certificate(bytes.fromhex(sender_hex), int(seq))
+        except ValueError:
+            raise NodeError(400, "transfer id is <sender public key hex>-<sequence>") from None
+        if cert is None:
+            raise NodeError(404, f"no certificate {transfer_id} at this authority")
+        return {"id": transfer_id, "outcome": "confirmed", "certificate": certificate_json(cert, self.config)}
+
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        return {"meshpay_certificates": ("Certificates held in the store.", self.store.certificate_count())}
+
+
+class ClientService:
+    role = "client"
+
+    def __init__(self, config: NodeConfig, store: Store, metrics: Metrics, pool: PeerPool) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.pool = pool
+        self.me = config.public_key
+        self.committee = config.committee
+        self._lock = asyncio.Lock()
+        self._cursors: dict[bytes, int] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        store.ensure_genesis({self.me: config.genesis.get(self.me, 0)})
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def own_account(self) -> Account:
+        account = self.store.account(self.me)
+        assert account is not None, "ensure_genesis creates the client's own account"
+        return account
+
+    def pending_order(self) -> TransferOrder | None:
+        return self.store.decode_meta_order(PENDING_KEY)
+
+    def _record(self, cert: Certificate) -> bool:
+        """Apply a verified certificate touching this client's account; True if it was new."""
+        self.committee.check_certificate(cert)
+        order = cert.order
+        own = self.own_account()
+        if order.recipient == self.me:
+            applied = self.store.commit({self.me: replace(own, balance=own.balance + order.amount)}, cert)
+            if applied:
+                self.metrics.inc("meshpay_received_total", "Certificates received crediting this client.")
+            return applied
+        if order.sender == self.me:
+            if order.sequence != own.next_sequence:
+                return False
+            pending = self.pending_order()
+            meta = {PENDING_KEY: None} if pending is not None and pending.sequence <= order.sequence else None
+            new = Account(own.balance - order.amount, own.next_sequence + 1, None)
+            return self.store.commit({self.me: new}, cert, meta)
+        raise ProtocolError(ErrorCode.WRONG_ROLE, "certificate does not involve this client")
+
+    async def handle(self, msg: Message) -> Message | bytes:
+        self.metrics.inc("meshpay_wire_requests_total", "Wire requests received, by message type.", type=type(msg).__name__)
+        if isinstance(msg, ConfirmationOrder):
+            try:
+                self._record(msg.certificate)
+            except ProtocolError as exc:
+                return exc.reply()
+            return ConfirmationAck(msg.certificate.order.sender, msg.certificate.order.sequence, True)
+        return ErrorReply(ErrorCode.WRONG_ROLE, f"a client does not take {type(msg).__name__}")
+
+    # -- talking to authorities ------------------------------------------------------------------
+
+    async def _ask(self, member: AuthorityInfo, msg: Message, timeout: float = REQUEST_TIMEOUT) -> Message:
+        return await self.pool.get(member.host, member.port).request(msg, timeout)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _bring_up_to_date(self, member: AuthorityInfo) -> None:
+        """Send an authority that lags on this account the certificates it missed."""
+        try:
+            info = await self._ask(member, AccountInfoRequest(self.me))
+        except TransportError:
+            return
+        if isinstance(info, AccountInfoResponse):
+            their_sequence, their_balance = info.next_sequence, info.balance
+        else:
+            their_sequence, their_balance = 0, None
+        for cert in self.store.sent_certificates(self.me, their_sequence, INFO_PAGE):
+            await self._ask(member, ConfirmationOrder(cert))
+        if their_balance is None or their_balance < self.own_account().balance:
+            after = 0
+            while True:
+                certs, after = self.store.received_certificates(self.me, after, INFO_PAGE)
+                for cert in certs:
+                    await self._ask(member, ConfirmationOrder(cert))
+                if len(certs) < INFO_PAGE:
+                    break
+
+    async def _collect_votes(self, order: TransferOrder, timings: dict[str, dict[str, Any]]) -> client_logic.VoteCollector:
+        collector = client_logic.VoteCollector(self.committee, order)
+        decided = asyncio.Event()
+
+        async def ask(member: AuthorityInfo) -> None:
+            start = time.perf_counter()
+            entry = timings.setdefault(member.name, {})
+            try:
+                reply = await self._ask(member, order)
+                if isinstance(reply, ErrorReply) and reply.code in client_logic.LAGGING_CODES:
+                    await self._bring_up_to_date(member)
+                    reply = await self._ask(member, order)
+                if isinstance(reply, Vote):
+                    collector.add_vote(member.public_key, reply)
+                    entry["vote"] = "ok"
+                elif isinstance(reply, ErrorReply):
+                    collector.add_refusal(member.public_key, f"{reply.code.name}: {reply.message}")
+                    entry["vote"] = f"refused {reply.code.name}: {reply.message}"
+                else:
+                    collector.add_refusal(member.public_key, "unexpected reply")
+                    entry["vote"] = f"unexpected reply {type(reply).__name__}"
+            except (TransportError, ProtocolError) as exc:
+                collector.add_refusal(member.public_key, str(exc))
+                entry["vote"] = f"failed: {exc}"
+            entry["vote_ms"] = round((time.perf_counter() - start) * 1000, 3)
+            if collector.has_quorum or collector.quorum_impossible:
+                decided.set()
+
+        tasks = [self._spawn(ask(m)) for m in self.committee.members]
+        waiter = asyncio.ensure_future(decided.wait())
+        await asyncio.wait([waiter, *tasks], timeout=REQUEST_TIMEOUT * 3, return_when=asyncio.FIRST_COMPLETED)
+        while not decided.is_set() and not all(t.done() for t in tasks):
+            await asyncio.wait([waiter, *tasks], timeout=REQUEST_TIMEOUT * 3, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        return collector
+
+    async def _broadcast(self, cert: Certificate, timings: dict[str, dict[str, Any]]) -> int:
+        """Send the certificate to every authority and the recipient; wait for a quorum of acks."""
+        acked: dict[bytes, bool] = {}
+        enough = asyncio.Event()
+        msg = ConfirmationOrder(cert)
+
+        async def confirm(member: AuthorityInfo) -> None:
+            start = time.perf_counter()
+            entry = timings.setdefault(member.name, {})
+            try:
+                reply = await self._ask(member, msg)
+                if isinstance(reply, ErrorReply) and reply.code == ErrorCode.SEQUENCE_GAP:
+                    await self._bring_up_to_date(member)
+                    reply = await self._ask(member, msg)
+                if isinstance(reply, ConfirmationAck):
+                    acked[member.public_key] = True
+                    entry["confirm"] = "applied" if reply.applied else "already known"
+                elif isinstance(reply, ErrorReply):
+                    entry["confirm"] = f"refused {reply.code.name}: {reply.message}"
+                else:
+                    entry["confirm"] = f"unexpected reply {type(reply).__name__}"
+            except TransportError as exc:
+                entry["confirm"] = f"failed: {exc}"
+            entry["confirm_ms"] = round((time.perf_counter() - start) * 1000, 3)
+            if sum(self.committee.weight(a) for a in acked) >= self.committee.quorum_threshold:
+                enough.set()
+
+        tasks = [self._spawn(confirm(m)) for m in self.committee.members]
+        recipient = self.config.client(cert.order.recipient)
+        if recipient is not None:
+            tasks.append(self._spawn(self._notify(recipient.host, recipient.port, msg, timings, recipient.name)))
+        waiter = asyncio.ensure_future(enough.wait())
+        await asyncio.wait([waiter, asyncio.gather(*tasks)], timeout=CONFIRM_WAIT, return_when=asyncio.FIRST_COMPLETED)
+        # The recipient is told in the same breath; give it the same deadline so that a caller
+        # reading the recipient's balance right after sees the credit.
+        if recipient is not None and not tasks[-1].done():
+            await asyncio.wait([tasks[-1]], timeout=CONFIRM_WAIT)
+        waiter.cancel()
+        return sum(self.committee.weight(a) for a in acked)
+
+    async def _notify(self, host: str, port: int, msg: ConfirmationOrder, timings: dict[str, dict[str, Any]], name: str) -> None:
+        start = time.perf_counter()
+        try:
+            reply = await self.pool.get(host, port).request(msg, REQUEST_TIMEOUT)
+            status = "ok" if isinstance(reply, ConfirmationAck) else f"refused: {getattr(reply, 'message', reply)}"
+        except TransportError as exc:
+            status = f"failed: {exc}"
+        timings[f"recipient:{name}"] = {"confirm": status, "confirm_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+    async def _drive(self, order: TransferOrder) -> dict[str, Any]:
+        """Take a signed, persisted order to a certificate and broadcast it."""
+        start = time.perf_counter()
+        timings: dict[str, dict[str, Any]] = {}
+        collector = await self._collect_votes(order, timings)
+        record: dict[str, Any] = {
+            "id": order.transfer_id,
+            "sender": order.sender.hex(),
+            "recipient": order.recipient.hex(),
+            "recipient_name": self.config.account_name(order.recipient),
+            "amount": order.amount,
+            "sequence": order.sequence,
+            "authorities": timings,
+        }
+        if not collector.has_quorum:
+            if not collector.votes:
+                # No authority locked on it, so a different order at this sequence cannot conflict.
+                self.store.commit({}, meta={PENDING_KEY: None})
+                outcome = "rejected"
+            else:
+                outcome = "pending"
+            record.update(outcome=outcome, votes_weight=collector.weight, refusals=collector.refusals_text())
+            self.store.put_transfer(order.transfer_id, record)
+            self.metrics.inc("meshpay_transfers_total", "Transfers attempted, by outcome.", outcome=outcome)
+            return record
+        cert = collector.certificate()
+        certified = time.perf_counter()
+        self._record(cert)
+        ack_weight = await self._broadcast(cert, timings)
+        done = time.perf_counter()
+        record.update(
+            outcome="confirmed",
+            certificate=certificate_json(cert, self.config),
+            ack_weight=ack_weight,
+            latency_ms={"certificate": round((certified - start) * 1000, 3), "total": round((done - start) * 1000, 3)},
+        )
+        self.store.put_transfer(order.transfer_id, record)
+        self.metrics.inc("meshpay_transfers_total", "Transfers attempted, by outcome.", outcome="confirmed")
+        self.metrics.observe("meshpay_transfer_seconds", "Time from order to quorum of confirmations.", done - start)
+        return record
+
+    # -- API operations --------------------------------------------------------------------------
+
+    async def transfer(self, recipient: bytes, amount: int) -> dict[str, Any]:
+        if recipient == self.me:
+            raise NodeError(400, "cannot transfer to yourself")
+        if amount <= 0:
+            raise NodeError(400, "amount must be a positive integer")
+        async with self._lock:
+            pending = self.pending_order()
+            if pending is not None:
+                # A crash or a failed round left an order some authorities may have locked on:
+                # finish it first, or this sequence number would stay blocked.
+                previous = await self._drive(pending)
+                if previous["outcome"] == "pending":
+                    raise NodeError(409, f"earlier order {pending.transfer_id} is still pending; POST /sync later")
+            own = self.own_account()
+            if amount > own.balance:
+                raise NodeError(409, f"insufficient balance: {own.balance} < {amount}")
+            order = sign_order(self.config.keypair, recipient, amount, own.next_sequence)
+            # Persist before sending: after a crash we must resend this order, never sign another.
+            self.store.commit({}, meta={PENDING_KEY: self.store.encode_order(order)})
+            return await self._drive(order)
+
+    async def sync(self) -> dict[str, Any]:
+        async with self._lock:
+            new = 0
+            responses: dict[bytes, AccountInfoResponse] = {}
+
+            async def pull(member: AuthorityInfo) -> None:
+                nonlocal new
+                try:
+                    for _ in range(64):
+                        own = self.own_account()
+                        reply = await self._ask(member, AccountInfoRequest(self.me, own.next_sequence, self._cursors.get(member.public_key, 0), INFO_PAGE))
+                        if not isinstance(reply, AccountInfoResponse) or reply.account != self.me:
+                            return
+                        responses[member.public_key] = reply
+                        for cert in sorted(reply.sent, key=lambda c: c.order.sequence) + list(reply.received):
+                            try:
+                                new += self._record(cert)
+                            except ProtocolError as exc:
+                                log.warning("event=bad_certificate_from authority=%s error=%r", member.name, str(exc))
+                        self._cursors[member.public_key] = reply.received_cursor
+                        if len(reply.received) < INFO_PAGE and len(reply.sent) < INFO_PAGE:
+                            return
+                except TransportError as exc:
+                    log.info("event=sync_failed authority=%s error=%r", member.name, str(exc))
+
+            await asyncio.gather(*(pull(m) for m in self.committee.members))
+            pending = self.pending_order()
+            completed = None
+            if pending is not None:
+                if pending.sequence < self.own_account().next_sequence:
+                    self.store.commit({}, meta={PENDING_KEY: None})
+                else:
+                    completed = await self._drive(pending)
+            own = self.own_account()
+            lagging = [m for m in self.committee.members if m.public_key in responses and (
+                responses[m.public_key].next_sequence < own.next_sequence or responses[m.public_key].balance < own.balance)]
+            await asyncio.gather(*(self._bring_up_to_date(m) for m in lagging), return_exceptions=True)
+            view = client_logic.quorum_view(self.committee, responses)
+            return {
+                "account": account_json(self.me, own, self.config),
+                "new_certificates": new,
+                "pending_completed": completed,
+                "updated_authorities": [m.name for m in lagging],
+                "quorum": None if view is None else {"balance": view.balance, "next_sequence": view.next_sequence, "weight": view.weight},
+            }
+
+    async def quorum_read(self, key: bytes) -> dict[str, Any]:
+        replies = await asyncio.gather(*(self._ask(m, AccountInfoRequest(key)) for m in self.committee.members), return_exceptions=True)
+        responses = {
+            m.public_key: r
+            for m, r in zip(self.committee.members, replies)
+            if isinstance(r, AccountInfoResponse) and r.account == key
+        }
+        view = client_logic.quorum_view(self.committee, responses)
+        if view is None:
+            raise NodeError(503, f"no f+1 weight of authorities agree on account {key.hex()} ({len(responses)} answered)")
+        return {"id": key.hex(), "name": self.config.account_name(key), "balance": view.balance, "next_sequence": view.next_sequence, "weight": view.weight}
+
+    # -- REST views ------------------------------------------------------------------------------
+
+    def accounts(self) -> list[dict[str, Any]]:
+        return [self.account(self.me)]
+
+    def account(self, key: bytes) -> dict[str, Any]:
+        if key != self.me:
+            raise NodeError(404, "a client node only keeps its own account; add ?quorum=true to ask the authorities")
+        view = account_json(self.me, self.own_account(), self.config)
+        pending = self.pending_order()
+        view["pending"] = None if pending is None else {"sequence": pending.sequence, "recipient": pending.recipient.hex(), "amount": pending.amount}
+        return view
+
+    def transfer_record(self, transfer_id: str) -> dict[str, Any]:
+        record = self.store.transfer(transfer_id)
+        if record is None:
+            raise NodeError(404, f"no transfer {transfer_id} on this client")
+        return record
+
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        return {"meshpay_balance": ("This client's balance (local view).", self.own_account().balance)}
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)

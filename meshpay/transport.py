@@ -1,0 +1,173 @@
+"""The binary wire over TCP with asyncio streams: a server for a node, a pool of kept-open
+connections for talking to peers. Many requests share one connection; replies are matched by
+request id, so a slow answer never blocks a fast one on the caller's side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+
+from meshpay import wire
+from meshpay.messages import ErrorCode, ErrorReply, Message
+
+log = logging.getLogger("meshpay.transport")
+
+# A handler returns the reply message, or raw payload bytes: the latter exists only for the
+# fault-injection switch that makes an authority answer garbage (MESHPAY_BYZANTINE=garbage).
+Handler = Callable[[Message], Awaitable[Message | bytes]]
+
+
+class TransportError(ConnectionError):
+    """The peer could not be reached, hung up, timed out or sent bytes that are not the protocol."""
+
+
+async def read_payload(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readexactly(wire.LENGTH.size)
+    (length,) = wire.LENGTH.unpack(head)
+    if length > wire.MAX_FRAME:
+        raise wire.WireError(f"frame of {length} bytes exceeds {wire.MAX_FRAME}")
+    return await reader.readexactly(length)
+
+
+class WireServer:
+    def __init__(self, handler: Handler, host: str, port: int) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._connections):
+            writer.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        peer = writer.get_extra_info("peername")
+        try:
+            while True:
+                try:
+                    payload = await read_payload(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                try:
+                    request_id, msg = wire.decode_payload(payload)
+                except wire.WireError as exc:
+                    # After a bad frame the stream can no longer be trusted to be in step: say why, hang up.
+                    log.info("event=bad_frame peer=%s error=%r", peer, str(exc))
+                    writer.write(wire.encode_frame(0, ErrorReply(ErrorCode.MALFORMED, str(exc))))
+                    await writer.drain()
+                    return
+                try:
+                    reply = await self.handler(msg)
+                except Exception as exc:  # a handler bug must cost one reply, not the node
+                    log.exception("event=handler_error peer=%s", peer)
+                    reply = ErrorReply(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+                if isinstance(reply, bytes):
+                    writer.write(wire.LENGTH.pack(len(reply)) + reply)
+                else:
+                    writer.write(wire.encode_frame(request_id, reply))
+                await writer.drain()
+        except wire.WireError as exc:
+            log.info("event=bad_frame peer=%s error=%r", peer, str(exc))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+
+class Peer:
+    """One kept-open connection to a node, reconnected on demand, with pipelined requests."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float = 3.0) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._ids = itertools.count(1)
+        self._connect_lock = asyncio.Lock()
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        async with self._connect_lock:
+            if self._writer is not None and not self._writer.is_closing():
+                return self._writer
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), self.connect_timeout
+                )
+            except (OSError, asyncio.TimeoutError) as exc:
+                raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc or 'timeout'}") from None
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read_replies(reader, writer))
+            return writer
+
+    async def _read_replies(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        error: Exception = TransportError(f"{self.host}:{self.port} closed the connection")
+        try:
+            while True:
+                request_id, msg = wire.decode_payload(await read_payload(reader))
+                future = self._pending.pop(request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(msg)
+        except wire.WireError as exc:
+            error = TransportError(f"{self.host}:{self.port} sent an invalid frame: {exc}")
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            if self._writer is writer:
+                self._writer = None
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(error)
+            self._pending.clear()
+
+    async def request(self, msg: Message, timeout: float) -> Message:
+        writer = await self._connect()
+        request_id = next(self._ids) & 0xFFFFFFFF
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            writer.write(wire.encode_frame(request_id, msg))
+            await writer.drain()
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise TransportError(f"{self.host}:{self.port} did not answer within {timeout:g}s") from None
+        except (ConnectionError, OSError) as exc:
+            raise TransportError(f"{self.host}:{self.port}: {exc}") from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            await asyncio.gather(self._reader_task, return_exceptions=True)
+
+
+class PeerPool:
+    def __init__(self) -> None:
+        self._peers: dict[tuple[str, int], Peer] = {}
+
+    def get(self, host: str, port: int) -> Peer:
+        peer = self._peers.get((host, port))
+        if peer is None:
+            peer = self._peers[(host, port)] = Peer(host, port)
+        return peer
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.close() for p in self._peers.values()), return_exceptions=True)
