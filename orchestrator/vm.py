@@ -188,6 +188,12 @@ def agent_argv(lab_dir: Path, python: Path | None = None) -> list[str]:
     ]  # fmt: skip
 
 
+def vng_env(vng: Path) -> dict[str, str]:
+    """The environment for vng: it starts `virtme-run` through the shell, so its venv must be on PATH."""
+    path = os.environ.get("PATH", "")
+    return {**os.environ, "PATH": f"{vng.parent}{os.pathsep}{path}" if path else str(vng.parent)}
+
+
 def free_port() -> int:
     """A free TCP port on host loopback (QEMU binds it a moment later; a loser fails loudly)."""
     with socket.socket() as sock:
@@ -206,8 +212,9 @@ def run_once(
     cpus: int = 2,
 ) -> subprocess.CompletedProcess:
     """Boot a VM, run `script_argv` inside as root, return its exit code and console output."""
+    vng = find_vng()
     argv = vng_argv(
-        find_vng(), find_kernel(), script_argv,
+        vng, find_kernel(), script_argv,
         rwdirs=rwdirs, memory=memory, cpus=cpus, accel=choose_accel(),
     )  # fmt: skip
     # own session: vng forks QEMU, and a timeout must take both down
@@ -217,6 +224,7 @@ def run_once(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=vng_env(vng),
         start_new_session=True,
     )
     try:
@@ -278,7 +286,7 @@ def vm_alive(record: VMRecord) -> bool:
         state = Path(f"/proc/{record.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return _group_exists(record.pid)
-    if state == "Z":
+    if state == "Z" or not cmdline:  # leader gone, or caught between fork and exec
         return _group_exists(record.pid)
     return f"--rwdir={record.lab_dir}".encode() in cmdline
 
@@ -351,8 +359,9 @@ class LabVM:
         kernel = self._kernel or find_kernel()
         accel = self._accel or choose_accel()
         port = port or free_port()
+        vng = self._vng or find_vng()
         argv = vng_argv(
-            self._vng or find_vng(), kernel, guest_argv,
+            vng, kernel, guest_argv,
             rwdirs=[lab_dir], memory=memory, cpus=cpus, accel=accel, host_port=port,
         )  # fmt: skip
         log_path = lab_dir / LOG_NAME
@@ -360,6 +369,7 @@ class LabVM:
             proc = subprocess.Popen(
                 argv,
                 cwd=lab_dir,
+                env=vng_env(vng),
                 stdin=subprocess.DEVNULL,
                 stdout=console,
                 stderr=subprocess.STDOUT,
