@@ -6,6 +6,7 @@ crash finds exactly what its lab made by asking the kernel, not by guessing from
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 
@@ -70,9 +71,16 @@ def delete_link(name: str) -> None:
     """Delete an interface (a veth takes its peer with it); a missing one is not an error."""
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
-        if found:
+        if not found:
+            return
+        try:
             ipr.link("del", index=found[0])
-            log.info("link deleted", extra={"ifname": name})
+        except NetlinkError as err:
+            # a veth vanishes on its own when the netns holding its peer is removed
+            if err.code != errno.ENODEV:
+                raise RuntimeError(f"could not delete interface {name}: {err}") from err
+            return
+    log.info("link deleted", extra={"ifname": name})
 
 
 def delete_bridge(name: str) -> None:

@@ -53,6 +53,13 @@ class NetnsRuntime:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, **env} if env else None, start_new_session=True,
             )
+        # `ip netns exec` enters the netns just before exec; until then stop() could not find
+        # the process by its namespace, so return only once it is inside (or already gone)
+        deadline = time.monotonic() + self.stop_timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            if proc.pid in pids_in_netns(self.netns_path(node)):
+                break
+            time.sleep(0.01)
         log.info("process started", extra={"netns": node.netns, "pid": proc.pid, "argv": argv})
         return proc.pid
 

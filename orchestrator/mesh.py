@@ -1,0 +1,263 @@
+"""A node's 802.11s mesh point, driven from inside the node's netns.
+
+Everything here is nl80211 over pyroute2, with the mesh attributes pyroute2 leaves raw (mesh
+config, mpath info, plink action) described in orchestrator/netlink.py; no `iw` is needed. Link
+state and addresses go through rtnetlink (pyroute2 IPRoute) in the same netns.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from orchestrator.netlink import (
+    MESHCONF_ATTRS,
+    NL80211_CMD_DEL_INTERFACE,
+    NL80211_CMD_GET_INTERFACE,
+    NL80211_CMD_GET_MESH_CONFIG,
+    NL80211_CMD_GET_MPATH,
+    NL80211_CMD_GET_STATION,
+    NL80211_CMD_JOIN_MESH,
+    NL80211_CMD_LEAVE_MESH,
+    NL80211_CMD_NEW_INTERFACE,
+    NL80211_CMD_SET_STATION,
+    NL80211_IFTYPE_MESH_POINT,
+    NL80211_PLINK_ACTION_BLOCK,
+    nl80211_socket,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_IFNAME = 15
+
+# enum nl80211_plink_state
+PLINK_STATES = ("LISTEN", "OPN_SNT", "OPN_RCVD", "CNF_RCVD", "ESTAB", "HOLDING", "BLOCKED")
+
+# enum nl80211_mpath_flags
+MPATH_FLAGS = {1: "ACTIVE", 2: "RESOLVING", 4: "SN_VALID", 8: "FIXED", 16: "RESOLVED"}
+
+# `iw set mesh_param` names -> nl80211 attribute, so topologies use the names people know
+MESH_PARAMS: dict[str, str] = {
+    "mesh_retry_timeout": "NL80211_MESHCONF_RETRY_TIMEOUT",
+    "mesh_confirm_timeout": "NL80211_MESHCONF_CONFIRM_TIMEOUT",
+    "mesh_holding_timeout": "NL80211_MESHCONF_HOLDING_TIMEOUT",
+    "mesh_max_peer_links": "NL80211_MESHCONF_MAX_PEER_LINKS",
+    "mesh_max_retries": "NL80211_MESHCONF_MAX_RETRIES",
+    "mesh_ttl": "NL80211_MESHCONF_TTL",
+    "mesh_element_ttl": "NL80211_MESHCONF_ELEMENT_TTL",
+    "mesh_auto_open_plinks": "NL80211_MESHCONF_AUTO_OPEN_PLINKS",
+    "mesh_hwmp_max_preq_retries": "NL80211_MESHCONF_HWMP_MAX_PREQ_RETRIES",
+    "mesh_path_refresh_time": "NL80211_MESHCONF_PATH_REFRESH_TIME",
+    "mesh_min_discovery_timeout": "NL80211_MESHCONF_MIN_DISCOVERY_TIMEOUT",
+    "mesh_hwmp_active_path_timeout": "NL80211_MESHCONF_HWMP_ACTIVE_PATH_TIMEOUT",
+    "mesh_hwmp_preq_min_interval": "NL80211_MESHCONF_HWMP_PREQ_MIN_INTERVAL",
+    "mesh_hwmp_net_diameter_traversal_time": "NL80211_MESHCONF_HWMP_NET_DIAM_TRVS_TIME",
+    "mesh_hwmp_rootmode": "NL80211_MESHCONF_HWMP_ROOTMODE",
+    "mesh_hwmp_rann_interval": "NL80211_MESHCONF_HWMP_RANN_INTERVAL",
+    "mesh_gate_announcements": "NL80211_MESHCONF_GATE_ANNOUNCEMENTS",
+    "mesh_hwmp_perr_min_interval": "NL80211_MESHCONF_HWMP_PERR_MIN_INTERVAL",
+    "mesh_fwding": "NL80211_MESHCONF_FORWARDING",
+    "mesh_rssi_threshold": "NL80211_MESHCONF_RSSI_THRESHOLD",
+    "mesh_sync_offset_max_neighbor": "NL80211_MESHCONF_SYNC_OFFSET_MAX_NEIGHBOR",
+    "mesh_hwmp_active_path_to_root_timeout": "NL80211_MESHCONF_HWMP_PATH_TO_ROOT_TIMEOUT",
+    "mesh_hwmp_root_interval": "NL80211_MESHCONF_HWMP_ROOT_INTERVAL",
+    "mesh_hwmp_confirmation_interval": "NL80211_MESHCONF_HWMP_CONFIRMATION_INTERVAL",
+    "mesh_power_mode": "NL80211_MESHCONF_POWER_MODE",
+    "mesh_awake_window": "NL80211_MESHCONF_AWAKE_WINDOW",
+    "mesh_plink_timeout": "NL80211_MESHCONF_PLINK_TIMEOUT",
+    "mesh_connected_to_gate": "NL80211_MESHCONF_CONNECTED_TO_GATE",
+    "mesh_nolearn": "NL80211_MESHCONF_NOLEARN",
+    "mesh_connected_to_as": "NL80211_MESHCONF_CONNECTED_TO_AS",
+}
+_PARAM_BY_ATTR = {attr: name for name, attr in MESH_PARAMS.items()}
+_ATTR_KIND = dict(MESHCONF_ATTRS)
+_RANGES = {"uint8": (0, 0xFF), "uint16": (0, 0xFFFF), "uint32": (0, 0xFFFFFFFF),
+           "int32": (-(2**31), 2**31 - 1)}
+
+
+@dataclass(frozen=True)
+class Station:
+    mac: str
+    plink_state: str  # one of PLINK_STATES, or "UNKNOWN(n)"
+    signal_dbm: int | None
+    inactive_ms: int
+    rx_bytes: int
+    tx_bytes: int
+
+
+@dataclass(frozen=True)
+class MeshPath:
+    destination: str
+    next_hop: str
+    hop_count: int | None  # None on kernels older than 5.x, which do not report it
+    metric: int
+    sn: int
+    flags: tuple[str, ...]
+
+
+def mesh_config_attrs(params: dict[str, int]) -> list[list[object]]:
+    """Validate `iw`-style mesh params and turn them into NL80211_ATTR_MESH_CONFIG attributes."""
+    attrs: list[list[object]] = []
+    for name, value in params.items():
+        attr = MESH_PARAMS.get(name)
+        if attr is None:
+            raise ValueError(f"unknown mesh param {name!r}; known: {', '.join(sorted(MESH_PARAMS))}")
+        low, high = _RANGES[_ATTR_KIND[attr]]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"mesh param {name}={value!r}: want an integer in {low}..{high}")
+        attrs.append([attr, value])
+    return attrs
+
+
+def create_mesh_point(
+    netns: str, phy_index: int, ifname: str = "mesh0", mac: str | None = None,
+    cidr: str | None = None,
+) -> int:
+    """Replace the phy's interfaces with one mesh point; bring it and lo up. Returns ifindex."""
+    if not 0 < len(ifname) <= MAX_IFNAME:
+        raise ValueError(f"interface name {ifname!r}: want 1..{MAX_IFNAME} characters")
+    with nl80211_socket(netns) as sock:
+        for msg in sock.request(NL80211_CMD_GET_INTERFACE, [], dump=True):
+            if msg.get_attr("NL80211_ATTR_WIPHY") == phy_index:
+                sock.request(NL80211_CMD_DEL_INTERFACE,
+                             [["NL80211_ATTR_IFINDEX", msg.get_attr("NL80211_ATTR_IFINDEX")]])
+        attrs = [
+            ["NL80211_ATTR_WIPHY", phy_index],
+            ["NL80211_ATTR_IFNAME", ifname],
+            ["NL80211_ATTR_IFTYPE", NL80211_IFTYPE_MESH_POINT],
+        ]
+        if mac:
+            attrs.append(["NL80211_ATTR_MAC", mac])
+        try:
+            (reply,) = sock.request(NL80211_CMD_NEW_INTERFACE, attrs)
+        except NetlinkError as err:
+            raise RuntimeError(f"could not add {ifname} on phy{phy_index} in {netns}: {err}") from err
+        ifindex = reply.get_attr("NL80211_ATTR_IFINDEX")
+    with IPRoute(netns=netns, flags=0) as ipr:
+        (lo,) = ipr.link_lookup(ifname="lo")
+        ipr.link("set", index=lo, state="up")
+        if cidr:
+            address, prefix = cidr.split("/")
+            ipr.addr("add", index=ifindex, address=address, prefixlen=int(prefix))
+        ipr.link("set", index=ifindex, state="up")
+    log.info("mesh point created", extra={"netns": netns, "ifname": ifname, "phy": phy_index})
+    return ifindex
+
+
+def join_mesh(
+    netns: str, ifname: str, mesh_id: str, freq_mhz: int, params: dict[str, int] | None = None,
+) -> None:
+    """Join the mesh `mesh_id` on a 20 MHz no-HT channel, with the given mesh params."""
+    config = mesh_config_attrs(params or {})
+    with nl80211_socket(netns) as sock:
+        attrs: list[list[object]] = [
+            ["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)],
+            ["NL80211_ATTR_MESH_ID", mesh_id.encode()],
+            ["NL80211_ATTR_WIPHY_FREQ", freq_mhz],
+        ]
+        if config:
+            attrs.append(["NL80211_ATTR_MESH_CONFIG", {"attrs": config}])
+        try:
+            sock.request(NL80211_CMD_JOIN_MESH, attrs)
+        except NetlinkError as err:
+            raise RuntimeError(
+                f"{netns}/{ifname} could not join mesh {mesh_id!r} on {freq_mhz} MHz: {err}"
+            ) from err
+    log.info("mesh joined", extra={"netns": netns, "mesh_id": mesh_id, "freq": freq_mhz})
+
+
+def leave_mesh(netns: str, ifname: str) -> None:
+    """Leave the mesh; leaving a mesh not joined is not an error."""
+    with nl80211_socket(netns) as sock:
+        try:
+            sock.request(NL80211_CMD_LEAVE_MESH, [["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)]])
+        except NetlinkError as err:
+            if err.code != errno.ENOTCONN:
+                raise RuntimeError(f"{netns}/{ifname} could not leave the mesh: {err}") from err
+
+
+def mesh_params(netns: str, ifname: str) -> dict[str, int]:
+    """The mesh params in force (joined interfaces only), by `iw` name."""
+    with nl80211_socket(netns) as sock:
+        (reply,) = sock.request(NL80211_CMD_GET_MESH_CONFIG,
+                                [["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)]])
+    config = reply.get_attr("NL80211_ATTR_MESH_CONFIG")
+    return {_PARAM_BY_ATTR[name]: value for name, value in config["attrs"] if name in _PARAM_BY_ATTR}
+
+
+def block_peer(netns: str, ifname: str, peer_mac: str) -> None:
+    """Block the peer link to peer_mac. The peer must already be a station (seen by beacons)."""
+    with nl80211_socket(netns) as sock:
+        attrs = [
+            ["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)],
+            ["NL80211_ATTR_MAC", peer_mac],
+            ["NL80211_ATTR_STA_PLINK_ACTION", NL80211_PLINK_ACTION_BLOCK],
+        ]
+        try:
+            sock.request(NL80211_CMD_SET_STATION, attrs)
+        except NetlinkError as err:
+            if err.code == errno.ENOENT:
+                raise RuntimeError(
+                    f"{netns}/{ifname} has not seen {peer_mac} yet: wait until stations() lists it"
+                ) from err
+            raise RuntimeError(f"{netns}/{ifname} could not block {peer_mac}: {err}") from err
+    log.info("peer blocked", extra={"netns": netns, "peer": peer_mac})
+
+
+def stations(netns: str, ifname: str) -> list[Station]:
+    with nl80211_socket(netns) as sock:
+        msgs = sock.request(NL80211_CMD_GET_STATION,
+                            [["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)]], dump=True)
+    return [parse_station(msg) for msg in msgs]
+
+
+def mpaths(netns: str, ifname: str) -> list[MeshPath]:
+    with nl80211_socket(netns) as sock:
+        msgs = sock.request(NL80211_CMD_GET_MPATH,
+                            [["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)]], dump=True)
+    return [parse_mpath(msg) for msg in msgs]
+
+
+def parse_station(msg) -> Station:
+    info = msg.get_attr("NL80211_ATTR_STA_INFO")
+    state = info.get_attr("NL80211_STA_INFO_PLINK_STATE")
+    rx = info.get_attr("NL80211_STA_INFO_RX_BYTES64")
+    tx = info.get_attr("NL80211_STA_INFO_TX_BYTES64")
+    return Station(
+        mac=msg.get_attr("NL80211_ATTR_MAC"),
+        plink_state=_plink_name(state),
+        signal_dbm=info.get_attr("NL80211_STA_INFO_SIGNAL"),
+        inactive_ms=info.get_attr("NL80211_STA_INFO_INACTIVE_TIME") or 0,
+        rx_bytes=rx if rx is not None else info.get_attr("NL80211_STA_INFO_RX_BYTES") or 0,
+        tx_bytes=tx if tx is not None else info.get_attr("NL80211_STA_INFO_TX_BYTES") or 0,
+    )
+
+
+def parse_mpath(msg) -> MeshPath:
+    info = msg.get_attr("NL80211_ATTR_MPATH_INFO")
+    flags = info.get_attr("NL80211_MPATH_INFO_FLAGS") or 0
+    return MeshPath(
+        destination=msg.get_attr("NL80211_ATTR_MAC"),
+        next_hop=msg.get_attr("NL80211_ATTR_MPATH_NEXT_HOP"),
+        hop_count=info.get_attr("NL80211_MPATH_INFO_HOP_COUNT"),
+        metric=info.get_attr("NL80211_MPATH_INFO_METRIC") or 0,
+        sn=info.get_attr("NL80211_MPATH_INFO_SN") or 0,
+        flags=tuple(name for bit, name in MPATH_FLAGS.items() if flags & bit),
+    )
+
+
+def _plink_name(state: int | None) -> str:
+    if state is not None and 0 <= state < len(PLINK_STATES):
+        return PLINK_STATES[state]
+    return f"UNKNOWN({state})"
+
+
+def _ifindex(sock, netns: str, ifname: str) -> int:
+    for msg in sock.request(NL80211_CMD_GET_INTERFACE, [], dump=True):
+        if msg.get_attr("NL80211_ATTR_IFNAME") == ifname:
+            return msg.get_attr("NL80211_ATTR_IFINDEX")
+    raise RuntimeError(f"no wireless interface {ifname!r} in netns {netns}: run create_mesh_point first")

@@ -1,0 +1,155 @@
+"""mac80211_hwsim radios, made and removed through the MAC80211_HWSIM generic netlink family.
+
+A radio's name is its wiphy name, chosen by the caller and scoped to a lab (`mpl-<lab>-<node>`),
+so two labs share a host and `down` removes only its own radios. Radios are created without a
+default interface (HWSIM_ATTR_NO_VIF): mesh.py adds the one interface a node needs.
+
+The kernel only lists and deletes radios whose phy lives in the caller's network namespace, so a
+radio whose phy was moved into a node's netns is deleted from a socket in that netns
+(`delete_radio(name, netns=...)`), or from the root namespace once that netns is gone.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from orchestrator.netlink import (
+    HWSIM_CMD_DEL_RADIO,
+    HWSIM_CMD_GET_RADIO,
+    HWSIM_CMD_NEW_RADIO,
+    NL80211_CMD_GET_WIPHY,
+    NL80211_CMD_SET_WIPHY_NETNS,
+    hwsim_socket,
+    nl80211_socket,
+)
+
+log = logging.getLogger(__name__)
+
+# cfg80211 silently renames a wiphy whose requested name is taken or too long; we refuse instead
+MAX_NAME = 64
+
+
+@dataclass(frozen=True)
+class Radio:
+    radio_id: int
+    name: str
+    phy_index: int  # -1 when the phy is not visible from the caller's namespace
+    mac: str  # "" when unknown (phy not visible)
+
+
+def mac_for_name(name: str) -> str:
+    """A stable, locally administered unicast MAC derived from the radio name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    first = (digest[0] | 0x02) & 0xFE
+    return ":".join(f"{b:02x}" for b in (first, *digest[1:6]))
+
+
+def new_radio_attrs(name: str, mac: str, channels: int = 1) -> list[list[object]]:
+    return [
+        ["HWSIM_ATTR_RADIO_NAME", name],
+        ["HWSIM_ATTR_PERM_ADDR", mac],
+        ["HWSIM_ATTR_CHANNELS", channels],
+        ["HWSIM_ATTR_NO_VIF", True],
+    ]
+
+
+def create_radio(name: str, mac: str | None = None) -> Radio:
+    """Create a radio whose wiphy is named `name`, in the caller's network namespace."""
+    if not name or len(name) >= MAX_NAME or "/" in name:
+        raise ValueError(f"radio name {name!r}: want 1..{MAX_NAME - 1} characters, no '/'")
+    mac = mac or mac_for_name(name)
+    if any(r.name == name for r in list_radios()):
+        raise RuntimeError(f"radio {name!r} already exists: run `down` for its lab first")
+    with hwsim_socket() as sock:
+        try:
+            sock.request(HWSIM_CMD_NEW_RADIO, new_radio_attrs(name, mac))
+        except NetlinkError as err:
+            # hwsim answers NEW_RADIO with the new radio id in the ack's error field, which
+            # pyroute2 reports as an error; whether the radio exists is the real answer.
+            created = [r for r in _dump(sock) if r[1] == name]
+            if not created:
+                raise RuntimeError(f"hwsim refused radio {name!r}: {err}") from err
+    radio = _find(name)
+    if radio is None:
+        raise RuntimeError(f"radio {name!r} was created but is not listed; is the name valid?")
+    log.info("radio created", extra={"radio": name, "phy": radio.phy_index, "mac": radio.mac})
+    return radio
+
+
+def delete_radio(name: str, netns: str | None = None) -> None:
+    """Delete a radio by name; a radio that is already gone is not an error."""
+    with hwsim_socket(netns) as sock:
+        try:
+            sock.request(HWSIM_CMD_DEL_RADIO, [["HWSIM_ATTR_RADIO_NAME", name]])
+        except NetlinkError as err:
+            if err.code != errno.ENODEV:
+                raise RuntimeError(f"could not delete radio {name!r}: {err}") from err
+            log.debug("radio already gone", extra={"radio": name})
+            return
+    log.info("radio deleted", extra={"radio": name})
+
+
+def list_radios(prefix: str = "", netns: str | None = None) -> list[Radio]:
+    """Radios whose phy is in the caller's (or `netns`'s) namespace, names starting with prefix."""
+    with hwsim_socket(netns) as sock:
+        found = [(rid, rname) for rid, rname in _dump(sock) if rname.startswith(prefix)]
+    if not found:
+        return []
+    phys = _phy_indexes(netns)
+    return [
+        Radio(rid, rname, phys.get(rname, -1), _sysfs_mac(rname) if netns is None else "")
+        for rid, rname in sorted(found)
+    ]
+
+
+def move_phy(phy_index: int, netns_path: str) -> None:
+    """Move a phy (and its interfaces) into the network namespace bound at netns_path."""
+    fd = os.open(netns_path, os.O_RDONLY)
+    try:
+        with nl80211_socket() as sock:
+            sock.request(
+                NL80211_CMD_SET_WIPHY_NETNS,
+                [["NL80211_ATTR_WIPHY", phy_index], ["NL80211_ATTR_NETNS_FD", fd]],
+            )
+    except NetlinkError as err:
+        raise RuntimeError(f"could not move phy{phy_index} into {netns_path}: {err}") from err
+    finally:
+        os.close(fd)
+    log.info("phy moved", extra={"phy": phy_index, "netns": netns_path})
+
+
+def _find(name: str) -> Radio | None:
+    return next((r for r in list_radios(name) if r.name == name), None)
+
+
+def _dump(sock) -> list[tuple[int, str]]:
+    return [
+        (msg.get_attr("HWSIM_ATTR_RADIO_ID"), msg.get_attr("HWSIM_ATTR_RADIO_NAME"))
+        for msg in sock.request(HWSIM_CMD_GET_RADIO, [], dump=True)
+    ]
+
+
+def _phy_indexes(netns: str | None) -> dict[str, int]:
+    with nl80211_socket(netns) as sock:
+        wiphys = sock.request(NL80211_CMD_GET_WIPHY, [], dump=True)
+    # split dumps repeat a wiphy over several messages; name and index are in each
+    return {
+        msg.get_attr("NL80211_ATTR_WIPHY_NAME"): msg.get_attr("NL80211_ATTR_WIPHY")
+        for msg in wiphys
+        if msg.get_attr("NL80211_ATTR_WIPHY_NAME") is not None
+    }
+
+
+def _sysfs_mac(phy_name: str) -> str:
+    # nl80211 does not report a wiphy's permanent address; sysfs does (root namespace view)
+    try:
+        with open(f"/sys/class/ieee80211/{phy_name}/macaddress") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
