@@ -176,6 +176,8 @@ class GenlSocket(GenericNetlinkSocket):
         # flags=0: never let pyroute2 create a missing netns behind our back
         super().__init__(**({"netns": netns, "flags": 0} if netns else {}))
         self.msg_class = msg_class
+        # pyroute2 logs a missing family at error level; we raise an error that says what to do
+        self.asyncore.module_err_level = "debug"
         try:
             self.bind(family, msg_class)
         except NetlinkError as err:

@@ -1,0 +1,91 @@
+"""mesh.py message building and parsing, without a kernel."""
+
+import pytest
+
+from orchestrator import mesh
+from orchestrator.netlink import NL80211_CMD_GET_MPATH, NL80211_CMD_GET_STATION, NL80211_CMD_JOIN_MESH, nl80211msg
+
+
+def roundtrip(cmd: int, attrs: list) -> nl80211msg:
+    msg = nl80211msg()
+    msg["cmd"] = cmd
+    msg["version"] = 1
+    msg["attrs"] = attrs
+    msg.encode()
+    decoded = nl80211msg(bytes(msg.data))
+    decoded.decode()
+    return decoded
+
+
+def test_mesh_params_map_to_nl80211_with_kernel_sizes() -> None:
+    attrs = mesh.mesh_config_attrs({"mesh_fwding": 1, "mesh_path_refresh_time": 1000,
+                                    "mesh_hwmp_preq_min_interval": 10})
+    assert attrs == [["NL80211_MESHCONF_FORWARDING", 1], ["NL80211_MESHCONF_PATH_REFRESH_TIME", 1000],
+                     ["NL80211_MESHCONF_HWMP_PREQ_MIN_INTERVAL", 10]]
+    msg = nl80211msg()
+    msg["cmd"] = NL80211_CMD_JOIN_MESH
+    msg["version"] = 1
+    msg["attrs"] = [["NL80211_ATTR_MESH_CONFIG", {"attrs": attrs}]]
+    msg.encode()
+    data = bytes(msg.data)
+    # NL80211_ATTR_MESH_CONFIG is 35; FORWARDING (19) is a u8, PATH_REFRESH_TIME (9) a u32,
+    # PREQ_MIN_INTERVAL (12) a u16: nla length 5, 8, 6
+    assert int.from_bytes(data[22:24], "little") == 35
+    inner = data[24:]
+    assert inner[0:4] == (5).to_bytes(2, "little") + (19).to_bytes(2, "little")
+    assert inner[8:12] == (8).to_bytes(2, "little") + (9).to_bytes(2, "little")
+    assert inner[16:20] == (6).to_bytes(2, "little") + (12).to_bytes(2, "little")
+
+
+@pytest.mark.parametrize("params", [{"mesh_fwd": 1}, {"mesh_fwding": 256}, {"mesh_ttl": -1},
+                                    {"mesh_fwding": True}, {"mesh_fwding": "1"}])
+def test_bad_mesh_params_are_refused_with_the_reason(params: dict) -> None:
+    with pytest.raises(ValueError, match="mesh param"):
+        mesh.mesh_config_attrs(params)
+
+
+def test_join_mesh_id_travels_as_raw_bytes() -> None:
+    msg = roundtrip(NL80211_CMD_JOIN_MESH, [["NL80211_ATTR_MESH_ID", b"meshpay"]])
+    assert msg.get_attr("NL80211_ATTR_MESH_ID") == b"meshpay"
+
+
+def test_station_dump_entry_parses() -> None:
+    msg = roundtrip(NL80211_CMD_GET_STATION, [
+        ["NL80211_ATTR_MAC", "02:4d:50:00:00:02"],
+        ["NL80211_ATTR_STA_INFO", {"attrs": [
+            ["NL80211_STA_INFO_INACTIVE_TIME", 120],
+            ["NL80211_STA_INFO_PLINK_STATE", 4],
+            ["NL80211_STA_INFO_SIGNAL", -30],
+            ["NL80211_STA_INFO_RX_BYTES64", 5000],
+            ["NL80211_STA_INFO_TX_BYTES64", 7000],
+        ]}],
+    ])
+    assert mesh.parse_station(msg) == mesh.Station("02:4d:50:00:00:02", "ESTAB", -30, 120, 5000, 7000)
+
+
+def test_unknown_plink_state_is_named_not_dropped() -> None:
+    msg = roundtrip(NL80211_CMD_GET_STATION, [
+        ["NL80211_ATTR_MAC", "02:4d:50:00:00:02"],
+        ["NL80211_ATTR_STA_INFO", {"attrs": [["NL80211_STA_INFO_PLINK_STATE", 9]]}],
+    ])
+    assert mesh.parse_station(msg).plink_state == "UNKNOWN(9)"
+
+
+def test_mpath_dump_entry_parses_hop_count_and_flags() -> None:
+    msg = roundtrip(NL80211_CMD_GET_MPATH, [
+        ["NL80211_ATTR_MAC", "02:4d:50:00:00:04"],
+        ["NL80211_ATTR_MPATH_NEXT_HOP", "02:4d:50:00:00:02"],
+        ["NL80211_ATTR_MPATH_INFO", {"attrs": [
+            ["NL80211_MPATH_INFO_SN", 3],
+            ["NL80211_MPATH_INFO_METRIC", 24579],
+            ["NL80211_MPATH_INFO_FLAGS", 1 | 4 | 16],
+            ["NL80211_MPATH_INFO_HOP_COUNT", 3],
+        ]}],
+    ])
+    assert mesh.parse_mpath(msg) == mesh.MeshPath(
+        "02:4d:50:00:00:04", "02:4d:50:00:00:02", 3, 24579, 3, ("ACTIVE", "SN_VALID", "RESOLVED"))
+
+
+def test_long_interface_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="15"):
+        mesh.create_mesh_point("ns", 0, "mesh0-far-too-long")

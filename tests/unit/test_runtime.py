@@ -1,0 +1,53 @@
+"""runtime/ and mgmt.py pieces that need no privileges."""
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator import mgmt
+from orchestrator.runtime import NodeRef
+from orchestrator.runtime import netns as netns_runtime
+from orchestrator.runtime.netns import NetnsRuntime, pids_in_netns
+
+
+def test_node_ref_is_frozen() -> None:
+    node = NodeRef("lab1", "auth1", "mpl-lab1-auth1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        node.name = "other"  # type: ignore[misc]
+
+
+def test_list_keeps_only_the_lab_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ["mpl-lab1-auth1", "mpl-lab1-client1", "mpl-lab2-auth1", "other"]:
+        (tmp_path / name).touch()
+    monkeypatch.setattr(netns_runtime, "NETNS_DIR", str(tmp_path))
+    assert NetnsRuntime().list("lab1") == ["mpl-lab1-auth1", "mpl-lab1-client1"]
+    assert NetnsRuntime().netns_path(NodeRef("lab1", "a", "mpl-lab1-a")) == f"{tmp_path}/mpl-lab1-a"
+
+
+def test_list_without_any_netns_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(netns_runtime, "NETNS_DIR", str(tmp_path / "absent"))
+    assert NetnsRuntime().list("lab1") == []
+
+
+def test_pids_in_netns_matches_by_namespace_inode() -> None:
+    assert os.getpid() in pids_in_netns("/proc/self/ns/net")
+    assert pids_in_netns("/run/netns/mpl-does-not-exist") == []
+
+
+def test_start_into_a_missing_netns_says_what_to_do(tmp_path: Path) -> None:
+    node = NodeRef("lab1", "ghost", "mpl-lab1-ghost-absent")
+    with pytest.raises(RuntimeError, match="create the node first"):
+        NetnsRuntime().start(node, ["true"], tmp_path / "log")
+
+
+def test_delete_of_a_missing_netns_is_a_no_op() -> None:
+    NetnsRuntime().delete(NodeRef("lab1", "ghost", "mpl-lab1-ghost-absent"))
+
+
+def test_mgmt_alias_and_name_checks() -> None:
+    assert mgmt.lab_alias("lab1") == "meshpay-lab=lab1"
+    with pytest.raises(ValueError, match="15"):
+        mgmt.create_bridge("a-bridge-name-too-long", "172.31.1.254/24", lab="lab1")
+    assert mgmt.owned_links("no-such-lab-anywhere") == []
