@@ -214,6 +214,14 @@ def load_hwsim() -> bool:
     return True
 
 
+def _uptime() -> float:
+    # guest clock since kernel start: splits boot time from the agent's own start-up in vm.log
+    try:
+        return float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.agent", description=__doc__)
     parser.add_argument("--lab-dir", type=Path, required=True)
@@ -222,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-setup", action="store_true", help="skip NIC and hwsim setup")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="agent %(levelname)s %(message)s")
+    log.info("start uptime=%.1f", _uptime())
 
     if not args.no_setup:
         bring_up_forward_nic()
@@ -238,7 +247,9 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(args.lab_dir.resolve(), on_exit=stop_server)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     server = uvicorn.Server(config)
-    log.info("listening on %s:%d lab_dir=%s", args.host, args.port, args.lab_dir)
+    log.info(
+        "listening on %s:%d lab_dir=%s uptime=%.1f", args.host, args.port, args.lab_dir, _uptime()
+    )
     server.run()
     log.info("agent exit")
 

@@ -418,7 +418,6 @@ class LabVM:
 
         Safe to call twice and when the VM is already gone.
         """
-        record_path = Path(record.lab_dir) / RECORD_NAME
         if vm_alive(record):
             deadline = time.monotonic() + timeout
             try:
@@ -437,5 +436,7 @@ class LabVM:
                     time.sleep(0.2)
             if vm_alive(record):
                 raise VMError(f"VM pid {record.pid} survived SIGKILL; check `ps -g {record.pid}`")
-        record_path.unlink(missing_ok=True)
+        # a later boot of the same lab owns the file by then; leave its record alone
+        if VMRecord.load(Path(record.lab_dir)) in (record, None):
+            (Path(record.lab_dir) / RECORD_NAME).unlink(missing_ok=True)
         log.info("vm stopped pid=%d", record.pid)

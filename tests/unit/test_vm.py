@@ -218,3 +218,12 @@ def test_run_once_timeout_kills_the_whole_group(monkeypatch, tmp_path: Path) -> 
     while vm.vm_alive(group) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not vm.vm_alive(group)
+
+
+def test_stop_of_an_old_record_keeps_a_newer_vms_record(fake_vm: LabVM, tmp_path: Path) -> None:
+    lab_dir = tmp_path / "lab"
+    lab_dir.mkdir()
+    newer = VMRecord(str(lab_dir), os.getpid(), 1, "", "", "tcg", 2.0)
+    (lab_dir / "vm.json").write_text(newer.to_json())
+    fake_vm.stop(VMRecord(str(lab_dir), 2**22 + 1, 1, "", "", "tcg", 1.0))
+    assert VMRecord.load(lab_dir) == newer
