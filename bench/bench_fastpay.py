@@ -1,0 +1,210 @@
+"""FastPay on loopback: latency, confirmed transfers per second, authority orders per second.
+
+    python bench/bench_fastpay.py [--transfers 200] [--orders 10000]
+
+Starts a local network (4 authorities, several clients) with meshpay.localnet, prints figures
+and writes bench/results/fastpay.json. Not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from meshpay.crypto import KeyPair
+from meshpay.localnet import LocalNet
+from meshpay.messages import AccountInfoRequest, Vote, sign_order
+from meshpay.transport import Peer
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def post_transfer(net: LocalNet, sender: str, to: str) -> tuple[float, dict]:
+    start = time.perf_counter()
+    status, body = net.request(sender, "POST", "/transfers", {"to": to, "amount": 1})
+    elapsed = (time.perf_counter() - start) * 1000
+    if status != 200 or body.get("outcome") != "confirmed":
+        raise RuntimeError(f"transfer failed: {status} {body}")
+    return elapsed, body
+
+
+def latency_and_one_client(net: LocalNet, count: int) -> dict:
+    http_ms, total_ms, cert_ms = [], [], []
+    start = time.perf_counter()
+    for i in range(count):
+        elapsed, body = post_transfer(net, "client1", "client2")
+        http_ms.append(elapsed)
+        total_ms.append(body["latency_ms"]["total"])
+        cert_ms.append(body["latency_ms"]["certificate"])
+    seconds = time.perf_counter() - start
+    return {
+        "transfers": count,
+        "transfers_per_second": round(count / seconds, 1),
+        "latency_ms": {
+            "http_round_trip": {"p50": round(percentile(http_ms, 50), 2), "p99": round(percentile(http_ms, 99), 2)},
+            "order_to_confirmed": {"p50": round(percentile(total_ms, 50), 2), "p99": round(percentile(total_ms, 99), 2)},
+            "order_to_certificate": {"p50": round(percentile(cert_ms, 50), 2), "p99": round(percentile(cert_ms, 99), 2)},
+        },
+    }
+
+
+def many_clients(net: LocalNet, per_client: int, in_flight: int) -> dict:
+    names = [c.name for c in net.clients]
+    jobs = [(names[i % len(names)], names[(i + 1) % len(names)]) for i in range(per_client * len(names))]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        results = list(pool.map(lambda j: post_transfer(net, *j), jobs))
+    seconds = time.perf_counter() - start
+    totals = [b["latency_ms"]["total"] for _, b in results]
+    return {
+        "clients": len(names),
+        "requests_in_flight": in_flight,
+        "transfers": len(jobs),
+        "transfers_per_second": round(len(jobs) / seconds, 1),
+        "order_to_confirmed_ms": {"p50": round(percentile(totals, 50), 2), "p99": round(percentile(totals, 99), 2)},
+    }
+
+
+async def authority_orders(net: LocalNet, keys: list[KeyPair], connections: int, window: int) -> dict:
+    """Pipelined transfer orders from distinct accounts to one authority over the binary wire."""
+    auth = net.nodes["auth1"]
+    recipient = net.nodes["client1"].keypair.public_key
+    orders = [sign_order(k, recipient, 1, 0) for k in keys]
+    peers = [Peer(auth.host, auth.wire_port) for _ in range(connections)]
+    votes = refused = 0
+
+    async def worker(peer: Peer, batch: list) -> None:
+        nonlocal votes, refused
+        sem = asyncio.Semaphore(window)
+
+        async def one(order) -> None:
+            nonlocal votes, refused
+            async with sem:
+                reply = await peer.request(order, 60)
+            if isinstance(reply, Vote):
+                votes += 1
+            else:
+                refused += 1
+
+        await asyncio.gather(*(one(o) for o in batch))
+
+    await asyncio.gather(*(p.request(AccountInfoRequest(recipient), 10) for p in peers))  # open the connections
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(p, orders[i::connections]) for i, p in enumerate(peers)))
+    seconds = time.perf_counter() - start
+    await asyncio.gather(*(p.close() for p in peers))
+    return {
+        "orders": len(orders),
+        "connections": connections,
+        "window_per_connection": window,
+        "votes": votes,
+        "refused": refused,
+        "seconds": round(seconds, 3),
+        "orders_verified_signed_per_second": round(votes / seconds, 1),
+    }
+
+
+def authority_profile(count: int) -> dict:
+    """Cost of each step of voting on one order, in process, to explain the wire figure."""
+    from meshpay.authority import Account, Authority
+    from meshpay.committee import AuthorityInfo, Committee
+    from meshpay.store import Store
+    from meshpay import wire as codec
+
+    keys = [KeyPair.generate() for _ in range(count)]
+    authority_key = KeyPair.generate()
+    authority = Authority(authority_key, Committee([AuthorityInfo("a", authority_key.public_key, 1, "h", 1)]))
+    orders = [sign_order(k, authority_key.public_key, 1, 0) for k in keys]
+    payloads = [codec.encode_frame(i, o)[4:] for i, o in enumerate(orders)]
+    steps: dict[str, float] = {}
+
+    def timed(name: str, fn) -> list:
+        start = time.perf_counter()
+        out = [fn(i) for i in range(count)]
+        steps[name] = round((time.perf_counter() - start) / count * 1e6, 1)
+        return out
+
+    with tempfile.TemporaryDirectory(prefix="meshpay-profile-") as tmp:
+        store = Store(Path(tmp) / "state.db")
+        store.ensure_genesis({k.public_key: 10 for k in keys})
+        timed("decode_order", lambda i: codec.decode_payload(payloads[i]))
+        timed("verify_client_signature", lambda i: orders[i].has_valid_signature())
+        timed("read_account", lambda i: store.account(orders[i].sender))
+        timed("sign_vote", lambda i: authority_key.sign(orders[i].vote_signing_bytes()))
+        results = timed("handle_order_total_pure", lambda i: authority.handle_order(Account(10), orders[i]))
+        timed("commit_lock", lambda i: store.commit({orders[i].sender: results[i][0]}))
+        timed("encode_vote", lambda i: codec.encode_frame(1, results[i][1]))
+        store.close()
+    per_order = steps["decode_order"] + steps["read_account"] + steps["handle_order_total_pure"] + steps["commit_lock"] + steps["encode_vote"]
+    return {"microseconds_per_step": steps, "microseconds_per_order": round(per_order, 1), "ceiling_orders_per_second_one_core": round(1e6 / per_order, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transfers", type=int, default=200, help="sequential transfers for latency")
+    parser.add_argument("--per-client", type=int, default=60, help="transfers per client in the many-client run")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--orders", type=int, default=10000, help="orders for the authority throughput run")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fastpay.json"))
+    args = parser.parse_args()
+
+    print(f"generating {args.orders} funded accounts for the authority run ...", flush=True)
+    keys = [KeyPair.generate() for _ in range(args.orders)]
+    with tempfile.TemporaryDirectory(prefix="meshpay-bench-") as tmp:
+        net = LocalNet(tmp, authorities=4, clients=args.clients, balance=10**9)
+        for k in keys:
+            net.genesis[k.public_key.hex()] = 10
+        net.write_configs()
+        start = time.perf_counter()
+        net.start_all(timeout=180)
+        startup = time.perf_counter() - start
+        try:
+            for _ in range(5):  # warm connections and caches
+                post_transfer(net, "client1", "client2")
+            one = latency_and_one_client(net, args.transfers)
+            many = many_clients(net, args.per_client, in_flight=2 * args.clients)
+            wire = asyncio.run(authority_orders(net, keys, connections=4, window=64))
+        finally:
+            net.stop_all()
+    profile = authority_profile(min(args.orders, 3000))
+    result = {
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+        "network": {"authorities": 4, "clients": args.clients, "transport": "loopback 127.0.0.x"},
+        "startup_seconds_all_nodes": round(startup, 2),
+        "one_client": one,
+        "many_clients": many,
+        "authority_wire": wire,
+        "authority_profile_in_process": profile,
+        "load_average_at_end": os.getloadavg(),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    lat = one["latency_ms"]
+    print(f"latency (order -> quorum confirmed, inside client): p50 {lat['order_to_confirmed']['p50']} ms  p99 {lat['order_to_confirmed']['p99']} ms")
+    print(f"latency (HTTP POST /transfers round trip):          p50 {lat['http_round_trip']['p50']} ms  p99 {lat['http_round_trip']['p99']} ms")
+    print(f"latency (order -> certificate):                     p50 {lat['order_to_certificate']['p50']} ms  p99 {lat['order_to_certificate']['p99']} ms")
+    print(f"one client, sequential:   {one['transfers_per_second']} confirmed transfers/s")
+    print(f"{args.clients} clients, concurrent:   {many['transfers_per_second']} confirmed transfers/s")
+    print(f"authority over the wire:  {wire['orders_verified_signed_per_second']} orders verified+signed+stored/s ({wire['votes']} votes, {wire['refused']} refused)")
+    print(f"in-process profile (us per order step): {profile['microseconds_per_step']}")
+    print(f"  -> pure-Python ceiling on one core: {profile['ceiling_orders_per_second_one_core']} orders/s")
+    print(f"load average: {result['load_average_at_end']}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
