@@ -95,6 +95,17 @@ def delete_radio(name: str, netns: str | None = None) -> None:
     log.info("radio deleted", extra={"radio": name})
 
 
+def sweep_radios(prefix: str, netns_names: list[str]) -> list[str]:
+    """Delete every radio named with `prefix`, wherever its phy is: the root namespace or one of
+    netns_names. This is `down` after a crash, when only the lab's names are known."""
+    deleted = []
+    for netns in [None, *netns_names]:
+        for found in list_radios(prefix, netns=netns):
+            delete_radio(found.name, netns=netns)
+            deleted.append(found.name)
+    return sorted(deleted)
+
+
 def list_radios(prefix: str = "", netns: str | None = None) -> list[Radio]:
     """Radios whose phy is in the caller's (or `netns`'s) namespace, names starting with prefix."""
     with hwsim_socket(netns) as sock:

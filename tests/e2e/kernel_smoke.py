@@ -157,17 +157,20 @@ def prove_paths(rt: NetnsRuntime, nodes: list[NodeRef], summary: dict) -> None:
     assert pids_in_netns(rt.netns_path(nodes[2])) == []
     summary["runtime_start_stop_ok"] = True
 
+    mesh.leave_mesh(nodes[3].netns, "mesh0")
+    mesh.leave_mesh(nodes[3].netns, "mesh0")  # leaving twice is not an error
+    summary["leave_mesh_ok"] = True
 
-def teardown(rt: NetnsRuntime, nodes: list[NodeRef], summary: dict) -> None:
+
+def teardown(rt: NetnsRuntime, summary: dict) -> None:
+    """Remove the lab knowing only its name, as `down` must after a crash."""
     t = time.monotonic()
-    for i, node in enumerate(nodes):
-        # the kernel deletes a radio only from the namespace its phy is in
-        if os.path.exists(rt.netns_path(node)):
-            radio.delete_radio(node.netns, netns=node.netns)
-        radio.delete_radio(node.netns)
-        rt.delete(node)
-        mgmt.delete_link(f"mplksmoke{i}")
-    mgmt.delete_bridge(BRIDGE)
+    names = rt.list(LAB)
+    summary["swept_radios"] = radio.sweep_radios(f"mpl-{LAB}-", names)
+    for netns in names:
+        rt.delete(NodeRef(LAB, netns.removeprefix(f"mpl-{LAB}-"), netns))
+    for link in mgmt.owned_links(LAB):
+        mgmt.delete_link(link)
     summary["teardown_s"] = round(time.monotonic() - t, 2)
     summary["leftover_radios"] = [r.name for r in radio.list_radios(f"mpl-{LAB}-")]
     summary["leftover_netns"] = rt.list(LAB)
@@ -190,7 +193,7 @@ def main() -> int:
         summary["error"] = traceback.format_exc()
     finally:
         try:
-            teardown(rt, nodes, summary)
+            teardown(rt, summary)
         except Exception:
             summary["ok"] = False
             summary["teardown_error"] = traceback.format_exc()
