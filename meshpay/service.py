@@ -73,6 +73,20 @@ def account_json(key: bytes, account: Account, config: NodeConfig) -> dict[str, 
     }
 
 
+async def _wait_for_event_or_all(event: asyncio.Event, tasks: list[asyncio.Task[Any]], timeout: float) -> None:
+    """Return when `event` is set, every task is done, or `timeout` passes; tasks keep running."""
+    waiter = asyncio.ensure_future(event.wait())
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while not event.is_set() and not all(t.done() for t in tasks):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await asyncio.wait([waiter, *[t for t in tasks if not t.done()]], timeout=left, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
 class NodeError(Exception):
     """A request the node refuses; `status` is the HTTP status the API answers with."""
 
@@ -247,16 +261,21 @@ class ClientService:
 
     async def _bring_up_to_date(self, member: AuthorityInfo) -> None:
         """Send an authority that lags on this account the certificates it missed."""
-        try:
+        async def their_view() -> tuple[int, int | None]:
             info = await self._ask(member, AccountInfoRequest(self.me))
+            if isinstance(info, AccountInfoResponse):
+                return info.next_sequence, info.balance
+            return 0, None  # it does not know this account at all
+
+        try:
+            their_sequence, their_balance = await their_view()
+            missed = self.store.sent_certificates(self.me, their_sequence, INFO_PAGE)
+            for cert in missed:
+                await self._ask(member, ConfirmationOrder(cert))
+            if missed:
+                their_sequence, their_balance = await their_view()
         except TransportError:
             return
-        if isinstance(info, AccountInfoResponse):
-            their_sequence, their_balance = info.next_sequence, info.balance
-        else:
-            their_sequence, their_balance = 0, None
-        for cert in self.store.sent_certificates(self.me, their_sequence, INFO_PAGE):
-            await self._ask(member, ConfirmationOrder(cert))
         if their_balance is None or their_balance < self.own_account().balance:
             after = 0
             while True:
@@ -272,7 +291,7 @@ class ClientService:
 
         async def ask(member: AuthorityInfo) -> None:
             start = time.perf_counter()
-            entry = timings.setdefault(member.name, {})
+            entry = timings.setdefault(member.name, {"vote": "no answer before the quorum"})
             try:
                 reply = await self._ask(member, order)
                 if isinstance(reply, ErrorReply) and reply.code in client_logic.LAGGING_CODES:
@@ -295,11 +314,7 @@ class ClientService:
                 decided.set()
 
         tasks = [self._spawn(ask(m)) for m in self.committee.members]
-        waiter = asyncio.ensure_future(decided.wait())
-        await asyncio.wait([waiter, *tasks], timeout=REQUEST_TIMEOUT * 3, return_when=asyncio.FIRST_COMPLETED)
-        while not decided.is_set() and not all(t.done() for t in tasks):
-            await asyncio.wait([waiter, *tasks], timeout=REQUEST_TIMEOUT * 3, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
+        await _wait_for_event_or_all(decided, tasks, REQUEST_TIMEOUT * 3)
         return collector
 
     async def _broadcast(self, cert: Certificate, timings: dict[str, dict[str, Any]]) -> int:
@@ -311,6 +326,7 @@ class ClientService:
         async def confirm(member: AuthorityInfo) -> None:
             start = time.perf_counter()
             entry = timings.setdefault(member.name, {})
+            entry["confirm"] = "no answer before the quorum"
             try:
                 reply = await self._ask(member, msg)
                 if isinstance(reply, ErrorReply) and reply.code == ErrorCode.SEQUENCE_GAP:
@@ -333,13 +349,11 @@ class ClientService:
         recipient = self.config.client(cert.order.recipient)
         if recipient is not None:
             tasks.append(self._spawn(self._notify(recipient.host, recipient.port, msg, timings, recipient.name)))
-        waiter = asyncio.ensure_future(enough.wait())
-        await asyncio.wait([waiter, asyncio.gather(*tasks)], timeout=CONFIRM_WAIT, return_when=asyncio.FIRST_COMPLETED)
+        await _wait_for_event_or_all(enough, tasks, CONFIRM_WAIT)
         # The recipient is told in the same breath; give it the same deadline so that a caller
         # reading the recipient's balance right after sees the credit.
         if recipient is not None and not tasks[-1].done():
             await asyncio.wait([tasks[-1]], timeout=CONFIRM_WAIT)
-        waiter.cancel()
         return sum(self.committee.weight(a) for a in acked)
 
     async def _notify(self, host: str, port: int, msg: ConfirmationOrder, timings: dict[str, dict[str, Any]], name: str) -> None:

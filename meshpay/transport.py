@@ -1,6 +1,7 @@
 """The binary wire over TCP with asyncio streams: a server for a node, a pool of kept-open
-connections for talking to peers. Many requests share one connection; replies are matched by
-request id, so a slow answer never blocks a fast one on the caller's side.
+connections for talking to peers. Many requests share one connection (pipelining) and replies
+are matched by request id. The server answers the requests of one connection in arrival order:
+an authority's work is short and CPU-bound, so per-request tasks would only add overhead.
 """
 
 from __future__ import annotations

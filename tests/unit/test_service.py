@@ -1,0 +1,198 @@
+"""The node services in one process: 4 authorities and 2 clients over real loopback TCP."""
+
+import asyncio
+
+import pytest
+
+from meshpay.config import parse_config
+from meshpay.localnet import free_port
+from meshpay.messages import AccountInfoRequest, ConfirmationOrder, ErrorCode, ErrorReply, sign_order
+from meshpay.metrics import Metrics
+from meshpay.service import PENDING_KEY, AuthorityService, ClientService, NodeError
+from meshpay.store import Store
+from meshpay.transport import PeerPool, WireServer
+
+from meshpay_helpers import World
+
+
+class Cluster:
+    def __init__(self, world: World, tmp_path) -> None:
+        self.world = world
+        ports = [free_port("127.0.0.1") for _ in range(6)]
+        committee = [
+            {"name": f"auth{i + 1}", "public_key": k.public_key.hex(), "weight": 1, "host": "127.0.0.1", "port": ports[i]}
+            for i, k in enumerate(world.auth_keys)
+        ]
+        clients = [
+            {"name": f"client{i + 1}", "public_key": k.public_key.hex(), "host": "127.0.0.1", "port": ports[4 + i]}
+            for i, k in enumerate(world.clients[:2])
+        ]
+        genesis = {k.public_key.hex(): 100 for k in world.clients}
+
+        def config(name, role, seed, port):
+            return parse_config({
+                "name": name, "role": role, "seed": seed.hex(), "db_path": str(tmp_path / name / "state.db"),
+                "wire_host": "127.0.0.1", "wire_port": port, "api_host": "127.0.0.1", "api_port": 1,
+                "api_token": None, "committee": committee, "clients": clients, "genesis": genesis,
+            })
+
+        self.authorities = [
+            AuthorityService(config(f"auth{i + 1}", "authority", bytes([100 + i]) * 32, ports[i]), Store(tmp_path / f"a{i}.db"), Metrics())
+            for i in range(4)
+        ]
+        self.pools = [PeerPool(), PeerPool()]
+        self.clients = [
+            ClientService(config(f"client{i + 1}", "client", bytes([1 + i]) * 32, ports[4 + i]), Store(tmp_path / f"c{i}.db"), Metrics(), self.pools[i])
+            for i in range(2)
+        ]
+        self.servers = [WireServer(s.handle, "127.0.0.1", ports[i]) for i, s in enumerate(self.authorities + self.clients)]
+
+    async def __aenter__(self) -> "Cluster":
+        for server in self.servers:
+            await server.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for c in self.clients:
+            await c.close()
+        for pool in self.pools:
+            await pool.close()
+        for server in self.servers:
+            await server.close()
+
+
+def run(tmp_path, scenario):
+    async def main():
+        async with Cluster(World(n_clients=3), tmp_path) as cluster:
+            await scenario(cluster)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_transfer_credits_recipient_and_records_timings(tmp_path):
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        record = await alice.transfer(bob.me, 30)
+        assert record["outcome"] == "confirmed"
+        assert set(record["authorities"]) >= {"auth1", "auth2", "auth3", "auth4", "recipient:client2"}
+        assert alice.own_account().balance == 70 and alice.own_account().next_sequence == 1
+        assert bob.own_account().balance == 130
+        assert alice.transfer_record(record["id"])["outcome"] == "confirmed"
+        await asyncio.sleep(0.05)
+        for auth in c.authorities:
+            assert auth.store.account(alice.me).balance == 70
+        with pytest.raises(NodeError) as info:
+            await alice.transfer(bob.me, 1000)
+        assert info.value.status == 409
+        with pytest.raises(NodeError):
+            await alice.transfer(alice.me, 1)
+
+    run(tmp_path, scenario)
+
+
+def test_lagging_authority_is_brought_up_to_date(tmp_path):
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        c.authorities[3].byzantine = "refuse"
+        await alice.transfer(bob.me, 10)
+        await bob.transfer(alice.me, 5)
+        c.authorities[3].byzantine = None
+        assert c.authorities[3].store.account(alice.me).next_sequence == 0
+        await alice.transfer(bob.me, 1)
+        for _ in range(50):
+            if c.authorities[3].store.account(alice.me).next_sequence == 2:
+                break
+            await asyncio.sleep(0.02)
+        lagger = c.authorities[3].store.account(alice.me)
+        assert (lagger.next_sequence, lagger.balance) == (2, 94)
+
+    run(tmp_path, scenario)
+
+
+def test_transfer_with_f_plus_one_refusing_is_rejected_and_unlocked(tmp_path):
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        for a in c.authorities:
+            a.byzantine = "refuse"
+        record = await alice.transfer(bob.me, 10)
+        assert record["outcome"] == "rejected"
+        assert alice.pending_order() is None and alice.own_account().balance == 100
+        for a in c.authorities:
+            a.byzantine = None
+        assert (await alice.transfer(bob.me, 10))["outcome"] == "confirmed"
+
+    run(tmp_path, scenario)
+
+
+def test_pending_order_left_by_a_crash_is_finished_first(tmp_path):
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        order = sign_order(alice.config.keypair, bob.me, 25, 0)
+        alice.store.commit({}, meta={PENDING_KEY: alice.store.encode_order(order)})
+        # Some authorities locked on it before the crash.
+        for a in c.authorities[:2]:
+            await a.handle(order)
+        record = await alice.transfer(bob.me, 5)
+        assert record["sequence"] == 1
+        assert alice.transfer_record(order.transfer_id)["outcome"] == "confirmed"
+        assert alice.own_account().balance == 70 and bob.own_account().balance == 130
+
+    run(tmp_path, scenario)
+
+
+def test_sync_collects_missed_credits_and_quorum_read(tmp_path):
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        mallory = c.world.clients[2]
+        # A transfer to alice that nobody told her about.
+        order = sign_order(mallory, alice.me, 40, 0)
+        votes = [await a.handle(order) for a in c.authorities]
+        cert = c.world.certificate(order)
+        for a in c.authorities:
+            await a.handle(ConfirmationOrder(cert))
+        assert alice.own_account().balance == 100
+        summary = await alice.sync()
+        assert summary["new_certificates"] == 1 and alice.own_account().balance == 140
+        assert summary["quorum"]["balance"] == 140
+        assert (await alice.sync())["new_certificates"] == 0
+        view = await bob.quorum_read(mallory.public_key)
+        assert view["balance"] == 60 and view["next_sequence"] == 1
+        assert len(votes) == 4
+
+    run(tmp_path, scenario)
+
+
+def test_client_refuses_invalid_certificates_and_wrong_messages(tmp_path):
+    async def scenario(c: Cluster):
+        alice, _ = c.clients
+        w = c.world
+        bad = w.certificate(w.order(sender=2, recipient=0), signers=[0, 1])
+        reply = await alice.handle(ConfirmationOrder(bad))
+        assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.INVALID_CERTIFICATE
+        reply = await alice.handle(AccountInfoRequest(alice.me))
+        assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.WRONG_ROLE
+        assert alice.own_account().balance == 100
+
+    run(tmp_path, scenario)
+
+
+def test_conflict_mode_authority_still_signs_for_real(tmp_path):
+    async def scenario(c: Cluster):
+        w = c.world
+        byz = c.authorities[0]
+        byz.byzantine = "conflict"
+        a, b = w.order(sender=2, recipient=0), w.order(sender=2, recipient=1)
+        va, vb = await byz.handle(a), await byz.handle(b)
+        assert va.has_valid_signature() and vb.has_valid_signature()
+        honest = c.authorities[1]
+        await honest.handle(a)
+        refused = await honest.handle(b)
+        assert isinstance(refused, ErrorReply) and refused.code == ErrorCode.CONFLICTING_ORDER
+
+    run(tmp_path, scenario)
+
+
+def test_unknown_byzantine_mode_is_refused(tmp_path):
+    config = Cluster(World(), tmp_path).authorities[0].config
+    with pytest.raises(ValueError, match="MESHPAY_BYZANTINE"):
+        AuthorityService(config, Store(":memory:"), Metrics(), "evil")
