@@ -64,20 +64,29 @@ def create_radio(name: str, mac: str | None = None) -> Radio:
     if not name or len(name) >= MAX_NAME or "/" in name:
         raise ValueError(f"radio name {name!r}: want 1..{MAX_NAME - 1} characters, no '/'")
     mac = mac or mac_for_name(name)
-    if any(r.name == name for r in list_radios()):
-        raise RuntimeError(f"radio {name!r} already exists: run `down` for its lab first")
     with hwsim_socket() as sock:
+        before = dict(_dump(sock))
+        if name in before.values():
+            raise RuntimeError(f"radio {name!r} already exists: run `down` for its lab first")
         try:
             sock.request(HWSIM_CMD_NEW_RADIO, new_radio_attrs(name, mac))
         except NetlinkError as err:
-            # hwsim answers NEW_RADIO with the new radio id in the ack's error field, which
-            # pyroute2 reports as an error; whether the radio exists is the real answer.
-            created = [r for r in _dump(sock) if r[1] == name]
-            if not created:
-                raise RuntimeError(f"hwsim refused radio {name!r}: {err}") from err
+            # hwsim acks NEW_RADIO with the new radio id in the error field, which pyroute2
+            # raises; what the kernel now lists is the real answer
+            failure: NetlinkError | None = err
+        else:
+            failure = None
+        new = {rid: rname for rid, rname in _dump(sock) if rid not in before}
+        if name not in new.values():
+            # cfg80211 gives a wiphy a default name when ours is taken (e.g. by a phy that
+            # lives in another netns): remove that stray radio rather than leave it behind
+            for rid in new:
+                sock.request(HWSIM_CMD_DEL_RADIO, [["HWSIM_ATTR_RADIO_ID", rid]])
+            reason = f"hwsim refused it: {failure}" if not new else "the name is taken"
+            raise RuntimeError(f"could not create radio {name!r}: {reason}; is a lab with it still up?")
     radio = _find(name)
     if radio is None:
-        raise RuntimeError(f"radio {name!r} was created but is not listed; is the name valid?")
+        raise RuntimeError(f"radio {name!r} was created but is not listed")
     log.info("radio created", extra={"radio": name, "phy": radio.phy_index, "mac": radio.mac})
     return radio
 
