@@ -107,8 +107,10 @@ def create_app(service: AuthorityService | ClientService, config: NodeConfig, me
         }
 
     @app.get("/accounts")
-    async def accounts() -> list[dict[str, Any]]:
-        return service.accounts()
+    async def accounts(
+        limit: int = Query(1000, ge=1, le=10000), offset: int = Query(0, ge=0)
+    ) -> list[dict[str, Any]]:
+        return service.accounts(limit, offset)
 
     @app.get("/accounts/{account_id}")
     async def account(account_id: str, quorum: bool = Query(False, description="client nodes: ask the authorities (f+1 agreement)")) -> dict[str, Any]:

@@ -171,8 +171,8 @@ class AuthorityService:
 
     # -- REST views ------------------------------------------------------------------------------
 
-    def accounts(self) -> list[dict[str, Any]]:
-        return [account_json(k, a, self.config) for k, a in self.store.accounts()]
+    def accounts(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        return [account_json(k, a, self.config) for k, a in self.store.accounts(limit, offset)]
 
     def account(self, key: bytes) -> dict[str, Any]:
         account = self.store.account(key)
@@ -242,10 +242,10 @@ class ClientService:
         self.metrics.inc("meshpay_wire_requests_total", "Wire requests received, by message type.", type=type(msg).__name__)
         if isinstance(msg, ConfirmationOrder):
             try:
-                self._record(msg.certificate)
+                applied = self._record(msg.certificate)
             except ProtocolError as exc:
                 return exc.reply()
-            return ConfirmationAck(msg.certificate.order.sender, msg.certificate.order.sequence, True)
+            return ConfirmationAck(msg.certificate.order.sender, msg.certificate.order.sequence, applied)
         return ErrorReply(ErrorCode.WRONG_ROLE, f"a client does not take {type(msg).__name__}")
 
     # -- talking to authorities ------------------------------------------------------------------
@@ -489,8 +489,8 @@ class ClientService:
 
     # -- REST views ------------------------------------------------------------------------------
 
-    def accounts(self) -> list[dict[str, Any]]:
-        return [self.account(self.me)]
+    def accounts(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        return [self.account(self.me)][offset : offset + limit]
 
     def account(self, key: bytes) -> dict[str, Any]:
         if key != self.me:
