@@ -7,7 +7,6 @@ Idempotent: every step first looks at what exists, so re-running `up` on a runni
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from pyroute2 import IPRoute
 
 from orchestrator import keys, lab, mesh, mgmt, radio
 from orchestrator.health import process_alive, wait_healthy
+from orchestrator.launcher import spawn_nodes
 from orchestrator.nodeconfig import node_configs
 from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, Plan, make_plan, radio_prefix
 from orchestrator.runtime import runtime_for
@@ -86,15 +86,13 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     step("starting FastPay node services")
     configs = _write_node_configs(lab_dir, plan, state)
     pids = state.setdefault("pids", {})
-    for node in plan.nodes:
-        if process_alive(pids.get(node.name)):
-            continue
-        ndir = lab.node_dir(lab_dir, node.name)
-        pids[node.name] = rt.start(
-            refs[node.name],
-            [sys.executable, "-m", "meshpay.server", "--config", str(configs[node.name])],
-            ndir / "node.log",
-        )
+    batch = [
+        {"name": node.name, "netns_path": rt.netns_path(refs[node.name]),
+         "config": str(configs[node.name]), "log": str(lab_dir / "nodes" / node.name / "node.log")}
+        for node in plan.nodes if not process_alive(pids.get(node.name))
+    ]
+    if batch:
+        pids.update(spawn_nodes(batch))
     lab.write_state(lab_dir, state)
 
     step("waiting for every node to serve")
