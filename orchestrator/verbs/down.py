@@ -25,9 +25,7 @@ def run(lab_dir: Path, lab_name: str | None = None) -> dict:
     nodes = rt.list(name)
     for netns in nodes:
         rt.stop(_ref(name, netns))
-    radios = [r.name for r in radio.list_radios(radio_prefix(name))]
-    for r in radios:
-        radio.delete_radio(r)
+    radios = radio.sweep_radios(radio_prefix(name), nodes)
     links = mgmt.owned_links(name)
     for link in links:
         mgmt.delete_link(link)

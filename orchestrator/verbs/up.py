@@ -17,7 +17,7 @@ from orchestrator import keys, lab, mesh, mgmt, radio
 from orchestrator.health import process_alive, wait_healthy
 from orchestrator.launcher import spawn_nodes
 from orchestrator.nodeconfig import node_configs
-from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, Plan, make_plan, radio_prefix
+from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, Plan, make_plan
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef
 from orchestrator.topology import load_topology
@@ -56,14 +56,17 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     lab.write_state(lab_dir, state)
 
     step("creating radios and joining the 802.11s mesh")
-    radios = {r.name: r for r in radio.list_radios(radio_prefix(plan.lab))}
     for node in plan.nodes:
-        if node.radio not in radios:
-            r = radio.create_radio(node.radio, mac=node.mac)
-            radio.move_phy(r.phy_index, rt.netns_path(refs[node.name]))
-            radios[r.name] = r
+        # The kernel shows a moved phy only inside the netns it was moved to.
+        mine = _radio(node.radio, node.netns)
+        if mine is None:
+            if _radio(node.radio, None):  # made by a crashed `up`, never moved
+                radio.delete_radio(node.radio)
+            made = radio.create_radio(node.radio, mac=node.mac)
+            radio.move_phy(made.phy_index, rt.netns_path(refs[node.name]))
+            mine = _radio(node.radio, node.netns)
         if not _has_interface(node.netns, MESH_IFNAME):
-            mesh.create_mesh_point(node.netns, radios[node.radio].phy_index, MESH_IFNAME, node.mac,
+            mesh.create_mesh_point(node.netns, mine.phy_index, MESH_IFNAME, node.mac,
                                    cidr=f"{node.mesh_ip}/{plan.mesh_prefixlen}")
             mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params)
     state["radios"] = sorted(n.radio for n in plan.nodes)
@@ -159,6 +162,10 @@ def wait_for_peering(plan: Plan, timeout: float) -> dict[str, list[str]]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"mesh peering incomplete after {timeout:.0f} s: " + "; ".join(missing))
         time.sleep(0.5)
+
+
+def _radio(name: str, netns: str | None) -> radio.Radio | None:
+    return next((r for r in radio.list_radios(name, netns=netns) if r.name == name), None)
 
 
 def _has_interface(netns: str, ifname: str) -> bool:
