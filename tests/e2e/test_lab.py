@@ -98,7 +98,7 @@ def test_every_authority_settled_the_transfer(demo):
     for node in demo.plan.nodes:
         if node.role != "authority":
             continue
-        accounts = {a["account"]: a for a in demo.json("balance", node.name)["accounts"]}
+        accounts = {a["id"]: a for a in demo.json("balance", node.name)["accounts"]}
         assert accounts[sender]["balance"] == 1000 - 25, node.name
         assert accounts[receiver]["balance"] == 500 + 25, node.name
 
