@@ -90,6 +90,12 @@ def build(rt: NetnsRuntime, nodes: list[NodeRef], summary: dict) -> None:
         mesh.join_mesh(node.netns, "mesh0", MESH_ID, FREQ, PARAMS)
         mgmt.add_node_link(BRIDGE, node.netns, f"mplksmoke{i}", cidr=f"{mgmt_ip(i)}/24", lab=LAB)
     summary["radios_visible_from_root"] = [r.name for r in radio.list_radios(f"mpl-{LAB}-")]
+    # wiphy names are global: a name held by a phy in a node's netns must be refused, cleanly
+    try:
+        radio.create_radio(nodes[0].netns)
+        summary["duplicate_name_refused"] = False
+    except RuntimeError:
+        summary["duplicate_name_refused"] = radio.list_radios() == []
     summary["radios_in_node0"] = [r.name for r in radio.list_radios(f"mpl-{LAB}-", netns=nodes[0].netns)]
     summary["mesh_params_node0"] = mesh.mesh_params(nodes[0].netns, "mesh0")
     summary["build_s"] = round(time.monotonic() - t, 2)
