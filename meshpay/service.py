@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from meshpay import client as client_logic
+from meshpay import wire
 from meshpay.authority import Account, Authority
 from meshpay.committee import AuthorityInfo
 from meshpay.config import NodeConfig
@@ -71,6 +72,33 @@ def account_json(key: bytes, account: Account, config: NodeConfig) -> dict[str, 
         if pending is None
         else {"sequence": pending.order.sequence, "recipient": pending.order.recipient.hex(), "amount": pending.order.amount},
     }
+
+
+def certificate_record(store: Store, config: NodeConfig, transfer_id: str) -> dict[str, Any]:
+    sender_hex, _, seq = transfer_id.rpartition("-")
+    try:
+        cert = store.certificate(bytes.fromhex(sender_hex), int(seq))
+    except ValueError:
+        raise NodeError(400, "transfer id is <sender public key hex>-<sequence>") from None
+    if cert is None:
+        raise NodeError(404, f"no transfer {transfer_id} known to {config.name}")
+    return {"id": transfer_id, "outcome": "confirmed", "certificate": certificate_json(cert, config)}
+
+
+def _fit(certs: list[Certificate], budget: int = wire.MAX_FRAME // 3) -> tuple[Certificate, ...]:
+    """The longest prefix of `certs` whose encoding stays within `budget` bytes.
+
+    Two such lists share one reply frame; certificates carry up to 256 signatures each, so a
+    count limit alone could not keep the reply under the frame limit.
+    """
+    out: list[Certificate] = []
+    size = 0
+    for cert in certs:
+        size += wire.certificate_size(cert)
+        if size > budget:
+            break
+        out.append(cert)
+    return tuple(out)
 
 
 async def _wait_for_event_or_all(event: asyncio.Event, tasks: list[asyncio.Task[Any]], timeout: float) -> None:
@@ -161,12 +189,14 @@ class AuthorityService:
 
     def _info(self, req: AccountInfoRequest) -> AccountInfoResponse:
         limit = min(req.limit, INFO_PAGE)
-        sent = tuple(self.store.sent_certificates(req.account, req.sent_from, limit)) if limit else ()
+        sent = _fit(self.store.sent_certificates(req.account, req.sent_from, limit)) if limit else ()
         received: tuple[Certificate, ...] = ()
         cursor = req.received_after
         if limit:
-            got, cursor = self.store.received_certificates(req.account, req.received_after, limit)
-            received = tuple(got)
+            got, _ = self.store.received_certificates(req.account, req.received_after, limit)
+            received = _fit(got)
+            if received:
+                cursor = self.store.received_cursor(req.account, received[-1])
         return self.authority.account_info(req.account, self.store.account(req.account), sent, received, cursor)
 
     # -- REST views ------------------------------------------------------------------------------
@@ -181,14 +211,7 @@ class AuthorityService:
         return account_json(key, account, self.config)
 
     def transfer(self, transfer_id: str) -> dict[str, Any]:
-        sender_hex, _, seq = transfer_id.rpartition("-")
-        try:
-            cert = self.store.certificate(bytes.fromhex(sender_hex), int(seq))
-        except ValueError:
-            raise NodeError(400, "transfer id is <sender public key hex>-<sequence>") from None
-        if cert is None:
-            raise NodeError(404, f"no certificate {transfer_id} at this authority")
-        return {"id": transfer_id, "outcome": "confirmed", "certificate": certificate_json(cert, self.config)}
+        return certificate_record(self.store, self.config, transfer_id)
 
     def gauges(self) -> dict[str, tuple[str, float]]:
         return {"meshpay_certificates": ("Certificates held in the store.", self.store.certificate_count())}
@@ -503,7 +526,8 @@ class ClientService:
     def transfer_record(self, transfer_id: str) -> dict[str, Any]:
         record = self.store.transfer(transfer_id)
         if record is None:
-            raise NodeError(404, f"no transfer {transfer_id} on this client")
+            # Not sent from here: it may be a payment this client received.
+            return certificate_record(self.store, self.config, transfer_id)
         return record
 
     def gauges(self) -> dict[str, tuple[str, float]]:

@@ -188,6 +188,13 @@ class Store:
         cursor = rows[-1][0] if rows else after
         return [_decode_certificate(r[1]) for r in rows], cursor
 
+    def received_cursor(self, recipient: bytes, cert: Certificate) -> int:
+        row = self._db.execute(
+            "SELECT id FROM certificates WHERE sender=? AND sequence=? AND recipient=?",
+            (cert.order.sender, cert.order.sequence, recipient),
+        ).fetchone()
+        return row[0]
+
     def certificate_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
 

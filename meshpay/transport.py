@@ -78,7 +78,12 @@ class WireServer:
                 if isinstance(reply, bytes):
                     writer.write(wire.LENGTH.pack(len(reply)) + reply)
                 else:
-                    writer.write(wire.encode_frame(request_id, reply))
+                    try:
+                        frame = wire.encode_frame(request_id, reply)
+                    except wire.WireError as exc:
+                        log.error("event=unencodable_reply peer=%s error=%r", peer, str(exc))
+                        frame = wire.encode_frame(request_id, ErrorReply(ErrorCode.INTERNAL, "reply too large to encode"))
+                    writer.write(frame)
                 await writer.drain()
         except wire.WireError as exc:
             log.info("event=bad_frame peer=%s error=%r", peer, str(exc))

@@ -126,6 +126,11 @@ def _put_certificate(out: list[bytes], cert: Certificate) -> None:
         out.append(_KEY_SIG.pack(authority, signature))
 
 
+def certificate_size(cert: Certificate) -> int:
+    """Bytes a certificate takes inside a frame."""
+    return _ORDER.size + _U16.size + _KEY_SIG.size * len(cert.signatures)
+
+
 def _get_certificate(r: _Reader) -> Certificate:
     order = _get_order(r)
     n = r.count(MAX_SIGNERS, "signers")

@@ -108,5 +108,6 @@ def test_client_account_views(client_api):
     w, api = client_api
     assert [a["name"] for a in api.get("/accounts").json()] == ["client1"]
     assert api.get("/accounts/client2").status_code == 404
-    assert api.get("/transfers/unknown").status_code == 404
+    assert api.get("/transfers/unknown").status_code == 400
+    assert api.get(f"/transfers/{w.clients[1].public_key.hex()}-0").status_code == 404
     assert api.get("/info").json()["role"] == "client"
