@@ -96,7 +96,3 @@ def quorum_view(committee: Committee, responses: dict[bytes, AccountInfoResponse
     seq, bal, w = max(vouched, key=lambda item: (item[0], item[2]))
     return AccountView(bal, seq, w)
 
-
-def certificates_missing_at(next_sequence: int, sent: list[Certificate]) -> list[Certificate]:
-    """The sender's certificates an authority at `next_sequence` must apply, in order."""
-    return sorted((c for c in sent if c.order.sequence >= next_sequence), key=lambda c: c.order.sequence)

@@ -6,7 +6,6 @@ numbers are non-negative integers that fit an unsigned 64-bit field on the wire.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -48,9 +47,6 @@ class TransferOrder:
     def transfer_id(self) -> str:
         """Stable id of this (sender, sequence) slot: at most one certificate can ever exist for it."""
         return f"{self.sender.hex()}-{self.sequence}"
-
-    def digest(self) -> bytes:
-        return hashlib.sha256(self.body() + self.signature).digest()
 
 
 def sign_order(keypair: crypto.KeyPair, recipient: bytes, amount: int, sequence: int) -> TransferOrder:

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from meshpay.client import VoteCollector, certificates_missing_at, quorum_view
+from meshpay.client import VoteCollector, quorum_view
 from meshpay.messages import AccountInfoResponse, ErrorCode, ProtocolError, sign_vote
 
 from meshpay_helpers import World, funded, keypair
@@ -73,12 +73,6 @@ def test_quorum_view_needs_f_plus_1_agreement():
     assert view is not None and (view.balance, view.next_sequence) == (90, 1)
     # A single Byzantine authority cannot invent a balance.
     assert quorum_view(w.committee, {keys[3]: _info(w, 10**9, 7)}) is None
-
-
-def test_certificates_missing_at():
-    w = World()
-    certs = [w.certificate(w.order(sequence=s)) for s in (2, 0, 1)]
-    assert [c.order.sequence for c in certificates_missing_at(1, certs)] == [1, 2]
 
 
 def test_lagging_codes_are_recoverable_ones():
