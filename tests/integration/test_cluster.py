@@ -198,6 +198,33 @@ def test_authority_restarted_after_sigkill_keeps_confirmed_state_and_locks(net):
     assert asyncio.run(ask_all(net, order, ["auth1"]))["auth1"] == vote
 
 
+def test_client_killed_with_a_pending_order_finishes_it_after_restart(net):
+    # With two of four authorities down no quorum exists: the order stays pending (locked at two).
+    for c in ("client1", "client3"):  # collect any payment made behind their backs earlier
+        assert net.request(c, "POST", "/sync")[0] == 200
+    before = {c: balance(net, c) for c in ("client1", "client3")}
+    net.kill("auth3")
+    net.kill("auth4")
+    try:
+        status, body = net.request("client1", "POST", "/transfers", {"to": "client3", "amount": 9})
+        assert status == 502 and body["outcome"] == "pending", body
+        assert net.request("client1", "GET", "/accounts/client1")[1]["pending"]["amount"] == 9
+        net.kill("client1")
+        net.start("client1")
+        net.wait_ready(["client1"])
+        account = net.request("client1", "GET", "/accounts/client1")[1]
+        assert account["pending"]["amount"] == 9 and account["balance"] == before["client1"]
+    finally:
+        net.start("auth3")
+        net.start("auth4")
+        net.wait_ready(["auth3", "auth4"])
+    status, body = net.request("client1", "POST", "/sync")
+    assert status == 200 and body["pending_completed"]["outcome"] == "confirmed", body
+    assert balance(net, "client1") == before["client1"] - 9
+    assert balance(net, "client3") == before["client3"] + 9
+    assert net.request("client1", "GET", "/accounts/client1")[1]["pending"] is None
+
+
 @pytest.mark.parametrize("mode", ["refuse", "garbage", "delay", "conflict"])
 def test_one_byzantine_authority(net, mode):
     net.stop("auth2")
