@@ -446,6 +446,10 @@ class ClientService:
                     raise NodeError(409, f"earlier order {pending.transfer_id} is still pending; POST /sync later")
             own = self.own_account()
             if amount > own.balance:
+                # Payments may have reached the authorities while this node was not listening.
+                await self._sync_locked()
+                own = self.own_account()
+            if amount > own.balance:
                 raise NodeError(409, f"insufficient balance: {own.balance} < {amount}")
             order = sign_order(self.config.keypair, recipient, amount, own.next_sequence)
             # Persist before sending: after a crash we must resend this order, never sign another.
@@ -454,49 +458,52 @@ class ClientService:
 
     async def sync(self) -> dict[str, Any]:
         async with self._lock:
-            new = 0
-            responses: dict[bytes, AccountInfoResponse] = {}
+            return await self._sync_locked()
 
-            async def pull(member: AuthorityInfo) -> None:
-                nonlocal new
-                try:
-                    for _ in range(64):
-                        own = self.own_account()
-                        reply = await self._ask(member, AccountInfoRequest(self.me, own.next_sequence, self._cursors.get(member.public_key, 0), INFO_PAGE))
-                        if not isinstance(reply, AccountInfoResponse) or reply.account != self.me:
-                            return
-                        responses[member.public_key] = reply
-                        for cert in sorted(reply.sent, key=lambda c: c.order.sequence) + list(reply.received):
-                            try:
-                                new += self._record(cert)
-                            except ProtocolError as exc:
-                                log.warning("event=bad_certificate_from authority=%s error=%r", member.name, str(exc))
-                        self._cursors[member.public_key] = reply.received_cursor
-                        if len(reply.received) < INFO_PAGE and len(reply.sent) < INFO_PAGE:
-                            return
-                except TransportError as exc:
-                    log.info("event=sync_failed authority=%s error=%r", member.name, str(exc))
+    async def _sync_locked(self) -> dict[str, Any]:
+        new = 0
+        responses: dict[bytes, AccountInfoResponse] = {}
 
-            await asyncio.gather(*(pull(m) for m in self.committee.members))
-            pending = self.pending_order()
-            completed = None
-            if pending is not None:
-                if pending.sequence < self.own_account().next_sequence:
-                    self.store.commit({}, meta={PENDING_KEY: None})
-                else:
-                    completed = await self._drive(pending)
-            own = self.own_account()
-            lagging = [m for m in self.committee.members if m.public_key in responses and (
-                responses[m.public_key].next_sequence < own.next_sequence or responses[m.public_key].balance < own.balance)]
-            await asyncio.gather(*(self._bring_up_to_date(m) for m in lagging), return_exceptions=True)
-            view = client_logic.quorum_view(self.committee, responses)
-            return {
-                "account": account_json(self.me, own, self.config),
-                "new_certificates": new,
-                "pending_completed": completed,
-                "updated_authorities": [m.name for m in lagging],
-                "quorum": None if view is None else {"balance": view.balance, "next_sequence": view.next_sequence, "weight": view.weight},
-            }
+        async def pull(member: AuthorityInfo) -> None:
+            nonlocal new
+            try:
+                for _ in range(64):
+                    own = self.own_account()
+                    reply = await self._ask(member, AccountInfoRequest(self.me, own.next_sequence, self._cursors.get(member.public_key, 0), INFO_PAGE))
+                    if not isinstance(reply, AccountInfoResponse) or reply.account != self.me:
+                        return
+                    responses[member.public_key] = reply
+                    for cert in sorted(reply.sent, key=lambda c: c.order.sequence) + list(reply.received):
+                        try:
+                            new += self._record(cert)
+                        except ProtocolError as exc:
+                            log.warning("event=bad_certificate_from authority=%s error=%r", member.name, str(exc))
+                    self._cursors[member.public_key] = reply.received_cursor
+                    if len(reply.received) < INFO_PAGE and len(reply.sent) < INFO_PAGE:
+                        return
+            except TransportError as exc:
+                log.info("event=sync_failed authority=%s error=%r", member.name, str(exc))
+
+        await asyncio.gather(*(pull(m) for m in self.committee.members))
+        pending = self.pending_order()
+        completed = None
+        if pending is not None:
+            if pending.sequence < self.own_account().next_sequence:
+                self.store.commit({}, meta={PENDING_KEY: None})
+            else:
+                completed = await self._drive(pending)
+        own = self.own_account()
+        lagging = [m for m in self.committee.members if m.public_key in responses and (
+            responses[m.public_key].next_sequence < own.next_sequence or responses[m.public_key].balance < own.balance)]
+        await asyncio.gather(*(self._bring_up_to_date(m) for m in lagging), return_exceptions=True)
+        view = client_logic.quorum_view(self.committee, responses)
+        return {
+            "account": account_json(self.me, own, self.config),
+            "new_certificates": new,
+            "pending_completed": completed,
+            "updated_authorities": [m.name for m in lagging],
+            "quorum": None if view is None else {"balance": view.balance, "next_sequence": view.next_sequence, "weight": view.weight},
+        }
 
     async def quorum_read(self, key: bytes) -> dict[str, Any]:
         replies = await asyncio.gather(*(self._ask(m, AccountInfoRequest(key)) for m in self.committee.members), return_exceptions=True)
