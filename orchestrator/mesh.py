@@ -11,7 +11,6 @@ import errno
 import logging
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from orchestrator.netlink import (
@@ -27,6 +26,7 @@ from orchestrator.netlink import (
     NL80211_CMD_SET_STATION,
     NL80211_IFTYPE_MESH_POINT,
     NL80211_PLINK_ACTION_BLOCK,
+    iproute,
     nl80211_socket,
 )
 
@@ -137,7 +137,7 @@ def create_mesh_point(
         except NetlinkError as err:
             raise RuntimeError(f"could not add {ifname} on phy{phy_index} in {netns}: {err}") from err
         ifindex = reply.get_attr("NL80211_ATTR_IFINDEX")
-    with IPRoute(netns=netns, flags=0) as ipr:
+    with iproute(netns) as ipr:
         (lo,) = ipr.link_lookup(ifname="lo")
         ipr.link("set", index=lo, state="up")
         if cidr:

@@ -13,6 +13,8 @@ import logging
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from orchestrator.netlink import iproute
+
 log = logging.getLogger(__name__)
 
 MAX_IFNAME = 15
@@ -57,7 +59,7 @@ def add_node_link(
             raise RuntimeError(f"could not create veth {host_ifname} into {netns}: {err}") from err
         (index,) = ipr.link_lookup(ifname=host_ifname)
         ipr.link("set", index=index, ifalias=lab_alias(lab), master=bridge_index, state="up")
-    with IPRoute(netns=netns, flags=0) as ipr:
+    with iproute(netns) as ipr:
         (lo,) = _lookup(ipr, "lo")
         ipr.link("set", index=lo, state="up")
         (index,) = _lookup(ipr, node_ifname)

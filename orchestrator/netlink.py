@@ -8,18 +8,25 @@ attribute lists.
 
 Sockets can be opened inside a named netns (`/run/netns/<name>`): nl80211 interface indexes and
 station tables are per namespace, so a node's mesh is only reachable from a socket living there.
+A socket belongs to the netns it was created in, so a short-lived thread enters the netns
+(setns is per thread), creates the socket and ends; pyroute2's own `netns=` forks a process per
+socket instead, which costs seconds per node under QEMU TCG.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg, nla
+from pyroute2 import IPRoute
+from pyroute2.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg, nla
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 from pyroute2.netlink.nl80211 import nl80211cmd
@@ -28,6 +35,7 @@ log = logging.getLogger(__name__)
 
 HWSIM_FAMILY = "MAC80211_HWSIM"
 NL80211_FAMILY = "nl80211"
+NETNS_DIR = "/run/netns"
 
 HWSIM_MISSING = (
     "mac80211_hwsim is not loaded: run `modprobe mac80211_hwsim radios=0`, "
@@ -173,8 +181,7 @@ class GenlSocket(GenericNetlinkSocket):
     """A generic netlink socket bound to one family, optionally inside a named netns."""
 
     def __init__(self, family: str, msg_class: type[genlmsg], netns: str | None = None):
-        # flags=0: never let pyroute2 create a missing netns behind our back
-        super().__init__(**({"netns": netns, "flags": 0} if netns else {}))
+        super().__init__(use_socket=netns_socket(netns, NETLINK_GENERIC) if netns else None)
         self.msg_class = msg_class
         # pyroute2 logs a missing family at error level; we raise an error that says what to do
         self.asyncore.module_err_level = "debug"
@@ -195,26 +202,62 @@ class GenlSocket(GenericNetlinkSocket):
         return list(self.nlm_request(msg, msg_type=self.prid, msg_flags=flags))
 
 
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def netns_socket(netns: str, proto: int) -> socket.socket:
+    """A netlink socket created inside the named netns; the caller's namespace is untouched."""
+    path = f"{NETNS_DIR}/{netns}"
+    result: dict[str, object] = {}
+
+    def enter_and_open() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            result["error"] = FileNotFoundError(errno.ENOENT, f"netns {netns!r} does not exist", path)
+            return
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                code = ctypes.get_errno()
+                result["error"] = OSError(code, f"cannot enter netns {netns!r}: {os.strerror(code)}")
+                return
+            result["socket"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, proto)
+        finally:
+            os.close(fd)
+
+    worker = threading.Thread(target=enter_and_open, name=f"netns-{netns}")
+    worker.start()
+    worker.join()
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result["socket"]  # type: ignore[return-value]
+
+
+def iproute(netns: str | None = None) -> IPRoute:
+    """rtnetlink, in the named netns or the caller's."""
+    return IPRoute(use_socket=netns_socket(netns, NETLINK_ROUTE)) if netns else IPRoute()
+
+
 @contextmanager
 def hwsim_socket(netns: str | None = None) -> Iterator[GenlSocket]:
-    try:
-        sock = GenlSocket(HWSIM_FAMILY, hwsimmsg, netns)
-    except FamilyMissing:
-        raise RuntimeError(HWSIM_MISSING) from None
-    try:
+    with _genl(HWSIM_FAMILY, hwsimmsg, netns, HWSIM_MISSING) as sock:
         yield sock
-    finally:
-        sock.close()
 
 
 @contextmanager
 def nl80211_socket(netns: str | None = None) -> Iterator[GenlSocket]:
-    if netns is not None and not os.path.exists(f"/run/netns/{netns}"):
-        raise RuntimeError(f"netns {netns!r} does not exist (expected /run/netns/{netns})")
+    missing = "nl80211 is not available: load cfg80211 (`modprobe cfg80211`)"
+    with _genl(NL80211_FAMILY, nl80211msg, netns, missing) as sock:
+        yield sock
+
+
+@contextmanager
+def _genl(family: str, msg_class: type[genlmsg], netns: str | None, missing: str) -> Iterator[GenlSocket]:
     try:
-        sock = GenlSocket(NL80211_FAMILY, nl80211msg, netns)
+        sock = GenlSocket(family, msg_class, netns)
     except FamilyMissing:
-        raise RuntimeError("nl80211 is not available: load cfg80211 (`modprobe cfg80211`)") from None
+        raise RuntimeError(missing) from None
     try:
         yield sock
     finally:

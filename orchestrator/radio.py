@@ -4,9 +4,9 @@ A radio's name is its wiphy name, chosen by the caller and scoped to a lab (`mpl
 so two labs share a host and `down` removes only its own radios. Radios are created without a
 default interface (HWSIM_ATTR_NO_VIF): mesh.py adds the one interface a node needs.
 
-The kernel only lists and deletes radios whose phy lives in the caller's network namespace, so a
-radio whose phy was moved into a node's netns is deleted from a socket in that netns
-(`delete_radio(name, netns=...)`), or from the root namespace once that netns is gone.
+The kernel only lists and deletes radios whose phy lives in the asking socket's network
+namespace. A node's phy lives in the node's netns, so listing and deleting also ask from inside
+every named netns (/run/netns): `down` finds a lab's radios wherever their phys are.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pyroute2.netlink.exceptions import NetlinkError
 
 from orchestrator.netlink import (
+    NETNS_DIR,
     HWSIM_CMD_DEL_RADIO,
     HWSIM_CMD_GET_RADIO,
     HWSIM_CMD_NEW_RADIO,
@@ -39,8 +40,9 @@ MAX_NAME = 64
 class Radio:
     radio_id: int
     name: str
-    phy_index: int  # -1 when the phy is not visible from the caller's namespace
-    mac: str  # "" when unknown (phy not visible)
+    phy_index: int
+    mac: str  # "" when the phy is in another netns (only the root sysfs view reports it)
+    netns: str | None = None  # the named netns holding the phy; None: the caller's namespace
 
 
 def mac_for_name(name: str) -> str:
@@ -92,40 +94,34 @@ def create_radio(name: str, mac: str | None = None) -> Radio:
 
 
 def delete_radio(name: str, netns: str | None = None) -> None:
-    """Delete a radio by name; a radio that is already gone is not an error."""
-    with hwsim_socket(netns) as sock:
-        try:
-            sock.request(HWSIM_CMD_DEL_RADIO, [["HWSIM_ATTR_RADIO_NAME", name]])
-        except NetlinkError as err:
-            if err.code != errno.ENODEV:
-                raise RuntimeError(f"could not delete radio {name!r}: {err}") from err
-            log.debug("radio already gone", extra={"radio": name})
-            return
-    log.info("radio deleted", extra={"radio": name})
+    """Delete a radio by name, wherever its phy is; a radio that is already gone is not an error.
+    `netns` names where its phy is, when known, to skip looking."""
+    if _delete_in(name, netns) or netns is not None:
+        return
+    for found in list_radios(name):
+        if found.name == name:
+            _delete_in(name, found.netns)
 
 
-def sweep_radios(prefix: str, netns_names: list[str]) -> list[str]:
-    """Delete every radio named with `prefix`, wherever its phy is: the root namespace or one of
-    netns_names. This is `down` after a crash, when only the lab's names are known."""
-    deleted = []
-    for netns in [None, *netns_names]:
-        for found in list_radios(prefix, netns=netns):
-            delete_radio(found.name, netns=netns)
-            deleted.append(found.name)
-    return sorted(deleted)
+def sweep_radios(prefix: str) -> list[str]:
+    """Delete every radio whose name starts with prefix (`down` after a crash). Returns names."""
+    found = list_radios(prefix)
+    for r in found:
+        delete_radio(r.name, r.netns)
+    return sorted(r.name for r in found)
 
 
 def list_radios(prefix: str = "", netns: str | None = None) -> list[Radio]:
-    """Radios whose phy is in the caller's (or `netns`'s) namespace, names starting with prefix."""
-    with hwsim_socket(netns) as sock:
-        found = [(rid, rname) for rid, rname in _dump(sock) if rname.startswith(prefix)]
-    if not found:
-        return []
-    phys = _phy_indexes(netns)
-    return [
-        Radio(rid, rname, phys.get(rname, -1), _sysfs_mac(rname) if netns is None else "")
-        for rid, rname in sorted(found)
-    ]
+    """Radios named with prefix: in `netns` only if given, else here and in every named netns."""
+    if netns is not None:
+        return _list_in(prefix, netns)
+    found = _list_in(prefix, None)
+    for name in _named_netns():
+        try:
+            found += _list_in(prefix, name)
+        except OSError as err:  # a netns removed while we look, or one we may not enter
+            log.debug("netns skipped", extra={"netns": name, "error": str(err)})
+    return found
 
 
 def move_phy(phy_index: int, netns_path: str) -> None:
@@ -145,7 +141,39 @@ def move_phy(phy_index: int, netns_path: str) -> None:
 
 
 def _find(name: str) -> Radio | None:
-    return next((r for r in list_radios(name) if r.name == name), None)
+    return next((r for r in _list_in(name, None) if r.name == name), None)
+
+
+def _delete_in(name: str, netns: str | None) -> bool:
+    """Delete from one namespace; False when the radio is not there."""
+    with hwsim_socket(netns) as sock:
+        try:
+            sock.request(HWSIM_CMD_DEL_RADIO, [["HWSIM_ATTR_RADIO_NAME", name]])
+        except NetlinkError as err:
+            if err.code == errno.ENODEV:
+                return False
+            raise RuntimeError(f"could not delete radio {name!r}: {err}") from err
+    log.info("radio deleted", extra={"radio": name, "netns": netns})
+    return True
+
+
+def _list_in(prefix: str, netns: str | None) -> list[Radio]:
+    with hwsim_socket(netns) as sock:
+        found = [(rid, rname) for rid, rname in _dump(sock) if rname.startswith(prefix)]
+    if not found:
+        return []
+    phys = _phy_indexes(netns)
+    return [
+        Radio(rid, rname, phys.get(rname, -1), _sysfs_mac(rname) if netns is None else "", netns)
+        for rid, rname in sorted(found)
+    ]
+
+
+def _named_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
 
 
 def _dump(sock) -> list[tuple[int, str]]:

@@ -89,13 +89,14 @@ def build(rt: NetnsRuntime, nodes: list[NodeRef], summary: dict) -> None:
         mesh.create_mesh_point(node.netns, r.phy_index, "mesh0", mac=mac(i), cidr=f"{mesh_ip(i)}/24")
         mesh.join_mesh(node.netns, "mesh0", MESH_ID, FREQ, PARAMS)
         mgmt.add_node_link(BRIDGE, node.netns, f"mplksmoke{i}", cidr=f"{mgmt_ip(i)}/24", lab=LAB)
-    summary["radios_visible_from_root"] = [r.name for r in radio.list_radios(f"mpl-{LAB}-")]
+    # the kernel lists a radio only to its phy's netns; list_radios asks every named netns
+    summary["radios_in_root_only"] = [r.name for r in radio.list_radios(f"mpl-{LAB}-") if r.netns is None]
     # wiphy names are global: a name held by a phy in a node's netns must be refused, cleanly
     try:
         radio.create_radio(nodes[0].netns)
         summary["duplicate_name_refused"] = False
     except RuntimeError:
-        summary["duplicate_name_refused"] = radio.list_radios() == []
+        summary["duplicate_name_refused"] = [r for r in radio.list_radios() if r.netns is None] == []
     summary["radios_in_node0"] = [r.name for r in radio.list_radios(f"mpl-{LAB}-", netns=nodes[0].netns)]
     summary["mesh_params_node0"] = mesh.mesh_params(nodes[0].netns, "mesh0")
     summary["build_s"] = round(time.monotonic() - t, 2)
@@ -172,7 +173,8 @@ def teardown(rt: NetnsRuntime, summary: dict) -> None:
     """Remove the lab knowing only its name, as `down` must after a crash."""
     t = time.monotonic()
     names = rt.list(LAB)
-    summary["swept_radios"] = radio.sweep_radios(f"mpl-{LAB}-", names)
+    summary["radios_listed_before_down"] = [r.name for r in radio.list_radios(f"mpl-{LAB}-")]
+    summary["swept_radios"] = radio.sweep_radios(f"mpl-{LAB}-")
     for netns in names:
         rt.delete(NodeRef(LAB, netns.removeprefix(f"mpl-{LAB}-"), netns))
     for link in mgmt.owned_links(LAB):

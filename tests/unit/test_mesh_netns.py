@@ -1,0 +1,53 @@
+"""Sockets inside a named netns (orchestrator.netlink.netns_socket) and the management plane."""
+
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from orchestrator import mgmt
+from orchestrator.netlink import iproute, netns_socket
+
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0 or subprocess.run(["ip", "netns", "help"], capture_output=True).returncode not in (0, 255),
+    reason="needs root and `ip netns`",
+)
+
+
+def test_missing_netns_is_a_clear_error() -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        netns_socket("mpl-no-such-netns", 0)
+
+
+@pytest.fixture
+def netns():
+    name = f"mpl-ut-{uuid.uuid4().hex[:6]}"
+    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a netns here")
+    yield name
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@needs_netns
+def test_socket_lives_in_the_netns_and_we_do_not_move(netns: str) -> None:
+    before = os.readlink("/proc/self/ns/net")
+    with iproute(netns) as ipr:
+        assert [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()] == ["lo"]
+    assert os.readlink("/proc/self/ns/net") == before
+
+
+@needs_netns
+def test_node_link_reaches_the_node_and_is_owned(netns: str) -> None:
+    tag = netns[-6:]
+    lab, bridge, veth = f"ut{tag}", f"mplbr{tag}", f"mplv{tag}"
+    try:
+        mgmt.create_bridge(bridge, "172.31.251.254/24", lab=lab)
+        mgmt.add_node_link(bridge, netns, veth, cidr="172.31.251.1/24", lab=lab)
+        assert mgmt.owned_links(lab) == sorted([bridge, veth])
+        ping = subprocess.run(["ping", "-c1", "-W2", "172.31.251.1"], capture_output=True)
+        assert ping.returncode == 0
+    finally:
+        mgmt.delete_link(veth)
+        mgmt.delete_bridge(bridge)
+    assert mgmt.owned_links(lab) == []
