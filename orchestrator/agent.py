@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-setup", action="store_true", help="skip NIC and hwsim setup")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="agent %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise
     log.info("start uptime=%.1f", _uptime())
 
     if not args.no_setup:

@@ -165,6 +165,8 @@ def vng_argv(
 ) -> list[str]:
     """The vng command line that boots `kernel` and runs `guest_argv` as root inside."""
     argv = [str(vng), "--run", str(kernel), "--memory", memory, "--cpus", str(cpus)]
+    # vng boots with loglevel=0; errors and panics must reach vm.log to explain a dead VM
+    argv.append("--append=loglevel=4")
     if accel == "tcg":
         argv.append("--disable-kvm")
     for rwdir in rwdirs:
@@ -390,7 +392,7 @@ class LabVM:
         log.info("vm boot pid=%d port=%d accel=%s log=%s", proc.pid, port, accel, log_path)
         return record
 
-    def wait_ready(self, record: VMRecord, timeout: float = 180) -> float:
+    def wait_ready(self, record: VMRecord, timeout: float = 300) -> float:
         """Wait until the agent answers /health; returns the seconds since boot."""
         deadline = time.monotonic() + timeout
         while True:

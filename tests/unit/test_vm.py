@@ -44,7 +44,7 @@ def test_vng_argv_tcg_with_forward() -> None:
     )  # fmt: skip
     assert argv == [
         "/venv/bin/vng", "--run", "/boot/vmlinuz-6.1.0-56-amd64", "--memory", "4G", "--cpus", "2",
-        "--disable-kvm", "--rwdir=/labs/demo",
+        "--append=loglevel=4", "--disable-kvm", "--rwdir=/labs/demo",
         "--qemu-opts=-netdev user,id=fw0,hostfwd=tcp:127.0.0.1:18080-10.0.2.15:8080"
         " -device virtio-net-pci,netdev=fw0",
         "--exec", "python -c 'print('\"'\"'a b'\"'\"')'",
