@@ -61,13 +61,14 @@ class Authority:
     def handle_order(self, account: Account | None, order: TransferOrder) -> tuple[Account, Vote]:
         """Vote for `order` and lock the sender's sequence number on it, or refuse."""
         check_order_shape(order)
+        if account is not None and account.pending is not None and account.pending.order == order:
+            # Byte-identical to the order already verified and locked: answer the same vote.
+            return account, account.pending
         if not order.has_valid_signature():
             raise ProtocolError(ErrorCode.BAD_SIGNATURE, "order signature does not verify against the sender key")
         if account is None:
             raise ProtocolError(ErrorCode.UNKNOWN_ACCOUNT, f"no account {order.sender.hex()}")
         if account.pending is not None and account.pending.order.sequence == order.sequence:
-            if account.pending.order == order:
-                return account, account.pending
             raise ProtocolError(
                 ErrorCode.CONFLICTING_ORDER,
                 f"a different order is already locked for sequence {order.sequence}",
