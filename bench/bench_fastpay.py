@@ -31,6 +31,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def post_transfer(net: LocalNet, sender: str, to: str) -> tuple[float, dict]:
     start = time.perf_counter()
     status, body = net.request(sender, "POST", "/transfers", {"to": to, "amount": 1})
@@ -101,9 +107,11 @@ async def authority_orders(net: LocalNet, keys: list[KeyPair], connections: int,
         await asyncio.gather(*(one(o) for o in batch))
 
     await asyncio.gather(*(p.request(AccountInfoRequest(recipient), 10) for p in peers))  # open the connections
+    cpu_before = process_cpu_seconds(auth.process.pid)
     start = time.perf_counter()
     await asyncio.gather(*(worker(p, orders[i::connections]) for i, p in enumerate(peers)))
     seconds = time.perf_counter() - start
+    authority_cpu = process_cpu_seconds(auth.process.pid) - cpu_before
     await asyncio.gather(*(p.close() for p in peers))
     return {
         "orders": len(orders),
@@ -113,6 +121,10 @@ async def authority_orders(net: LocalNet, keys: list[KeyPair], connections: int,
         "refused": refused,
         "seconds": round(seconds, 3),
         "orders_verified_signed_per_second": round(votes / seconds, 1),
+        # The benchmark's own client shares the CPUs; per CPU-second of the authority process is
+        # the figure that says what one core does.
+        "authority_cpu_seconds": round(authority_cpu, 3),
+        "orders_per_authority_cpu_second": round(votes / authority_cpu, 1) if authority_cpu else None,
     }
 
 
@@ -199,6 +211,7 @@ def main() -> int:
     print(f"one client, sequential:   {one['transfers_per_second']} confirmed transfers/s")
     print(f"{args.clients} clients, concurrent:   {many['transfers_per_second']} confirmed transfers/s")
     print(f"authority over the wire:  {wire['orders_verified_signed_per_second']} orders verified+signed+stored/s ({wire['votes']} votes, {wire['refused']} refused)")
+    print(f"  per CPU-second of the authority process: {wire['orders_per_authority_cpu_second']} orders")
     print(f"in-process profile (us per order step): {profile['microseconds_per_step']}")
     print(f"  -> pure-Python ceiling on one core: {profile['ceiling_orders_per_second_one_core']} orders/s")
     print(f"load average: {result['load_average_at_end']}")
