@@ -44,11 +44,14 @@ def down_lab(lab_dir: Path, keep_files: bool = False) -> dict:
     if record is None:
         removed = down_verb.run(lab_dir)
     else:
+        # Whatever the VM holds on its kernel dies with it, so a failed or impossible teardown
+        # inside still ends with the VM stopped; the failure is reported, not hidden.
+        removed = {"lab": lab_dir.name, "nodes": [], "radios": [], "links": [], "leftover": []}
         if vm_alive(record):
-            removed = agent_call(record.port, "down", {})
-        else:
-            # The VM died: whatever it held on its kernel died with it.
-            removed = {"lab": lab_dir.name, "nodes": [], "radios": [], "links": [], "leftover": []}
+            try:
+                removed = agent_call(record.port, "down", {})
+            except RuntimeError as exc:
+                removed["error"] = f"teardown inside the VM failed: {exc}"
         LabVM().stop(record)
         removed["vm"] = True
     if not keep_files:

@@ -25,7 +25,7 @@ def run(lab_dir: Path, lab_name: str | None = None) -> dict:
     nodes = rt.list(name)
     for netns in nodes:
         rt.stop(_ref(name, netns))
-    radios = radio.sweep_radios(radio_prefix(name), nodes)
+    radios = radio.sweep_radios(radio_prefix(name))
     links = mgmt.owned_links(name)
     for link in links:
         mgmt.delete_link(link)

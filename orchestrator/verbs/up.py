@@ -58,13 +58,14 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     step("creating radios and joining the 802.11s mesh")
     for node in plan.nodes:
         # The kernel shows a moved phy only inside the netns it was moved to.
-        mine = _radio(node.radio, node.netns)
+        mine = _radio(node.radio)
+        if mine is not None and mine.netns != node.netns:  # made by a crashed `up`, never moved
+            radio.delete_radio(mine.name, mine.netns)
+            mine = None
         if mine is None:
-            if _radio(node.radio, None):  # made by a crashed `up`, never moved
-                radio.delete_radio(node.radio)
             made = radio.create_radio(node.radio, mac=node.mac)
             radio.move_phy(made.phy_index, rt.netns_path(refs[node.name]))
-            mine = _radio(node.radio, node.netns)
+            mine = _radio(node.radio)
         if not _has_interface(node.netns, MESH_IFNAME):
             mesh.create_mesh_point(node.netns, mine.phy_index, MESH_IFNAME, node.mac,
                                    cidr=f"{node.mesh_ip}/{plan.mesh_prefixlen}")
@@ -164,8 +165,9 @@ def wait_for_peering(plan: Plan, timeout: float) -> dict[str, list[str]]:
         time.sleep(0.5)
 
 
-def _radio(name: str, netns: str | None) -> radio.Radio | None:
-    return next((r for r in radio.list_radios(name, netns=netns) if r.name == name), None)
+def _radio(name: str) -> radio.Radio | None:
+    """The radio called `name`, wherever its phy is (root or any node namespace)."""
+    return next((r for r in radio.list_radios(name) if r.name == name), None)
 
 
 def _has_interface(netns: str, ifname: str) -> bool:
