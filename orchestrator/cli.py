@@ -131,7 +131,8 @@ def down(
     _emit(removed, fmt, lambda d: out.print(
         f"lab {d['lab']} is down: removed {len(d['nodes'])} nodes, {len(d['radios'])} radios, "
         f"{len(d['links'])} links" + (", its VM" if d.get("vm") else "")
-        + (f"; [red]still there: {', '.join(d['leftover'])}[/red]" if d["leftover"] else "")))
+        + (f"; [red]still there: {', '.join(d['leftover'])}[/red]" if d["leftover"] else "")
+        + (f"; [red]{d['error']}[/red]" if d.get("error") else "")))
 
 
 @app.command()

@@ -105,7 +105,7 @@ def test_every_authority_settled_the_transfer(demo):
 
 def test_down_leaves_nothing_behind(demo):
     removed = demo.json("down")
-    assert removed["leftover"] == [], removed
+    assert "error" not in removed and removed["leftover"] == [], removed
     assert len(removed["radios"]) == len(demo.plan.nodes)
     assert not demo.lab_dir.exists()
     leftover = subprocess.run(["pgrep", "-f", f"rwdir.*{demo.lab_dir}"], capture_output=True)
