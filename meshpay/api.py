@@ -120,14 +120,13 @@ def create_app(service: AuthorityService | ClientService, config: NodeConfig, me
         return service.account(key)
 
     @app.post("/transfers", dependencies=[Depends(require_token)])
-    async def transfer(body: TransferRequest, client: ClientService = Depends(client_only)) -> dict[str, Any]:
+    async def transfer(body: TransferRequest, client: ClientService = Depends(client_only)) -> JSONResponse:
+        """Run a whole transfer: 200 when confirmed, 502 when no quorum voted (outcome rejected or pending)."""
         recipient = config.resolve_account(body.to)
         if recipient is None:
             raise HTTPException(404, f"unknown recipient {body.to!r}: not a known name nor an ed25519 public key")
         record = await client.transfer(recipient, body.amount)
-        if record["outcome"] != "confirmed":
-            return JSONResponse(record, 502)  # type: ignore[return-value]
-        return record
+        return JSONResponse(record, 200 if record["outcome"] == "confirmed" else 502)
 
     @app.get("/transfers/{transfer_id}")
     async def get_transfer(transfer_id: str) -> dict[str, Any]:
