@@ -213,7 +213,11 @@ def run_once(
     memory: str = "2G",
     cpus: int = 2,
 ) -> subprocess.CompletedProcess:
-    """Boot a VM, run `script_argv` inside as root, return its exit code and console output."""
+    """Boot a VM, run `script_argv` inside as root, return its exit code and console output.
+
+    The guest sees the host's files read-only (`rwdirs` writable, at the same paths), starts in
+    the host's working directory, and has an almost empty environment (PATH, HOME).
+    """
     vng = find_vng()
     argv = vng_argv(
         vng, find_kernel(), script_argv,

@@ -11,7 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.vm import LabVM, VMError, VMRecord, agent_argv, find_kernel, find_vng, vm_alive
+from orchestrator.vm import (
+    LabVM,
+    VMError,
+    VMRecord,
+    agent_argv,
+    find_kernel,
+    find_vng,
+    run_once,
+    vm_alive,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +85,15 @@ def test_lab_vm_serves_through_the_forward_and_stops_clean(vm_tools: None, tmp_p
     assert not (lab_dir / "vm.json").exists()
     assert _processes_naming(str(lab_dir)) == []
     vm.stop(record)  # a second stop is a no-op
+
+
+def test_run_once_runs_a_script_as_root_with_a_writable_dir(vm_tools: None, tmp_path: Path) -> None:
+    script = tmp_path / "job.sh"
+    script.write_text('id -u > "$1/uid"\nls /sys/class/net > "$1/nics"\nexit 7\n')
+    started = time.monotonic()
+    done = run_once(["bash", str(script), str(tmp_path)], [tmp_path], timeout=300)
+    print(f"\nrun_once: {time.monotonic() - started:.1f} s")
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert (tmp_path / "uid").read_text().strip() == "0"
+    # no forward asked for: the job's VM has no NIC but loopback
+    assert (tmp_path / "nics").read_text().split() == ["lo"]
