@@ -83,8 +83,10 @@ class AccountView:
 def quorum_view(committee: Committee, responses: dict[bytes, AccountInfoResponse]) -> AccountView | None:
     """The most advanced (next_sequence, balance) pair reported by at least f+1 weight, if any.
 
-    f+1 weight contains an honest authority, so a Byzantine minority cannot invent a state; the
-    most advanced such pair is the freshest state an honest authority has applied.
+    f+1 weight contains an honest authority, so a Byzantine minority cannot invent a state. Among
+    such real states the freshest has the highest sequence number and, at equal sequence, the
+    highest balance: at a fixed sequence only credits change the balance, and an authority
+    showing less has missed some.
     """
     tally: dict[tuple[int, int], int] = {}
     for authority, response in responses.items():
@@ -93,6 +95,6 @@ def quorum_view(committee: Committee, responses: dict[bytes, AccountInfoResponse
     vouched = [(seq, bal, w) for (seq, bal), w in tally.items() if w >= committee.validity_threshold]
     if not vouched:
         return None
-    seq, bal, w = max(vouched, key=lambda item: (item[0], item[2]))
+    seq, bal, w = max(vouched, key=lambda item: (item[0], item[1]))
     return AccountView(bal, seq, w)
 

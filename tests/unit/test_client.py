@@ -75,6 +75,14 @@ def test_quorum_view_needs_f_plus_1_agreement():
     assert quorum_view(w.committee, {keys[3]: _info(w, 10**9, 7)}) is None
 
 
+def test_quorum_view_prefers_the_state_with_more_credits_at_equal_sequence():
+    # Two authorities missed a credit: a 2-2 split between real states picks the fresher one.
+    w = World()
+    keys = [k.public_key for k in w.auth_keys]
+    view = quorum_view(w.committee, {keys[0]: _info(w, 950, 1), keys[1]: _info(w, 850, 1), keys[2]: _info(w, 950, 1), keys[3]: _info(w, 850, 1)})
+    assert view is not None and view.balance == 950
+
+
 def test_lagging_codes_are_recoverable_ones():
     from meshpay.client import LAGGING_CODES
 
