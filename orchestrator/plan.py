@@ -52,6 +52,26 @@ class NodePlan:
         return f"http://{self.mgmt_ip}:{API_PORT}"
 
 
+def medium_netns(lab: str) -> str:
+    # Under the lab's netns prefix, so `down` removes it with the nodes; a dot cannot occur in
+    # a node name, so no node can take this name.
+    return f"{netns_prefix(lab)}.medium"
+
+
+@dataclass(frozen=True)
+class MediumPlan:
+    """The lab's medium process: the radios are created from `netns`, where it registers, so it
+    takes over this lab's radios only (hwsim relays frames within the creating netns' group)."""
+
+    netns: str
+    model: str
+    tx_power_dbm: float
+    noise_dbm: float
+    exponent: float
+    ref_distance_m: float
+    loss: bool
+
+
 @dataclass(frozen=True)
 class Plan:
     lab: str
@@ -68,6 +88,14 @@ class Plan:
     nodes: tuple[NodePlan, ...]
     # Pairs (by node name, sorted) that must not peer: out of range of each other, or blocked by `links`.
     blocked: tuple[tuple[str, str], ...]
+    # Pairs blocked by `links` only (the medium keeps out-of-range pairs apart by itself).
+    link_blocked: tuple[tuple[str, str], ...] = ()
+    medium: MediumPlan | None = None
+
+    @property
+    def plink_blocked(self) -> tuple[tuple[str, str], ...]:
+        """Pairs whose peer links must be blocked: all of `blocked` without a medium."""
+        return self.link_blocked if self.medium else self.blocked
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -124,7 +152,8 @@ def make_plan(topo: Topology) -> Plan:
         )
         for i, (name, spec) in enumerate(topo.nodes.items())
     )
-    blocked = {tuple(sorted((link.a, link.b))) for link in topo.links}
+    link_blocked = {tuple(sorted((link.a, link.b))) for link in topo.links}
+    blocked = set(link_blocked)
     for i, a in enumerate(nodes):
         for b in nodes[i + 1 :]:
             if not in_range(a, b):
@@ -143,4 +172,15 @@ def make_plan(topo: Topology) -> Plan:
         mgmt_prefixlen=24,
         nodes=nodes,
         blocked=tuple(sorted(blocked)),
+        link_blocked=tuple(sorted(link_blocked)),
+        medium=_medium_plan(topo),
     )
+
+
+def _medium_plan(topo: Topology) -> MediumPlan | None:
+    m = topo.medium
+    if not m.enabled:
+        return None
+    return MediumPlan(netns=medium_netns(topo.name), model=m.model, tx_power_dbm=m.tx_power_dbm,
+                      noise_dbm=m.noise_dbm, exponent=m.exponent, ref_distance_m=m.ref_distance_m,
+                      loss=m.loss)

@@ -61,12 +61,15 @@ def new_radio_attrs(name: str, mac: str, channels: int = 1) -> list[list[object]
     ]
 
 
-def create_radio(name: str, mac: str | None = None) -> Radio:
-    """Create a radio whose wiphy is named `name`, in the caller's network namespace."""
+def create_radio(name: str, mac: str | None = None, netns: str | None = None) -> Radio:
+    """Create a radio whose wiphy is named `name`, in the named netns (default: the caller's).
+
+    The creating netns decides which frames hwsim relays between radios and to which medium
+    process (its "netgroup"), even after the phy moves elsewhere."""
     if not name or len(name) >= MAX_NAME or "/" in name:
         raise ValueError(f"radio name {name!r}: want 1..{MAX_NAME - 1} characters, no '/'")
     mac = mac or mac_for_name(name)
-    with hwsim_socket() as sock:
+    with hwsim_socket(netns) as sock:
         before = dict(_dump(sock))
         if name in before.values():
             raise RuntimeError(f"radio {name!r} already exists: run `down` for its lab first")
@@ -86,7 +89,7 @@ def create_radio(name: str, mac: str | None = None) -> Radio:
                 sock.request(HWSIM_CMD_DEL_RADIO, [["HWSIM_ATTR_RADIO_ID", rid]])
             reason = f"hwsim refused it: {failure}" if not new else "the name is taken"
             raise RuntimeError(f"could not create radio {name!r}: {reason}; is a lab with it still up?")
-    radio = _find(name)
+    radio = _find(name, netns)
     if radio is None:
         raise RuntimeError(f"radio {name!r} was created but is not listed")
     log.info("radio created", extra={"radio": name, "phy": radio.phy_index, "mac": radio.mac})
@@ -124,11 +127,12 @@ def list_radios(prefix: str = "", netns: str | None = None) -> list[Radio]:
     return found
 
 
-def move_phy(phy_index: int, netns_path: str) -> None:
-    """Move a phy (and its interfaces) into the network namespace bound at netns_path."""
+def move_phy(phy_index: int, netns_path: str, from_netns: str | None = None) -> None:
+    """Move a phy (and its interfaces) from `from_netns` (default: the caller's) into the network
+    namespace bound at netns_path."""
     fd = os.open(netns_path, os.O_RDONLY)
     try:
-        with nl80211_socket() as sock:
+        with nl80211_socket(from_netns) as sock:
             sock.request(
                 NL80211_CMD_SET_WIPHY_NETNS,
                 [["NL80211_ATTR_WIPHY", phy_index], ["NL80211_ATTR_NETNS_FD", fd]],
@@ -140,8 +144,8 @@ def move_phy(phy_index: int, netns_path: str) -> None:
     log.info("phy moved", extra={"phy": phy_index, "netns": netns_path})
 
 
-def _find(name: str) -> Radio | None:
-    return next((r for r in _list_in(name, None) if r.name == name), None)
+def _find(name: str, netns: str | None = None) -> Radio | None:
+    return next((r for r in _list_in(name, netns) if r.name == name), None)
 
 
 def _delete_in(name: str, netns: str | None) -> bool:

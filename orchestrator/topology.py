@@ -66,6 +66,34 @@ MESH_PARAMS = frozenset(
 )
 
 
+class MediumSettings(_Strict):
+    """The lab's wireless medium (orchestrator/medium.py): who hears whom, how loud, how lossy.
+
+    A frame reaches only radios within range (the shorter of the two nodes' ranges, as in the
+    plan); the path-loss model gives its signal there, and the SNR its chance of being lost.
+    `model: none` (or `medium: none`) leaves the kernel's perfect medium, where every radio hears
+    every other and range is enforced by blocking peer links instead.
+    """
+
+    model: Literal["free_space", "log_distance", "none"] = "free_space"
+    tx_power_dbm: float = Field(default=20.0, ge=-10, le=40)
+    noise_dbm: float = Field(default=-91.0, ge=-120, le=-40)
+    # log-distance only: loss grows by 10*exponent dB per decade of distance past ref_distance_m
+    exponent: float = Field(default=3.0, ge=1.5, le=6.0)
+    ref_distance_m: float = Field(default=1.0, gt=0, le=1000)
+    # False: no random loss at all (signal still follows the model); for deterministic tests
+    loss: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_shorthand(cls, data: object) -> object:
+        return {"model": "none"} if data in ("none", None) else data
+
+    @property
+    def enabled(self) -> bool:
+        return self.model != "none"
+
+
 class Defaults(_Strict):
     range: float = Field(default=100.0, gt=0, le=MAX_COORD)
     balance: int = Field(default=1000, ge=0, le=10**15)
@@ -96,6 +124,7 @@ class LinkSpec(_Strict):
 class Topology(_Strict):
     name: str
     mesh: MeshSettings = MeshSettings()
+    medium: MediumSettings = MediumSettings()
     defaults: Defaults = Defaults()
     runtime: Literal["netns", "docker"] = "netns"
     nodes: dict[str, NodeSpec]
