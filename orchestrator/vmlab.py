@@ -22,7 +22,11 @@ def up_in_vm(lab_dir: Path, topology: Path, on_step: Callable[[str], None] | Non
     if record is None or not vm_alive(record):
         step("booting the lab's VM (virtme-ng)")
         record = vm.boot(lab_dir, agent_argv(lab_dir))
-        vm.wait_ready(record, timeout=BOOT_TIMEOUT_S)
+        try:
+            vm.wait_ready(record, timeout=BOOT_TIMEOUT_S)
+        except Exception:
+            vm.stop(record, timeout=10)  # a VM that never answered is no use to anyone
+            raise
     with _follow_progress(lab_dir / "progress.log", step):
         result = agent_call(record.port, "up", {"topology": str(topology)})
     # Inside the VM a node's REST URL is its management address; from the host, the agent's
