@@ -172,7 +172,8 @@ def test_transfers_complete_with_one_authority_killed(net):
         before = balance(net, "client2")
         for _ in range(3):
             record = transfer(net, "client1", "client2", 5)
-            assert record["authorities"]["auth4"]["vote"].startswith("failed")
+            # Refused connection, or still unanswered when the other three made the quorum.
+            assert record["authorities"]["auth4"]["vote"] != "ok"
         assert balance(net, "client2") == before + 15
     finally:
         net.start("auth4")
