@@ -21,6 +21,10 @@ from meshpay.store import StoreError
 log = logging.getLogger("meshpay.server")
 
 
+class StartupError(RuntimeError):
+    """The node cannot start here (an address is taken or missing)."""
+
+
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname.lower()} logger={record.name} {record.getMessage()}"
@@ -53,7 +57,11 @@ async def serve(config: NodeConfig) -> None:
             raise ConfigError("MESHPAY_BYZANTINE is for authorities only")
         service = ClientService(config, store, metrics, pool)
     wire_server = WireServer(service.handle, config.wire_host, config.wire_port)
-    await wire_server.start()
+    try:
+        await wire_server.start()
+    except OSError as exc:
+        store.close()
+        raise StartupError(f"cannot serve the wire on {config.wire_host}:{config.wire_port}: {exc.strerror}") from None
     app = create_app(service, config, metrics)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning", access_log=False, lifespan="off")
@@ -82,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         log.info("event=config_loaded path=%s seconds=%.3f", args.config, time.monotonic() - started)
         asyncio.run(serve(config))
-    except (ConfigError, StoreError) as exc:
+    except (ConfigError, StoreError, StartupError) as exc:
         print(f"meshpay-node: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
