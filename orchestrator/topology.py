@@ -16,8 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # Names become parts of netns, radio and file names: keep them short, plain and traversal-proof.
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
+# A lab's netns are `mpl-<lab>-<node>`: a lab name without '-' keeps one lab's prefix from
+# matching another lab's namespaces (lab `a` would otherwise own lab `a-b`'s nodes).
+LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,14}$")
 MAX_NODES = 250
+MAX_LINKS = 10_000
 MAX_COORD = 100_000.0
+MAX_FILE_BYTES = 1 << 20
+# SAE takes any byte string; keeping passwords to printable ASCII keeps them typeable and makes
+# sure nothing in them can end a line of a wpa_supplicant config.
+PASSWORD_RE = re.compile(r"^[\x20-\x7e]{8,63}$")
+# The 802.11 mesh ID is at most 32 bytes; printable ASCII keeps bytes == characters.
+MESH_ID_RE = re.compile(r"^[\x21-\x7e]{1,32}$")
 
 
 class TopologyError(ValueError):
@@ -28,12 +38,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _password(value: str | None) -> str | None:
+    if value is not None and not PASSWORD_RE.match(value):
+        raise ValueError("a mesh password is 8 to 63 printable ASCII characters")
+    return value
+
+
 class MeshSettings(_Strict):
-    id: str = Field(default="meshpay", min_length=1, max_length=32)
+    id: str = "meshpay"
     freq: int = Field(default=2412, ge=2412, le=5885, description="channel centre frequency, MHz")
     # Kernel mesh parameters, passed to the mesh interface as they are (`iw dev mesh0 set mesh_param`).
     params: dict[str, int] = Field(default_factory=dict)
+    # `sae`: wpa_supplicant authenticates every peer link (SAE) and protects frames (MFP, CCMP).
     security: Literal["none", "sae"] = "none"
+    # The SAE password of the whole mesh; without one `up` makes a random per-lab secret.
+    password: str | None = Field(default=None, repr=False)
+
+    @field_validator("id")
+    @classmethod
+    def _mesh_id(cls, mesh_id: str) -> str:
+        if not MESH_ID_RE.match(mesh_id):
+            raise ValueError("a mesh id is 1 to 32 printable ASCII characters without spaces")
+        return mesh_id
 
     @field_validator("params")
     @classmethod
@@ -41,7 +67,22 @@ class MeshSettings(_Strict):
         unknown = sorted(set(params) - MESH_PARAMS)
         if unknown:
             raise ValueError(f"unknown mesh parameter(s) {unknown}; known: {sorted(MESH_PARAMS)}")
+        # Range-check now, so a bad value fails before `up` has made anything.
+        from orchestrator.mesh import mesh_config_attrs
+
+        mesh_config_attrs(params)
         return params
+
+    @field_validator("password")
+    @classmethod
+    def _sane_password(cls, password: str | None) -> str | None:
+        return _password(password)
+
+    @model_validator(mode="after")
+    def _password_needs_sae(self) -> MeshSettings:
+        if self.password is not None and self.security != "sae":
+            raise ValueError("mesh.password is only used with `security: sae`")
+        return self
 
 
 MESH_PARAMS = frozenset(
@@ -105,6 +146,14 @@ class NodeSpec(_Strict):
     range: float | None = Field(default=None, gt=0, le=MAX_COORD)
     balance: int | None = Field(default=None, ge=0, le=10**15)
     weight: int = Field(default=1, ge=1, le=1000)
+    # This node's own SAE password, overriding mesh.password: a node given a wrong one must
+    # never peer (that is what the security tests check).
+    mesh_password: str | None = Field(default=None, repr=False)
+
+    @field_validator("mesh_password")
+    @classmethod
+    def _sane_password(cls, password: str | None) -> str | None:
+        return _password(password)
 
     @field_validator("position")
     @classmethod
@@ -128,13 +177,13 @@ class Topology(_Strict):
     defaults: Defaults = Defaults()
     runtime: Literal["netns", "docker"] = "netns"
     nodes: dict[str, NodeSpec]
-    links: list[LinkSpec] = Field(default_factory=list)
+    links: list[LinkSpec] = Field(default_factory=list, max_length=MAX_LINKS)
 
     @field_validator("name")
     @classmethod
     def _lab_name(cls, name: str) -> str:
-        if not NAME_RE.match(name):
-            raise ValueError(f"lab name {name!r} must match {NAME_RE.pattern}")
+        if not LAB_NAME_RE.match(name):
+            raise ValueError(f"lab name {name!r} must match {LAB_NAME_RE.pattern}")
         return name
 
     @field_validator("nodes")
@@ -159,6 +208,9 @@ class Topology(_Strict):
                     raise ValueError(f"links[{i}] names unknown node {end!r}")
             if link.a == link.b:
                 raise ValueError(f"links[{i}] joins {link.a!r} to itself")
+        for name, node in self.nodes.items():
+            if node.mesh_password is not None and self.mesh.security != "sae":
+                raise ValueError(f"nodes.{name}.mesh_password is only used with `mesh.security: sae`")
         return self
 
     def range_of(self, name: str) -> float:
@@ -213,8 +265,21 @@ def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
     return lines.get(loc, 1)
 
 
+def _refuse_aliases(text: str) -> None:
+    # An alias repeats a subtree without its bytes: a few lines can expand to billions of nodes
+    # ("billion laughs"). A topology never needs one.
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, (yaml.AliasToken, yaml.AnchorToken)):
+            raise TopologyError(f"line {token.start_mark.line + 1}: YAML anchors and aliases are not "
+                                "allowed in a topology; write the values out")
+
+
 def parse_topology(text: str, source: str = "<topology>") -> Topology:
+    if len(text) > MAX_FILE_BYTES:
+        raise TopologyError(f"{source}: {len(text)} characters is more than a topology may have "
+                            f"({MAX_FILE_BYTES})")
     try:
+        _refuse_aliases(text)
         root = yaml.compose(text, Loader=_UniqueKeyLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except TopologyError as exc:

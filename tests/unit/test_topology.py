@@ -56,8 +56,9 @@ def test_hostile_node_names_are_refused(name):
     assert "must match" in msg
 
 
-def test_hostile_lab_name_is_refused():
-    assert "lab name" in error_of("name: ../../x\nnodes:\n  a: {role: authority}\n")
+@pytest.mark.parametrize("name", ["../../x", "a-b", "Lab", "x" * 16])
+def test_hostile_or_ambiguous_lab_name_is_refused(name):
+    assert "lab name" in error_of(f"name: '{name}'\nnodes:\n  a: {{role: authority}}\n")
 
 
 def test_absurd_position_is_refused():
@@ -96,3 +97,52 @@ def test_not_yaml_and_not_a_mapping():
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(TopologyError, match="nope.yaml: cannot read"):
         load_topology(tmp_path / "nope.yaml")
+
+
+SAE = """\
+name: lab
+mesh: {security: sae, password: correct-horse-battery}
+nodes:
+  auth1: {role: authority}
+  auth2: {role: authority, mesh_password: not-the-mesh-one}
+"""
+
+
+def test_sae_with_a_password_and_a_per_node_override():
+    topo = parse_topology(SAE)
+    assert topo.mesh.security == "sae"
+    assert topo.mesh.password == "correct-horse-battery"
+    assert topo.nodes["auth2"].mesh_password == "not-the-mesh-one"
+    assert "correct-horse" not in repr(topo)  # secrets stay out of logs and tracebacks
+
+
+@pytest.mark.parametrize("password", ["short", "x" * 64, "line\\nbreak", "tab\\there!", "é" * 10])
+def test_unusable_passwords_are_refused(password):
+    msg = error_of(SAE.replace("correct-horse-battery", f'"{password}"'))
+    assert "line 2" in msg and "8 to 63 printable ASCII" in msg
+
+
+def test_passwords_without_sae_are_refused():
+    assert "only used with `security: sae`" in error_of(SAE.replace("security: sae, ", ""))
+    msg = error_of(SAE.replace("security: sae, password: correct-horse-battery", "id: m"))
+    assert "nodes.auth2.mesh_password is only used" in msg
+
+
+@pytest.mark.parametrize("mesh_id", ["", "a" * 33, "has space", "ünïcode", 'new\\nline'])
+def test_hostile_mesh_ids_are_refused(mesh_id):
+    msg = error_of(f'name: lab\nmesh: {{id: "{mesh_id}"}}\nnodes:\n  a: {{role: authority}}\n')
+    assert "mesh.id" in msg and "printable ASCII" in msg
+
+
+def test_out_of_range_mesh_param_is_refused_before_up():
+    msg = error_of("name: lab\nmesh:\n  params: {mesh_fwding: 256}\nnodes:\n  a: {role: authority}\n")
+    assert "line 3" in msg and "mesh_fwding=256" in msg
+
+
+def test_yaml_aliases_are_refused():
+    bomb = 'name: lab\nx: &a ["lol", "lol"]\ny: &b [*a, *a, *a]\nnodes:\n  a: {role: authority}\n'
+    assert "anchors and aliases are not allowed" in error_of(bomb)
+
+
+def test_huge_file_is_refused_unread():
+    assert "more than a topology may have" in error_of("#" * (2 << 20))
