@@ -1,0 +1,166 @@
+"""Who hears whom: the lab's radios, where they are, and what happens to one transmitted frame.
+
+Pure (the random source is passed in): the medium process owns the sockets, this module owns the
+decisions, so unit tests drive it with fakes. The medium's configuration is a JSON file in the lab
+directory (`medium.json`): `up` writes it, `move` and `fault isolate|heal` rewrite it, and the
+medium re-reads it when it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.propagation import RATE_MIN_SNR_DB, Model, loss_by_rate, signal_dbm
+
+CONFIG_FILE = "medium.json"
+NO_LOSS = (0.0,) * len(RATE_MIN_SNR_DB)
+
+
+@dataclass(frozen=True)
+class Radio:
+    name: str
+    mac: str
+    position: tuple[float, float]
+    range: float
+
+
+@dataclass(frozen=True)
+class MediumConfig:
+    freq: int
+    model: Model
+    radios: tuple[Radio, ...]
+    loss: bool = True
+    isolated: frozenset[str] = frozenset()
+    version: int = 0  # bumped by every rewrite, so a verb can see the medium has applied it
+
+    def radio(self, name: str) -> Radio:
+        for r in self.radios:
+            if r.name == name:
+                return r
+        raise LookupError(f"no node {name!r} in the medium; nodes: {', '.join(r.name for r in self.radios)}")
+
+    def to_json(self) -> dict:
+        m = self.model
+        return {
+            "version": self.version, "freq": self.freq, "loss": self.loss,
+            "model": {"kind": m.kind, "tx_power_dbm": m.tx_power_dbm, "noise_dbm": m.noise_dbm,
+                      "exponent": m.exponent, "ref_distance_m": m.ref_distance_m},
+            "radios": [{"name": r.name, "mac": r.mac, "position": list(r.position), "range": r.range}
+                       for r in self.radios],
+            "isolated": sorted(self.isolated),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> MediumConfig:
+        return cls(
+            freq=int(data["freq"]), model=Model(**data["model"]), loss=bool(data["loss"]),
+            radios=tuple(Radio(r["name"], r["mac"].lower(), (float(r["position"][0]), float(r["position"][1])),
+                               float(r["range"])) for r in data["radios"]),
+            isolated=frozenset(data.get("isolated", ())), version=int(data.get("version", 0)),
+        )
+
+
+def config_path(lab_dir: Path) -> Path:
+    return Path(lab_dir) / CONFIG_FILE
+
+
+def read_config(lab_dir: Path) -> MediumConfig:
+    path = config_path(lab_dir)
+    try:
+        return MediumConfig.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise LookupError(f"{path} does not exist: this lab runs without a medium "
+                          "(its topology says `medium: none`), or it is not up") from None
+
+
+def write_config(lab_dir: Path, cfg: MediumConfig) -> None:
+    # write then rename: the medium never reads half a file
+    path = config_path(lab_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cfg.to_json(), indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Link:
+    """What `rx` hears of one transmitter: the signal, and the loss at each rate."""
+
+    rx: str
+    mac: bytes
+    signal_dbm: int
+    loss: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivered: tuple[tuple[Link, int], ...]  # (receiver, rate index it was received at)
+    acked: bool
+    tries: tuple[tuple[int, int], ...]  # the retry chain as used: (rate index, attempts)
+    ack_signal_dbm: int
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+@dataclass
+class Airspace:
+    """Every transmitter's receivers, computed once per configuration."""
+
+    config: MediumConfig
+    links: dict[bytes, tuple[Link, ...]] = field(init=False)
+    by_dest: dict[bytes, dict[bytes, Link]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.links, self.by_dest = {}, {}
+        for tx in cfg.radios:
+            heard = []
+            if tx.name not in cfg.isolated:
+                for rx in cfg.radios:
+                    if rx is tx or rx.name in cfg.isolated:
+                        continue
+                    d = math.dist(tx.position, rx.position)
+                    if d > min(tx.range, rx.range):  # as plan.in_range: the shorter range decides
+                        continue
+                    sig = signal_dbm(cfg.model, d, cfg.freq)
+                    loss = loss_by_rate(sig - cfg.model.noise_dbm) if cfg.loss else NO_LOSS
+                    heard.append(Link(rx.name, mac_bytes(rx.mac), round(sig), loss))
+            self.links[mac_bytes(tx.mac)] = tuple(heard)
+            self.by_dest[mac_bytes(tx.mac)] = {link.mac: link for link in heard}
+
+    @property
+    def rate_offset(self) -> int:
+        # hwsim's 5 GHz band has no DSSS/CCK rates: its index 0 is 6 Mb/s, RATE_MIN_SNR_DB's 4
+        return 4 if self.config.freq >= 5000 else 0
+
+    def knows(self, tx: bytes) -> bool:
+        return tx in self.links
+
+    def transmit(self, tx: bytes, dest: bytes, chain: list[tuple[int, int]],
+                 rand: Callable[[], float]) -> Outcome:
+        """One frame from radio `tx` to `dest` (its 802.11 addr1) with the kernel's retry chain
+        [(rate index, attempts), ...]. Group frames go once to everyone in range, each receiver
+        losing it on its own; a unicast frame is retried along the chain until its receiver gets
+        it (then it is acknowledged) or the chain runs out."""
+        first = chain[0][0] if chain else 0
+        off = self.rate_offset
+        if dest[0] & 1 or dest not in self.links:
+            # group addressed, or a unicast address that is no lab radio: no one acknowledges
+            got = tuple((link, first) for link in self.links.get(tx, ())
+                        if rand() >= link.loss[first + off])
+            return Outcome(got, False, ((first, 1),), 0)
+        link = self.by_dest.get(tx, {}).get(dest)
+        tries: list[tuple[int, int]] = []
+        for rate, count in chain:
+            for attempt in range(1, count + 1):
+                if link is not None and rand() >= link.loss[rate + off]:
+                    tries.append((rate, attempt))
+                    return Outcome(((link, rate),), True, tuple(tries), link.signal_dbm)
+            tries.append((rate, count))
+        return Outcome((), False, tuple(tries), 0)

@@ -1,0 +1,379 @@
+"""The lab's wireless medium: `python -m orchestrator.medium --lab-dir DIR`, run in the lab's
+medium netns (plan.medium_netns).
+
+It registers with mac80211_hwsim (HWSIM_CMD_REGISTER). From then on the kernel hands it every frame
+the lab's radios transmit (HWSIM_CMD_FRAME) instead of copying each frame to every radio; it
+delivers a frame (HWSIM_CMD_FRAME to the receiver) only to radios in range, with the signal of the
+path-loss model and a loss drawn from the SNR (orchestrator/airspace.py decides), then reports the
+outcome to the sender (HWSIM_CMD_TX_INFO_FRAME: acknowledged or not, attempts used), which is what
+lets mac80211 retry, adapt its rate and notice a peer is gone.
+
+hwsim scopes a medium by network namespace: it takes over the radios created from the netns it
+registers in (their "netgroup"), wherever their phys were moved later. `up` creates the lab's radios
+from the medium's netns, so two labs on one kernel never see each other's frames. If this process
+dies, the kernel silently falls back to a perfect medium for those radios: `status` checks.
+
+Hot path: one netlink socket, attributes parsed with struct.unpack_from on one receive buffer,
+replies assembled from pre-packed pieces; the lab's configuration (medium.json) is re-read only when
+its mtime changes. Counters go to medium-stats.json every STATS_INTERVAL_S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from orchestrator.airspace import Airspace, config_path, read_config
+
+log = logging.getLogger("orchestrator.medium")
+
+STATS_FILE = "medium-stats.json"
+STATS_INTERVAL_S = 2.0
+RELOAD_CHECK_S = 0.25
+RCVBUF = 8 << 20
+
+NETLINK_GENERIC = 16
+NLM_F_REQUEST, NLM_F_ACK = 1, 4
+NLMSG_ERROR = 2
+GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 16, 3
+CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
+SO_RCVBUFFORCE = 33
+
+# drivers/net/wireless/mac80211_hwsim.h (6.1)
+HWSIM_CMD_REGISTER, HWSIM_CMD_FRAME, HWSIM_CMD_TX_INFO_FRAME = 1, 2, 3
+A_RECEIVER, A_TRANSMITTER, A_FRAME, A_FLAGS, A_RX_RATE, A_SIGNAL, A_TX_INFO, A_COOKIE = 1, 2, 3, 4, 5, 6, 7, 8
+A_FREQ = 19
+HWSIM_TX_STAT_ACK = 4
+TX_MAX_RATES = 4  # struct hwsim_tx_rate {s8 idx; u8 count;} x IEEE80211_TX_MAX_RATES
+
+_NLHDR = struct.Struct("=IHHII")
+_GENLHDR = struct.Struct("=BBH")
+_NLA = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+_S32 = struct.Struct("=i")
+_U64 = struct.Struct("=Q")
+_TX_INFO = struct.Struct("=" + "bB" * TX_MAX_RATES)
+HDR_LEN = _NLHDR.size + _GENLHDR.size
+
+
+def nla(kind: int, payload: bytes) -> bytes:
+    pad = -len(payload) % 4
+    return _NLA.pack(4 + len(payload), kind) + payload + b"\0" * pad
+
+
+def parse_attrs(buf: memoryview, start: int, end: int) -> dict[int, memoryview]:
+    attrs = {}
+    while start + 4 <= end:
+        length, kind = _NLA.unpack_from(buf, start)
+        if length < 4:
+            break
+        attrs[kind & 0x3FFF] = buf[start + 4:start + length]
+        start += (length + 3) & ~3
+    return attrs
+
+
+@dataclass(frozen=True)
+class TxFrame:
+    """One frame a radio transmitted, as the kernel reports it."""
+
+    transmitter: bytes
+    frame: bytes
+    flags: int
+    tx_info: bytes
+    cookie: int
+    freq: int | None
+
+    @property
+    def dest(self) -> bytes:
+        return self.frame[4:10]  # 802.11 addr1
+
+    def chain(self, max_rate: int) -> list[tuple[int, int]]:
+        """The retry chain [(rate index, attempts)] mac80211 asked for, clamped to the band."""
+        raw = _TX_INFO.unpack(self.tx_info)
+        return [(min(raw[i], max_rate), raw[i + 1]) for i in range(0, 2 * TX_MAX_RATES, 2)
+                if raw[i] >= 0 and raw[i + 1] > 0]
+
+
+def decode_frame(attrs: dict[int, memoryview]) -> TxFrame | None:
+    """A HWSIM_CMD_FRAME from the kernel; None when an attribute the medium needs is missing."""
+    try:
+        return TxFrame(
+            transmitter=bytes(attrs[A_TRANSMITTER]), frame=bytes(attrs[A_FRAME]),
+            flags=_U32.unpack(attrs[A_FLAGS])[0], tx_info=bytes(attrs[A_TX_INFO][:_TX_INFO.size]),
+            cookie=_U64.unpack(attrs[A_COOKIE])[0],
+            freq=_U32.unpack(attrs[A_FREQ])[0] if A_FREQ in attrs else None,
+        )
+    except (KeyError, struct.error):
+        return None
+
+
+def encode_tx_info(used: tuple[tuple[int, int], ...]) -> bytes:
+    flat: list[int] = []
+    for i in range(TX_MAX_RATES):
+        flat += used[i] if i < len(used) else (-1, 0)
+    return _TX_INFO.pack(*flat)
+
+
+class Codec:
+    """Builds the two messages the medium sends, for one family id."""
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        self.seq = 0
+        self._mac_attr: dict[tuple[int, bytes], bytes] = {}
+
+    def _msg(self, cmd: int, body: bytes, flags: int = NLM_F_REQUEST) -> bytes:
+        self.seq += 1
+        return _NLHDR.pack(HDR_LEN + len(body), self.family, flags, self.seq, 0) + _GENLHDR.pack(cmd, 1, 0) + body
+
+    def mac(self, kind: int, mac: bytes) -> bytes:
+        key = (kind, mac)
+        attr = self._mac_attr.get(key)
+        if attr is None:
+            attr = self._mac_attr[key] = nla(kind, mac)
+        return attr
+
+    def rx(self, receiver: bytes, frame: bytes, rate: int, signal_dbm: int, freq: int) -> bytes:
+        return self._msg(HWSIM_CMD_FRAME, b"".join((
+            self.mac(A_RECEIVER, receiver), nla(A_FRAME, frame), nla(A_RX_RATE, _U32.pack(rate)),
+            nla(A_SIGNAL, _S32.pack(signal_dbm)), nla(A_FREQ, _U32.pack(freq)))))
+
+    def tx_status(self, tx: TxFrame, acked: bool, signal_dbm: int, used: tuple[tuple[int, int], ...]) -> bytes:
+        flags = tx.flags | HWSIM_TX_STAT_ACK if acked else tx.flags
+        return self._msg(HWSIM_CMD_TX_INFO_FRAME, b"".join((
+            self.mac(A_TRANSMITTER, tx.transmitter), nla(A_FLAGS, _U32.pack(flags)),
+            nla(A_COOKIE, _U64.pack(tx.cookie)), nla(A_SIGNAL, _S32.pack(signal_dbm)),
+            nla(A_TX_INFO, encode_tx_info(used)))))
+
+    def register(self) -> bytes:
+        return self._msg(HWSIM_CMD_REGISTER, b"", NLM_F_REQUEST | NLM_F_ACK)
+
+
+@dataclass
+class Counters:
+    frames: int = 0  # frames the lab's radios transmitted
+    deliveries: int = 0  # copies handed to receivers
+    acked: int = 0  # unicast frames acknowledged
+    unacked: int = 0  # unicast frames whose every attempt was lost or out of range
+    unknown: int = 0  # frames from a radio the configuration does not name
+    kernel_errors: int = 0  # deliveries the kernel refused (a receiver not up yet, off channel)
+    overruns: int = 0  # times the receive buffer overflowed (frames lost before we saw them)
+
+
+def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], default_freq: int,
+          counters: Counters) -> list[bytes]:
+    """The messages that carry one transmitted frame to its receivers and its status back."""
+    counters.frames += 1
+    freq = tx.freq or default_freq
+    if not air.knows(tx.transmitter):
+        counters.unknown += 1
+        return [codec.tx_status(tx, False, 0, ((0, 1),))]
+    chain = tx.chain(11 - air.rate_offset) or [(0, 1)]
+    out = air.transmit(tx.transmitter, tx.dest, chain, rand)
+    msgs = [codec.rx(link.mac, tx.frame, rate, link.signal_dbm, freq) for link, rate in out.delivered]
+    counters.deliveries += len(msgs)
+    if not (tx.dest[0] & 1):
+        if out.acked:
+            counters.acked += 1
+        else:
+            counters.unacked += 1
+    msgs.append(codec.tx_status(tx, out.acked, out.ack_signal_dbm, out.tries))
+    return msgs
+
+
+class MediumError(RuntimeError):
+    pass
+
+
+def open_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+    sock.bind((0, 0))
+    try:  # root may exceed net.core.rmem_max: beacons of 30 radios arrive in bursts
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    sock.connect((0, 0))
+    return sock
+
+
+def _request(sock: socket.socket, msg: bytes, seq: int) -> list[dict[int, memoryview]]:
+    """Send one request and collect replies until its ack; raises on a netlink error."""
+    want_ack = bool(_NLHDR.unpack_from(msg)[2] & NLM_F_ACK)
+    sock.send(msg)
+    replies = []
+    while True:
+        data = memoryview(sock.recv(65536))
+        pos = 0
+        while pos + _NLHDR.size <= len(data):
+            length, kind, _, rseq, _ = _NLHDR.unpack_from(data, pos)
+            if rseq == seq:
+                if kind == NLMSG_ERROR:
+                    code = _S32.unpack_from(data, pos + 16)[0]
+                    if code:
+                        raise OSError(-code, os.strerror(-code))
+                    return replies
+                replies.append(parse_attrs(data, pos + HDR_LEN, pos + length))
+                if not want_ack:
+                    return replies
+            pos += (length + 3) & ~3
+
+
+def resolve_family(sock: socket.socket, name: str = "MAC80211_HWSIM") -> int:
+    ctrl = Codec(GENL_ID_CTRL)
+    msg = ctrl._msg(CTRL_CMD_GETFAMILY, nla(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"))
+    try:
+        replies = _request(sock, msg, ctrl.seq)
+    except OSError as err:
+        raise MediumError(f"the kernel has no {name} family ({err}): "
+                          "`modprobe mac80211_hwsim radios=0` first") from None
+    return struct.unpack_from("=H", replies[0][CTRL_ATTR_FAMILY_ID])[0]
+
+
+class Medium:
+    def __init__(self, lab_dir: Path, rand: Callable[[], float] = random.random) -> None:
+        self.lab_dir = lab_dir
+        self.rand = rand
+        self.counters = Counters()
+        self.sock = open_socket()
+        self.codec = Codec(resolve_family(self.sock))
+        self._mtime = 0
+        self.air = self._load()
+        self.stop = False
+
+    def _load(self) -> Airspace:
+        self._mtime = config_path(self.lab_dir).stat().st_mtime_ns
+        air = Airspace(read_config(self.lab_dir))
+        log.info("medium config version=%d radios=%d isolated=%s", air.config.version,
+                 len(air.config.radios), sorted(air.config.isolated))
+        return air
+
+    def maybe_reload(self) -> None:
+        try:
+            if config_path(self.lab_dir).stat().st_mtime_ns != self._mtime:
+                self.air = self._load()
+        except (OSError, ValueError, KeyError) as exc:  # a verb mid-rewrite, or a bad edit
+            log.warning("medium config not reloaded: %r", exc)
+
+    def register(self) -> None:
+        try:
+            _request(self.sock, self.codec.register(), self.codec.seq)
+        except OSError as err:
+            if err.errno == errno.EBUSY:
+                raise MediumError("another medium is already registered in this netns: "
+                                  "stop it (or `meshpay-lab down`) first") from None
+            raise MediumError(f"HWSIM_CMD_REGISTER failed: {err}") from None
+
+    def run(self) -> None:
+        buf = bytearray(1 << 16)
+        view = memoryview(buf)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        send, recv_into = self.sock.send, self.sock.recv_into
+        family, freq = self.codec.family, self.air.config.freq
+        counters = self.counters
+        next_check = next_stats = time.monotonic()
+        stats = StatsWriter(self.lab_dir, counters)
+        while not self.stop:
+            now = time.monotonic()
+            if now >= next_check:
+                self.maybe_reload()
+                next_check = now + RELOAD_CHECK_S
+            if now >= next_stats:
+                stats.write(self.air.config.version)
+                next_stats = now + STATS_INTERVAL_S
+            if not poller.poll(RELOAD_CHECK_S * 1000):
+                continue
+            # drain what is queued before looking at the clock again
+            while True:
+                try:
+                    n = recv_into(buf, 0, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                except OSError as err:
+                    if err.errno == errno.ENOBUFS:
+                        counters.overruns += 1
+                        continue
+                    raise
+                pos = 0
+                while pos + HDR_LEN <= n:
+                    length, kind = _NLHDR.unpack_from(view, pos)[:2]
+                    if kind == family and view[pos + 16] == HWSIM_CMD_FRAME:
+                        tx = decode_frame(parse_attrs(view, pos + HDR_LEN, pos + length))
+                        if tx is not None:
+                            for msg in route(self.air, self.codec, tx, self.rand, freq, counters):
+                                send(msg)
+                    elif kind == NLMSG_ERROR and _S32.unpack_from(view, pos + 16)[0]:
+                        counters.kernel_errors += 1
+                    pos += (length + 3) & ~3
+        stats.write(self.air.config.version)
+
+
+class StatsWriter:
+    """medium-stats.json: counters, rates over the last interval, CPU; `status` reads it."""
+
+    def __init__(self, lab_dir: Path, counters: Counters) -> None:
+        self.path = lab_dir / STATS_FILE
+        self.counters = counters
+        self.started = time.time()
+        self.last = (time.monotonic(), 0, _cpu())
+
+    def write(self, version: int) -> None:
+        now, cpu = time.monotonic(), _cpu()
+        then, frames_then, cpu_then = self.last
+        dt = max(now - then, 1e-6)
+        self.last = (now, self.counters.frames, cpu)
+        data = {"pid": os.getpid(), "version": version, "time": time.time(),
+                "uptime_s": round(time.time() - self.started, 1), "cpu_s": round(cpu, 2),
+                "frames_per_s": round((self.counters.frames - frames_then) / dt, 1),
+                "cpu_pct": round(100 * (cpu - cpu_then) / dt, 1), **asdict(self.counters)}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data) + "\n")
+        os.replace(tmp, self.path)
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.medium", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lab-dir", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=None, help="seed the loss draws (reproducible runs)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("MESHPAY_LOG", "INFO"),
+                        format="%(asctime)s medium %(levelname)s %(message)s")
+    rng = random.Random(args.seed)
+    try:
+        medium = Medium(args.lab_dir.resolve(), rng.random)
+        medium.register()
+    except (MediumError, LookupError, OSError) as exc:
+        log.error("%s", exc)
+        return 1
+
+    def on_signal(signum: int, _frame: object) -> None:
+        medium.stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("registered with mac80211_hwsim family=%d pid=%d", medium.codec.family, os.getpid())
+    medium.run()
+    log.info("medium exit %s", asdict(medium.counters))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

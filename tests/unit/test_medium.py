@@ -1,0 +1,101 @@
+import struct
+
+from orchestrator import medium
+from orchestrator.airspace import Airspace, MediumConfig, Radio, mac_bytes
+from orchestrator.propagation import Model
+
+MACS = [f"02:00:00:00:00:{i:02x}" for i in range(3)]
+FAMILY = 0x1F
+
+
+def kernel_frame(tx: int, dest: bytes, cookie: int = 7, flags: int = 1, rates=((11, 2), (0, 3))) -> memoryview:
+    """A HWSIM_CMD_FRAME as the kernel sends it (header, then attributes, cookie padded)."""
+    frame = b"\x88\x02\x00\x00" + dest + mac_bytes(MACS[tx]) + dest + b"\x00" * 10
+    info = []
+    for i in range(4):
+        info += rates[i] if i < len(rates) else (-1, 0)
+    attrs = b"".join((
+        medium.nla(medium.A_TRANSMITTER, mac_bytes(MACS[tx])), medium.nla(medium.A_FRAME, frame),
+        medium.nla(medium.A_FLAGS, struct.pack("=I", flags)), medium.nla(medium.A_FREQ, struct.pack("=I", 2412)),
+        medium.nla(medium.A_TX_INFO, struct.pack("=bBbBbBbB", *info)),
+        medium.nla(20, b""),  # HWSIM_ATTR_PAD before a u64, as nla_put_u64_64bit may add
+        medium.nla(medium.A_COOKIE, struct.pack("=Q", cookie)),
+    ))
+    hdr = struct.pack("=IHHIIBBH", 20 + len(attrs), FAMILY, 0, 0, 0, medium.HWSIM_CMD_FRAME, 1, 0)
+    return memoryview(hdr + attrs)
+
+
+def decode(msg: bytes) -> tuple[int, dict[int, bytes]]:
+    length, family, flags, _, _ = struct.unpack_from("=IHHII", msg)
+    assert length == len(msg) and family == FAMILY and flags == medium.NLM_F_REQUEST
+    return msg[16], {k: bytes(v) for k, v in medium.parse_attrs(memoryview(msg), 20, length).items()}
+
+
+def air():
+    return Airspace(MediumConfig(freq=2412, model=Model("free_space"), loss=False,
+                                 radios=tuple(Radio(f"n{i}", MACS[i], (100.0 * i, 0.0), 100.0) for i in range(3))))
+
+
+def test_kernel_frame_decodes_with_its_retry_chain():
+    buf = kernel_frame(0, mac_bytes(MACS[1]))
+    tx = medium.decode_frame(medium.parse_attrs(buf, 20, len(buf)))
+    assert tx.transmitter == mac_bytes(MACS[0]) and tx.cookie == 7 and tx.freq == 2412 and tx.flags == 1
+    assert tx.dest == mac_bytes(MACS[1])
+    assert tx.chain(11) == [(11, 2), (0, 3)]
+    assert tx.chain(7) == [(7, 2), (0, 3)]  # clamped to a 5 GHz band's 8 rates
+
+
+def test_a_frame_missing_an_attribute_is_ignored():
+    assert medium.decode_frame({}) is None
+
+
+def test_unicast_goes_to_its_receiver_and_the_sender_hears_an_ack():
+    buf = kernel_frame(1, mac_bytes(MACS[2]), cookie=99)
+    tx = medium.decode_frame(medium.parse_attrs(buf, 20, len(buf)))
+    counters = medium.Counters()
+    msgs = medium.route(air(), medium.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
+    assert len(msgs) == 2
+    cmd, rx = decode(msgs[0])
+    assert cmd == medium.HWSIM_CMD_FRAME
+    assert rx[medium.A_RECEIVER] == mac_bytes(MACS[2]) and rx[medium.A_FRAME] == tx.frame
+    assert struct.unpack("=I", rx[medium.A_RX_RATE])[0] == 11
+    assert struct.unpack("=i", rx[medium.A_SIGNAL])[0] == -60
+    assert struct.unpack("=I", rx[medium.A_FREQ])[0] == 2412
+    cmd, st = decode(msgs[1])
+    assert cmd == medium.HWSIM_CMD_TX_INFO_FRAME
+    assert st[medium.A_TRANSMITTER] == mac_bytes(MACS[1])
+    assert struct.unpack("=I", st[medium.A_FLAGS])[0] == 1 | medium.HWSIM_TX_STAT_ACK
+    assert struct.unpack("=Q", st[medium.A_COOKIE])[0] == 99
+    assert struct.unpack("=bBbBbBbB", st[medium.A_TX_INFO]) == (11, 1, -1, 0, -1, 0, -1, 0)
+    assert counters.acked == 1 and counters.deliveries == 1 and counters.frames == 1
+
+
+def test_broadcast_reaches_both_neighbours_and_is_not_acked():
+    buf = kernel_frame(1, b"\xff" * 6, flags=2)
+    tx = medium.decode_frame(medium.parse_attrs(buf, 20, len(buf)))
+    msgs = medium.route(air(), medium.Codec(FAMILY), tx, lambda: 0.5, 2412, medium.Counters())
+    receivers = sorted(decode(m)[1][medium.A_RECEIVER] for m in msgs[:-1])
+    assert receivers == [mac_bytes(MACS[0]), mac_bytes(MACS[2])]
+    _, st = decode(msgs[-1])
+    assert struct.unpack("=I", st[medium.A_FLAGS])[0] == 2
+
+
+def test_out_of_range_unicast_reports_every_attempt_unacked():
+    buf = kernel_frame(0, mac_bytes(MACS[2]))
+    tx = medium.decode_frame(medium.parse_attrs(buf, 20, len(buf)))
+    counters = medium.Counters()
+    msgs = medium.route(air(), medium.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
+    assert len(msgs) == 1
+    _, st = decode(msgs[0])
+    assert struct.unpack("=I", st[medium.A_FLAGS])[0] == 1
+    assert struct.unpack("=bBbBbBbB", st[medium.A_TX_INFO]) == (11, 2, 0, 3, -1, 0, -1, 0)
+    assert counters.unacked == 1
+
+
+def test_a_radio_the_config_does_not_name_still_gets_its_status():
+    buf = kernel_frame(0, b"\xff" * 6)
+    tx = medium.decode_frame(medium.parse_attrs(buf, 20, len(buf)))
+    tx = medium.TxFrame(b"\x02\x99\x99\x99\x99\x99", tx.frame, tx.flags, tx.tx_info, tx.cookie, tx.freq)
+    counters = medium.Counters()
+    msgs = medium.route(air(), medium.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
+    assert len(msgs) == 1 and counters.unknown == 1  # the kernel's pending queue must not fill
