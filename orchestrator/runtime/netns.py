@@ -16,15 +16,12 @@ from pathlib import Path
 
 from pyroute2 import netns as pyroute2_netns
 
+from orchestrator.plan import netns_prefix
 from orchestrator.runtime.base import NodeRef
 
 log = logging.getLogger(__name__)
 
 NETNS_DIR = "/run/netns"
-
-
-def lab_prefix(lab: str) -> str:
-    return f"mpl-{lab}-"
 
 
 class NetnsRuntime:
@@ -85,7 +82,7 @@ class NetnsRuntime:
         log.info("netns removed", extra={"netns": node.netns})
 
     def list(self, lab: str) -> list[str]:
-        prefix = lab_prefix(lab)
+        prefix = netns_prefix(lab)
         try:
             names = os.listdir(NETNS_DIR)
         except FileNotFoundError:
