@@ -260,12 +260,15 @@ class Medium:
                  len(air.config.radios), sorted(air.config.isolated))
         return air
 
-    def maybe_reload(self) -> None:
+    def maybe_reload(self) -> bool:
+        """Re-read medium.json if it changed; True when a new configuration is in use."""
         try:
             if config_path(self.lab_dir).stat().st_mtime_ns != self._mtime:
                 self.air = self._load()
+                return True
         except (OSError, ValueError, KeyError) as exc:  # a verb mid-rewrite, or a bad edit
             log.warning("medium config not reloaded: %r", exc)
+        return False
 
     def register(self) -> None:
         try:
@@ -289,7 +292,8 @@ class Medium:
         while not self.stop:
             now = time.monotonic()
             if now >= next_check:
-                self.maybe_reload()
+                if self.maybe_reload():
+                    next_stats = now  # report the new version at once: `move` waits on it
                 next_check = now + RELOAD_CHECK_S
             if now >= next_stats:
                 stats.write(self.air.config.version)

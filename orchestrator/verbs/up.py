@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from orchestrator import keys, lab, mesh, mgmt, radio
+from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio
 from orchestrator.health import process_alive, wait_healthy
 from orchestrator.launcher import spawn_nodes
 from orchestrator.nodeconfig import node_configs
@@ -55,6 +55,14 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
             rt.create(refs[node.name])
     lab.write_state(lab_dir, state)
 
+    # Radios made from the medium's netns belong to it: it relays their frames by distance.
+    made_in = plan.medium.netns if plan.medium else None
+    if plan.medium:
+        step(f"starting the wireless medium ({plan.medium.model})")
+        mediumctl.create_netns(plan)
+        mediumctl.ensure_running(lab_dir, plan, state)
+        lab.write_state(lab_dir, state)
+
     step("creating radios and joining the 802.11s mesh")
     for node in plan.nodes:
         # The kernel shows a moved phy only inside the netns it was moved to.
@@ -63,8 +71,8 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
             radio.delete_radio(mine.name, mine.netns)
             mine = None
         if mine is None:
-            made = radio.create_radio(node.radio, mac=node.mac)
-            radio.move_phy(made.phy_index, rt.netns_path(refs[node.name]))
+            made = radio.create_radio(node.radio, mac=node.mac, netns=made_in)
+            radio.move_phy(made.phy_index, rt.netns_path(refs[node.name]), from_netns=made_in)
             mine = _radio(node.radio)
         if not _has_interface(node.netns, MESH_IFNAME):
             mesh.create_mesh_point(node.netns, mine.phy_index, MESH_IFNAME, node.mac,
@@ -83,7 +91,7 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
                                cidr=f"{node.mgmt_ip}/{plan.mgmt_prefixlen}", lab=plan.lab)
     lab.write_state(lab_dir, state)
 
-    step("waiting for peer links (and blocking out-of-range pairs)")
+    step("waiting for peer links" + (" (and blocking out-of-range pairs)" if not plan.medium else ""))
     peering = wait_for_peering(plan, PEERING_TIMEOUT_S)
     timings["peering_s"] = round(time.monotonic() - t0, 2)
 
@@ -134,10 +142,11 @@ def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
 
 
 def wait_for_peering(plan: Plan, timeout: float) -> dict[str, list[str]]:
-    """Block every pair the plan forbids as soon as the kernel knows the station, and wait until
-    every node has an established link to each planned neighbour. Returns node -> peers."""
+    """Block every pair the plan forbids (with a medium, only `links` blocks: out-of-range radios
+    never hear each other) as soon as the kernel knows the station, and wait until every node has
+    an established link to each planned neighbour. Returns node -> peers."""
     macs = {n.mac: n.name for n in plan.nodes}
-    blocked = {(a, b) for a, b in plan.blocked} | {(b, a) for a, b in plan.blocked}
+    blocked = {(a, b) for a, b in plan.plink_blocked} | {(b, a) for a, b in plan.plink_blocked}
     deadline = time.monotonic() + timeout
     while True:
         established: dict[str, list[str]] = {}
