@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator import lab, mgmt, radio
+from orchestrator import lab, mgmt, radio, sae
 from orchestrator.plan import netns_prefix, radio_prefix
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef
@@ -31,6 +31,7 @@ def run(lab_dir: Path, lab_name: str | None = None) -> dict:
         mgmt.delete_link(link)
     for netns in nodes:
         rt.delete(_ref(name, netns))
+    sae.remove_run_dir(name)  # the supplicants' control sockets; they stopped with their netns
     for f in STATE_FILES:
         (lab_dir / f).unlink(missing_ok=True)
     return {"lab": name, "nodes": nodes, "radios": radios, "links": links, "leftover": leftover(name)}

@@ -17,17 +17,29 @@ def run(lab_dir: Path) -> dict:
     rows = []
     for name, node in info["nodes"].items():
         try:
-            peers = sorted(macs.get(s.mac, s.mac) for s in mesh.stations(node["netns"], MESH_IFNAME)
+            links = sorted((macs.get(s.mac, s.mac), s) for s in mesh.stations(node["netns"], MESH_IFNAME)
                            if s.plink_state == "ESTAB")
+            peers = [peer for peer, _ in links]
+            security = [f"{peer}: {link_security(s)}" for peer, s in links]
         except Exception as exc:  # a node whose netns is gone is reported, not fatal to the table
-            peers = [f"error: {exc}"]
+            peers = security = [f"error: {exc}"]
         rows.append({
             "node": name,
             "role": node["role"],
             "mesh_ip": node["mesh_ip"],
             "rest_url": node["rest_url"],
             "peers": peers,
+            "security": security,
             "process": "running" if process_alive(state.get("pids", {}).get(name)) else "stopped",
             "serving": is_healthy(node["api_url"], timeout=2.0),
         })
-    return {"lab": info["lab"], "nodes": rows, "timings": state.get("timings", {})}
+    return {"lab": info["lab"], "mesh_security": info.get("mesh", {}).get("security", "none"), "nodes": rows, "timings": state.get("timings", {})}
+
+
+def link_security(sta: mesh.Station) -> str:
+    """One established link's protection, as the kernel reports it."""
+    if sta.authorized is None:
+        return "unknown"
+    if not sta.authorized:
+        return "not authorized"
+    return "authorized, MFP" if sta.mfp else "authorized, no MFP"

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,15 +49,16 @@ class Lab:
         return self.root / self.plan.lab
 
 
-def up(tmp_path_factory, topology: str):
-    lab = Lab(tmp_path_factory.mktemp("labs"), topology)
+def up(topology: str) -> Lab:
+    # Not pytest's tmp_path: pytest prunes old base temp dirs while a VM may still share one.
+    lab = Lab(Path(tempfile.mkdtemp(prefix="meshpay-e2e-")), topology)
     lab.cli("up", str(lab.topology))
     return lab
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    lab = up(tmp_path_factory, "5auth3client.yaml")
+def demo():
+    lab = up("5auth3client.yaml")
     yield lab
     if lab.lab_dir.exists():
         lab.cli("down", check=False)
@@ -112,8 +114,8 @@ def test_down_leaves_nothing_behind(demo):
     assert leftover.returncode == 1, "the lab's VM is still running"
 
 
-def test_line_has_a_three_hop_path_and_carries_transfers(tmp_path_factory):
-    lab = up(tmp_path_factory, "line3.yaml")
+def test_line_has_a_three_hop_path_and_carries_transfers():
+    lab = up("line3.yaml")
     try:
         result = lab.json("transfer", "--from", "client1", "--to", "client2", "--amount", "7")
         assert result["outcome"] == "confirmed", result
