@@ -140,7 +140,7 @@ def status(name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table") 
     """Every node: role, address, REST URL, mesh peers, serving or not."""
     data = _call(_find(name, root), "status")
     _emit(data, fmt, lambda d: _table(f"lab {d['lab']}", d["nodes"],
-                                       ["node", "role", "mesh_ip", "rest_url", "peers", "process", "serving"]))
+                                       ["node", "role", "mesh_ip", "rest_url", "peers", "security", "process", "serving"]))
 
 
 @app.command()
@@ -148,7 +148,7 @@ def peers(node: str, name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt =
     """The node's mesh peer links."""
     data = _call(_find(name, root), "peers", node=node)
     _emit(data, fmt, lambda d: _table(f"peers of {node}", d["peers"],
-                                       ["peer", "mac", "plink_state", "signal", "inactive_ms"]))
+                                       ["peer", "mac", "plink_state", "authorized", "mfp", "signal_dbm", "inactive_ms"]))
 
 
 @app.command()

@@ -102,6 +102,15 @@ def write_secret_json(path: Path, data: dict) -> None:
     _write_json(path, data, mode=0o600)
 
 
+def write_secret_text(path: Path, text: str) -> None:
+    """A file holding a password or key: owner-only from its first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def lab_node(lab: Path, name: str) -> dict:
     nodes = read_lab_json(lab)["nodes"]
     if name not in nodes:

@@ -23,6 +23,7 @@ from orchestrator.netlink import (
     NL80211_CMD_JOIN_MESH,
     NL80211_CMD_LEAVE_MESH,
     NL80211_CMD_NEW_INTERFACE,
+    NL80211_CMD_SET_MESH_CONFIG,
     NL80211_CMD_SET_STATION,
     NL80211_IFTYPE_MESH_POINT,
     NL80211_PLINK_ACTION_BLOCK,
@@ -87,6 +88,11 @@ class Station:
     inactive_ms: int
     rx_bytes: int
     tx_bytes: int
+    # The link's security (NL80211_STA_INFO_STA_FLAGS): `authorized` means data may flow (on an
+    # SAE mesh: the peer proved the password); `mfp` means management frames are protected.
+    # None when the kernel did not report the flag.
+    authorized: bool | None = None
+    mfp: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,25 @@ def mesh_params(netns: str, ifname: str) -> dict[str, int]:
     return {_PARAM_BY_ATTR[name]: value for name, value in config["attrs"] if name in _PARAM_BY_ATTR}
 
 
+def set_mesh_params(netns: str, ifname: str, params: dict[str, int]) -> None:
+    """Change mesh params of a joined mesh (wpa_supplicant joins with its own; ours come after).
+    Raises NotJoined before the join, even for no params."""
+    config = mesh_config_attrs(params)
+    with nl80211_socket(netns) as sock:
+        attrs = [["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)],
+                 ["NL80211_ATTR_MESH_CONFIG", {"attrs": config}]]
+        try:
+            sock.request(NL80211_CMD_SET_MESH_CONFIG, attrs)
+        except NetlinkError as err:
+            if err.code == errno.ENOLINK:
+                raise NotJoined(f"{netns}/{ifname} has not joined a mesh yet") from err
+            raise RuntimeError(f"{netns}/{ifname} refused mesh params {params}: {err}") from err
+
+
+class NotJoined(RuntimeError):
+    """The interface is not (yet) part of a mesh."""
+
+
 def block_peer(netns: str, ifname: str, peer_mac: str) -> None:
     """Block the peer link to peer_mac. The peer must already be a station (seen by beacons)."""
     with nl80211_socket(netns) as sock:
@@ -234,7 +259,15 @@ def parse_station(msg) -> Station:
         inactive_ms=info.get_attr("NL80211_STA_INFO_INACTIVE_TIME") or 0,
         rx_bytes=rx if rx is not None else info.get_attr("NL80211_STA_INFO_RX_BYTES") or 0,
         tx_bytes=tx if tx is not None else info.get_attr("NL80211_STA_INFO_TX_BYTES") or 0,
+        **_sta_flags(info.get_attr("NL80211_STA_INFO_STA_FLAGS")),
     )
+
+
+def _sta_flags(flags: dict[str, bool] | None) -> dict[str, bool | None]:
+    # pyroute2 decodes struct nl80211_sta_flag_update into {"AUTHORIZED": bool, "MFP": bool, ...}
+    if not isinstance(flags, dict):
+        return {"authorized": None, "mfp": None}
+    return {"authorized": flags.get("AUTHORIZED"), "mfp": flags.get("MFP")}
 
 
 def parse_mpath(msg) -> MeshPath:

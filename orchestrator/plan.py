@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestrator.topology import Topology
 
@@ -46,6 +46,8 @@ class NodePlan:
     range: float
     balance: int
     weight: int
+    # The node's own SAE password (a topology override); None: the mesh's.
+    mesh_password: str | None = field(default=None, repr=False)
 
     @property
     def api_url(self) -> str:
@@ -88,6 +90,8 @@ class Plan:
     nodes: tuple[NodePlan, ...]
     # Pairs (by node name, sorted) that must not peer: out of range of each other, or blocked by `links`.
     blocked: tuple[tuple[str, str], ...]
+    # The topology's SAE password; None with `sae`: `up` makes a per-lab secret.
+    mesh_password: str | None = field(default=None, repr=False)
     # Pairs blocked by `links` only (the medium keeps out-of-range pairs apart by itself).
     link_blocked: tuple[tuple[str, str], ...] = ()
     medium: MediumPlan | None = None
@@ -104,13 +108,22 @@ class Plan:
         raise KeyError(f"no node {name!r} in lab {self.lab!r}; nodes: {', '.join(n.name for n in self.nodes)}")
 
     def neighbours(self, name: str) -> list[str]:
-        """Nodes `name` is expected to peer with."""
+        """Nodes `name` is expected to peer with: in range, not blocked, and, on an SAE mesh,
+        holding the same password."""
         blocked = set(self.blocked)
+        me = self.node(name)
         return [
             n.name
             for n in self.nodes
             if n.name != name and tuple(sorted((name, n.name))) not in blocked
+            and self.same_password(me, n)
         ]
+
+    def same_password(self, a: NodePlan, b: NodePlan) -> bool:
+        if self.security != "sae":
+            return True
+        # None stands for the per-lab secret `up` makes, which no topology password can equal.
+        return (a.mesh_password or self.mesh_password) == (b.mesh_password or self.mesh_password)
 
 
 def mesh_ip(index: int) -> str:
@@ -149,6 +162,7 @@ def make_plan(topo: Topology) -> Plan:
             range=topo.range_of(name),
             balance=topo.balance_of(name),
             weight=spec.weight,
+            mesh_password=spec.mesh_password,
         )
         for i, (name, spec) in enumerate(topo.nodes.items())
     )
@@ -174,6 +188,7 @@ def make_plan(topo: Topology) -> Plan:
         blocked=tuple(sorted(blocked)),
         link_blocked=tuple(sorted(link_blocked)),
         medium=_medium_plan(topo),
+        mesh_password=topo.mesh.password,
     )
 
 

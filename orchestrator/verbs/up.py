@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio
+from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio, sae
 from orchestrator.health import process_alive, wait_healthy
 from orchestrator.launcher import spawn_nodes
 from orchestrator.nodeconfig import node_configs
@@ -77,9 +77,15 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
         if not _has_interface(node.netns, MESH_IFNAME):
             mesh.create_mesh_point(node.netns, mine.phy_index, MESH_IFNAME, node.mac,
                                    cidr=f"{node.mesh_ip}/{plan.mesh_prefixlen}")
-            mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params)
+            if plan.security == "none":  # an SAE mesh is joined by wpa_supplicant, below
+                mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params)
     state["radios"] = sorted(n.radio for n in plan.nodes)
     lab.write_state(lab_dir, state)
+
+    if plan.security == "sae":
+        step("starting wpa_supplicant (SAE, protected frames) on every node")
+        sae.start_all(lab_dir, plan, state, rt, refs)
+        lab.write_state(lab_dir, state)
 
     step("wiring the management plane")
     owned = set(mgmt.owned_links(plan.lab))
@@ -136,6 +142,9 @@ def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
                   "phase": "creating"})
     state.setdefault("seeds", {})
     state.setdefault("token", keys.new_token())
+    if plan.security == "sae":
+        # Used only when the topology names no password; owner-only, like the rest of state.json.
+        state.setdefault("mesh_secret", keys.new_token())
     for node in plan.nodes:
         state["seeds"].setdefault(node.name, keys.new_seed())
     return state
@@ -199,7 +208,8 @@ def lab_info(plan: Plan, state: dict) -> dict:
     return {
         "lab": plan.lab,
         "runtime": plan.runtime,
-        "mesh": {"id": plan.mesh_id, "freq": plan.freq, "params": plan.mesh_params},
+        "mesh": {"id": plan.mesh_id, "freq": plan.freq, "params": plan.mesh_params,
+                 "security": plan.security},
         # State-changing REST calls need `Authorization: Bearer $(cat token)`.
         "token_file": "token",
         "nodes": {
