@@ -1,15 +1,22 @@
 """Node runtimes: where a node's namespace and processes live (see base.py)."""
 
+from pathlib import Path
+
 from orchestrator.runtime.base import NodeRef, Runtime
 
 
-def runtime_for(name: str, lab: str) -> Runtime:
-    """The runtime a topology asks for; `lab` scopes what it lists and owns."""
+def runtime_for(name: str, lab: str, lab_dir: Path | None = None) -> Runtime:
+    """The runtime a topology asks for; `lab` scopes what it lists and owns, `lab_dir` is where
+    its nodes' files live (a container mounts its node's directory)."""
     if name == "netns":
         from orchestrator.runtime.netns import NetnsRuntime
 
         return NetnsRuntime()
-    raise ValueError(f"runtime {name!r} is not available here; use `runtime: netns`")
+    if name == "docker":
+        from orchestrator.runtime.docker import DockerRuntime
+
+        return DockerRuntime(lab, lab_dir=lab_dir)
+    raise ValueError(f"unknown runtime {name!r}: use `runtime: netns` or `runtime: docker`")
 
 
 __all__ = ["NodeRef", "Runtime", "runtime_for"]

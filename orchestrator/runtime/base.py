@@ -19,6 +19,7 @@ class NodeRef:
 
 
 class Runtime(Protocol):
+    # Idempotent: afterwards the node's namespace is at netns_path(node) (`up` reconciles with it).
     def create(self, node: NodeRef) -> None: ...
 
     def start(
@@ -29,6 +30,7 @@ class Runtime(Protocol):
 
     def delete(self, node: NodeRef) -> None: ...
 
+    # netns names of every node the lab owns here, in any state (`down` removes them all).
     def list(self, lab: str) -> list[str]: ...
 
     def netns_path(self, node: NodeRef) -> str: ...

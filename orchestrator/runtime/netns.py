@@ -33,7 +33,7 @@ class NetnsRuntime:
 
     def create(self, node: NodeRef) -> None:
         if os.path.exists(self.netns_path(node)):
-            raise RuntimeError(f"netns {node.netns} already exists: run `down` for lab {node.lab}")
+            return  # `up` again: the name is lab-scoped, so it is this node's namespace
         pyroute2_netns.create(node.netns)
         log.info("netns created", extra={"netns": node.netns})
 

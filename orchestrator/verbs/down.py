@@ -20,7 +20,8 @@ def run(lab_dir: Path, lab_name: str | None = None) -> dict:
     lab_dir = Path(lab_dir)
     state = lab.read_state(lab_dir) if lab.state_path(lab_dir).exists() else {}
     name = lab_name or state.get("lab") or lab_dir.name
-    rt = runtime_for(state.get("runtime", "netns"), name)
+    runtime = state.get("runtime", "netns")
+    rt = runtime_for(runtime, name, lab_dir)
 
     nodes = rt.list(name)
     for netns in nodes:
@@ -34,13 +35,14 @@ def run(lab_dir: Path, lab_name: str | None = None) -> dict:
     sae.remove_run_dir(name)  # the supplicants' control sockets; they stopped with their netns
     for f in STATE_FILES:
         (lab_dir / f).unlink(missing_ok=True)
-    return {"lab": name, "nodes": nodes, "radios": radios, "links": links, "leftover": leftover(name)}
+    return {"lab": name, "nodes": nodes, "radios": radios, "links": links, "leftover": leftover(name, runtime)}
 
 
 def leftover(lab_name: str, runtime: str = "netns") -> list[str]:
     """What of this lab still exists on the kernel: empty after a clean `down`."""
     rt = runtime_for(runtime, lab_name)
-    return ([f"netns {n}" for n in rt.list(lab_name)]
+    what = "container" if runtime == "docker" else "netns"
+    return ([f"{what} {n}" for n in rt.list(lab_name)]
             + [f"radio {r.name}" for r in radio.list_radios(radio_prefix(lab_name))]
             + [f"link {link}" for link in mgmt.owned_links(lab_name)])
 

@@ -28,8 +28,12 @@ PEERING_TIMEOUT_S = 90.0
 SERVING_TIMEOUT_S = 300.0
 
 
-def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = None) -> dict:
+def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = None,
+        runtime: str | None = None) -> dict:
+    """`runtime` overrides the topology's `runtime:` (netns or docker)."""
     topo = load_topology(topology)
+    if runtime is not None:
+        topo = topo.model_copy(update={"runtime": runtime})
     plan = make_plan(topo)
     lab_dir = Path(lab_dir)
     lab_dir.mkdir(parents=True, exist_ok=True)
@@ -45,14 +49,12 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     state = _load_or_new_state(lab_dir, plan, topology)
-    rt = runtime_for(plan.runtime, plan.lab)
+    rt = runtime_for(plan.runtime, plan.lab, lab_dir)
     refs = {n.name: NodeRef(lab=plan.lab, name=n.name, netns=n.netns) for n in plan.nodes}
 
     step(f"creating {len(plan.nodes)} nodes ({plan.runtime})")
-    existing = set(rt.list(plan.lab))
     for node in plan.nodes:
-        if node.netns not in existing:
-            rt.create(refs[node.name])
+        rt.create(refs[node.name])  # idempotent: also repairs a restarted container's netns name
     lab.write_state(lab_dir, state)
 
     # Radios made from the medium's netns belong to it: it relays their frames by distance.
@@ -109,8 +111,11 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
          "config": str(configs[node.name]), "log": str(lab_dir / "nodes" / node.name / "node.log")}
         for node in plan.nodes if not process_alive(pids.get(node.name))
     ]
-    if batch:
-        pids.update(spawn_nodes(batch))
+    if batch and plan.runtime == "netns":
+        pids.update(spawn_nodes(batch))  # one preloaded interpreter forks every node
+    for item in batch if plan.runtime != "netns" else []:
+        pids[item["name"]] = rt.start(refs[item["name"]], ["meshpay-node", "--config", item["config"]],
+                                      Path(item["log"]))
     lab.write_state(lab_dir, state)
 
     step("waiting for every node to serve")

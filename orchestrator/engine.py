@@ -1,0 +1,112 @@
+"""The Docker engine a docker-runtime lab uses: the one already answering, or one we start.
+
+Inside the lab's VM nothing runs dockerd, so the first verb that needs an engine starts one,
+detached, with its data on a tmpfs (the VM's root filesystem is the host's, read-only) and no
+networking of its own (`--iptables=false --bridge=none`: node containers get `--network none`
+and the lab wires them itself). No registry is reachable there: the node image comes from the
+tarball `meshpay-lab image build` saved (orchestrator/image.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException, ImageNotFound
+
+log = logging.getLogger(__name__)
+
+NODE_IMAGE = "meshpay-node:latest"
+# Where `image build` leaves the saved node image; the VM sees the host's files at the same path.
+IMAGE_DIR = Path(os.environ.get("MESHPAY_IMAGE_DIR", Path(__file__).resolve().parents[1] / "build" / "node-image"))
+IMAGE_TAR = "meshpay-node.tar"
+ENGINE_DIR = Path("/run/meshpay-lab/docker")
+START_TIMEOUT_S = 120.0
+
+
+class EngineError(RuntimeError):
+    """No usable Docker engine or node image; the message says what to do."""
+
+
+def client(start: bool = True) -> docker.DockerClient:
+    """A client for the engine at DOCKER_HOST, the default socket, or one a previous verb started
+    here; with `start`, start one when none answers."""
+    private = f"unix://{ENGINE_DIR / 'docker.sock'}"
+    urls = [os.environ["DOCKER_HOST"]] if os.environ.get("DOCKER_HOST") else ["unix:///var/run/docker.sock", private]
+    for url in urls:
+        try:
+            cli = docker.DockerClient(base_url=url, timeout=300)
+            cli.ping()
+            return cli
+        except DockerException:
+            continue
+    if not start:
+        raise EngineError(f"no Docker engine answers at {', '.join(urls)}; start dockerd, or set DOCKER_HOST")
+    return _start_private_engine()
+
+
+def _start_private_engine() -> docker.DockerClient:
+    dockerd = shutil.which("dockerd")
+    if dockerd is None:
+        raise EngineError("no Docker engine answers and dockerd is not installed: apt-get install docker.io")
+    data = ENGINE_DIR / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    if not os.path.ismount(data):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0711", "tmpfs", str(data)], check=True)
+    sock = ENGINE_DIR / "docker.sock"
+    log_path = ENGINE_DIR / "dockerd.log"
+    argv = [dockerd, "--data-root", str(data), "--exec-root", str(ENGINE_DIR / "exec"),
+            "--pidfile", str(ENGINE_DIR / "dockerd.pid"), "--host", f"unix://{sock}",
+            "--iptables=false", "--ip6tables=false", "--bridge=none"]
+    with open(log_path, "ab") as out:
+        # its own session: the engine outlives the verb that started it, like the nodes do
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            cli = docker.DockerClient(base_url=f"unix://{sock}", timeout=300)
+            cli.ping()
+            log.info("dockerd started sock=%s", sock)
+            return cli
+        except DockerException:
+            if time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace").splitlines()[-10:]
+                raise EngineError(f"dockerd did not answer within {START_TIMEOUT_S:.0f} s; "
+                                  f"{log_path}:\n" + "\n".join(tail)) from None
+            time.sleep(0.5)
+
+
+def ensure_image(cli: docker.DockerClient, image: str = NODE_IMAGE, image_dir: Path = IMAGE_DIR) -> None:
+    """Make `image` present: it is, or load the tarball `image build` saved."""
+    try:
+        cli.images.get(image)
+        return
+    except ImageNotFound:
+        pass
+    tar = image_dir / IMAGE_TAR
+    if not tar.exists():
+        raise EngineError(f"the engine has no image {image} and there is no {tar}: "
+                          "run `meshpay-lab image build` first")
+    started = time.monotonic()
+    with tar.open("rb") as f:
+        cli.images.load(f)
+    log.info("node image loaded from %s in %.1f s", tar, time.monotonic() - started)
+
+
+def needs_unconfined(cli: docker.DockerClient) -> bool:
+    """True where the engine applies AppArmor but the kernel has no docker-default profile
+    (a VM booted from the host's files never loaded one): a container asking for it would not start."""
+    options = cli.info().get("SecurityOptions") or []
+    if not any("name=apparmor" in opt for opt in options):
+        return False
+    try:
+        profiles = Path("/sys/kernel/security/apparmor/profiles").read_text()
+    except OSError:
+        return True
+    return not any(line.startswith("docker-default ") for line in profiles.splitlines())
