@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -51,19 +51,35 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class TokenGate:
+    """Deny by default: every request that is not a read (GET, HEAD) needs the bearer token.
+
+    Checked before the body is read or any route runs, so an endpoint added later cannot forget
+    it, and a caller without the token learns nothing from validation errors."""
+
+    READS = frozenset({"GET", "HEAD"})
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app = app
+        self.expected = None if token is None else f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.expected is not None and scope["type"] == "http" and scope["method"] not in self.READS:
+            given = [value for name, value in scope.get("headers", []) if name == b"authorization"]
+            if len(given) != 1 or not hmac.compare_digest(given[0], self.expected):
+                await JSONResponse({"detail": "missing or wrong bearer token: send "
+                                    "`Authorization: Bearer <the lab's token file>`"}, 401,
+                                   headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(service: AuthorityService | ClientService, config: NodeConfig, metrics: Metrics) -> FastAPI:
     app = FastAPI(
         title=f"meshpay node {config.name}",
         description="A FastPay node (authority or client) of meshpay-lab. Reads are open; POSTs need the bearer token when one is configured.",
         version="1",
     )
-
-    def require_token(authorization: str | None = Header(default=None)) -> None:
-        if config.api_token is None:
-            return
-        expected = f"Bearer {config.api_token}"
-        if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     def client_only() -> ClientService:
         if not isinstance(service, ClientService):
@@ -119,7 +135,7 @@ def create_app(service: AuthorityService | ClientService, config: NodeConfig, me
             return await service.quorum_read(key)
         return service.account(key)
 
-    @app.post("/transfers", dependencies=[Depends(require_token)])
+    @app.post("/transfers")
     async def transfer(body: TransferRequest, client: ClientService = Depends(client_only)) -> JSONResponse:
         """Run a whole transfer: 200 when confirmed, 502 when no quorum voted (outcome rejected or pending)."""
         recipient = config.resolve_account(body.to)
@@ -134,7 +150,7 @@ def create_app(service: AuthorityService | ClientService, config: NodeConfig, me
             return service.transfer_record(transfer_id)
         return service.transfer(transfer_id)
 
-    @app.post("/sync", dependencies=[Depends(require_token)])
+    @app.post("/sync")
     async def sync(client: ClientService = Depends(client_only)) -> dict[str, Any]:
         return await client.sync()
 
@@ -142,4 +158,4 @@ def create_app(service: AuthorityService | ClientService, config: NodeConfig, me
     async def prometheus() -> str:
         return metrics.render(service.gauges())
 
-    return BodyLimit(app)  # type: ignore[return-value]
+    return TokenGate(BodyLimit(app), config.api_token)  # type: ignore[return-value]
