@@ -139,8 +139,17 @@ def down(
 def status(name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table") -> None:
     """Every node: role, address, REST URL, mesh peers, serving or not."""
     data = _call(_find(name, root), "status")
-    _emit(data, fmt, lambda d: _table(f"lab {d['lab']}", d["nodes"],
-                                       ["node", "role", "mesh_ip", "rest_url", "peers", "security", "process", "serving"]))
+
+    def render(d: dict) -> None:
+        _table(f"lab {d['lab']}", d["nodes"],
+               ["node", "role", "mesh_ip", "rest_url", "peers", "security", "process", "serving"])
+        medium = d.get("medium", {"state": "none", "detail": ""})
+        if medium["state"] in ("running", "none"):
+            out.print(f"medium: {medium['state']}: {medium['detail']}")
+        else:  # the kernel silently fell back to a perfect medium: nothing else would show it
+            err.print(f"[bold red]MEDIUM {medium['state'].upper()}: {medium['detail']}[/bold red]")
+
+    _emit(data, fmt, render)
 
 
 @app.command()
@@ -196,6 +205,26 @@ def logs(node: str, name: LabOpt = None, root: RootOpt = None,
     data = _call(_find(name, root), "logs", node=node, lines=lines)
     for line in data["lines"]:
         out.out(line)
+
+
+@app.command()
+def move(node: str, x: float, y: float, name: LabOpt = None, root: RootOpt = None,
+         fmt: FormatOpt = "table") -> None:
+    """Move a node to (X, Y) metres; the medium re-computes who hears it (negative: `move n -- -40 0`)."""
+    data = _call(_find(name, root), "move", node=node, x=x, y=y)
+    _emit(data, fmt, lambda d: out.print(
+        f"{d['node']} is at ({d['position'][0]:g}, {d['position'][1]:g}); in range of: "
+        + (", ".join(f"{n} ({d['signal_dbm'][n]} dBm)" for n in d["in_range"]) or "nobody")))
+
+
+@app.command()
+def fault(
+    action: Annotated[str, typer.Argument(help="kill | restart (the node's service) | isolate | heal (its radio)")],
+    node: str, name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
+) -> None:
+    """Break a node or mend it: kill/restart its FastPay service, isolate/heal its radio."""
+    data = _call(_find(name, root), "fault", action=action, node=node)
+    _emit(data, fmt, lambda d: out.print_json(json.dumps(d)))
 
 
 @app.command()

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator import lab, mgmt, radio, sae
-from orchestrator.plan import netns_prefix, radio_prefix
+from orchestrator.mediumctl import delete_netns as delete_medium_netns
+from orchestrator.plan import medium_netns, netns_prefix, radio_prefix
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef
 
-STATE_FILES = ("state.json", "lab.json", "token", "progress.log")
+STATE_FILES = ("state.json", "lab.json", "token", "progress.log", "medium.json", "medium-stats.json")
 
 
 def run(lab_dir: Path, lab_name: str | None = None) -> dict:
@@ -32,6 +33,8 @@ def run(lab_dir: Path, lab_name: str | None = None) -> dict:
         mgmt.delete_link(link)
     for netns in nodes:
         rt.delete(_ref(name, netns))
+    # a netns runtime listed (and removed) it with the nodes; any other runtime did not
+    delete_medium_netns(name, medium_netns(name))
     sae.remove_run_dir(name)  # the supplicants' control sockets; they stopped with their netns
     for f in STATE_FILES:
         (lab_dir / f).unlink(missing_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator import lab, mesh
+from orchestrator import lab, mediumctl, mesh
 from orchestrator.health import is_healthy, process_alive
 from orchestrator.plan import MESH_IFNAME
 
@@ -33,7 +33,8 @@ def run(lab_dir: Path) -> dict:
             "process": "running" if process_alive(state.get("pids", {}).get(name)) else "stopped",
             "serving": is_healthy(node["api_url"], timeout=2.0),
         })
-    return {"lab": info["lab"], "mesh_security": info.get("mesh", {}).get("security", "none"), "nodes": rows, "timings": state.get("timings", {})}
+    return {"lab": info["lab"], "mesh_security": info.get("mesh", {}).get("security", "none"), "nodes": rows, "timings": state.get("timings", {}),
+            "medium": mediumctl.health(lab_dir, state)}
 
 
 def link_security(sta: mesh.Station) -> str:
