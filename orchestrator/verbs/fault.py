@@ -68,14 +68,19 @@ def _restart(lab_dir: Path, state: dict, node: str, info: dict) -> dict:
     pids = state.setdefault("pids", {})
     if process_alive(pids.get(node)):
         return {"node": node, "action": "restart", "pid": pids[node], "already_running": True}
-    rt = runtime_for(state.get("runtime", "netns"), state["lab"])
+    runtime = state.get("runtime", "netns")
+    rt = runtime_for(runtime, state["lab"], lab_dir)
     ref = NodeRef(lab=state["lab"], name=node, netns=info["netns"])
     node_dir = lab.node_dir(lab_dir, node)
+    config, log = str(node_dir / "node.json"), node_dir / "node.log"
     t0 = time.monotonic()
-    pids.update(spawn_nodes([{"name": node, "netns_path": rt.netns_path(ref),
-                              "config": str(node_dir / "node.json"), "log": str(node_dir / "node.log")}]))
+    if runtime == "netns":  # as `up` does: the preloading launcher forks it into the netns
+        pids.update(spawn_nodes([{"name": node, "netns_path": rt.netns_path(ref), "config": config,
+                                  "log": str(log)}]))
+    else:
+        pids[node] = rt.start(ref, ["meshpay-node", "--config", config], log)
     lab.write_state(lab_dir, state)
-    wait_healthy({node: info["api_url"]}, SERVING_TIMEOUT_S, pids=pids, logs={node: node_dir / "node.log"})
+    wait_healthy({node: info["api_url"]}, SERVING_TIMEOUT_S, pids=pids, logs={node: log})
     return {"node": node, "action": "restart", "pid": pids[node], "already_running": False,
             "serving_after_s": round(time.monotonic() - t0, 2)}
 
