@@ -25,19 +25,36 @@ class TransportError(ConnectionError):
     """The peer could not be reached, hung up, timed out or sent bytes that are not the protocol."""
 
 
-async def read_payload(reader: asyncio.StreamReader) -> bytes:
+# Once a frame has begun, the rest must follow promptly: a peer that trickles bytes (or stops
+# mid-frame) would otherwise hold a connection and its buffer forever. Idle time between frames
+# is not limited, because connections are kept open on purpose.
+FRAME_TIMEOUT_S = 10.0
+# More simultaneous connections than a lab has nodes, many times over; beyond it, someone is
+# exhausting file descriptors, and new connections are closed at once.
+MAX_CONNECTIONS = 512
+
+
+async def read_payload(reader: asyncio.StreamReader, frame_timeout: float | None = None) -> bytes:
     head = await reader.readexactly(wire.LENGTH.size)
     (length,) = wire.LENGTH.unpack(head)
     if length > wire.MAX_FRAME:
         raise wire.WireError(f"frame of {length} bytes exceeds {wire.MAX_FRAME}")
-    return await reader.readexactly(length)
+    try:
+        return await asyncio.wait_for(reader.readexactly(length), frame_timeout)
+    except asyncio.TimeoutError:
+        raise wire.WireError(f"frame of {length} bytes not complete within {frame_timeout:g} s") from None
+
+
 
 
 class WireServer:
-    def __init__(self, handler: Handler, host: str, port: int) -> None:
+    def __init__(self, handler: Handler, host: str, port: int, frame_timeout: float = FRAME_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.handler = handler
         self.host = host
         self.port = port
+        self.frame_timeout = frame_timeout
+        self.max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 
@@ -54,19 +71,24 @@ class WireServer:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(writer)
         peer = writer.get_extra_info("peername")
+        if len(self._connections) >= self.max_connections:
+            log.warning("event=connection_refused peer=%s reason=%r", peer,
+                        f"already {len(self._connections)} connections")
+            writer.close()
+            return
+        self._connections.add(writer)
         try:
             while True:
                 try:
-                    payload = await read_payload(reader)
+                    payload = await read_payload(reader, self.frame_timeout)
                 except asyncio.IncompleteReadError:
                     return
                 try:
                     request_id, msg = wire.decode_payload(payload)
                 except wire.WireError as exc:
                     # After a bad frame the stream can no longer be trusted to be in step: say why, hang up.
-                    log.info("event=bad_frame peer=%s error=%r", peer, str(exc))
+                    log.warning("event=bad_frame peer=%s error=%r", peer, str(exc))
                     writer.write(wire.encode_frame(0, ErrorReply(ErrorCode.MALFORMED, str(exc))))
                     await writer.drain()
                     return
@@ -85,8 +107,8 @@ class WireServer:
                         frame = wire.encode_frame(request_id, ErrorReply(ErrorCode.INTERNAL, "reply too large to encode"))
                     writer.write(frame)
                 await writer.drain()
-        except wire.WireError as exc:
-            log.info("event=bad_frame peer=%s error=%r", peer, str(exc))
+        except wire.WireError as exc:  # oversized or stalled: nothing was decoded, nothing ran
+            log.warning("event=bad_frame peer=%s error=%r", peer, str(exc))
         except (ConnectionError, OSError):
             pass
         finally:

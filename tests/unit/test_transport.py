@@ -107,3 +107,44 @@ def test_timeouts_unreachable_peers_and_reconnect():
         await server.close()
 
     run(main())
+
+
+def test_a_stalled_frame_is_dropped_with_a_logged_reason(caplog):
+    async def main():
+        calls = []
+
+        async def handler(msg):
+            calls.append(msg)
+            return msg
+
+        server = WireServer(handler, "127.0.0.1", 0, frame_timeout=0.3)
+        await server.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        frame = wire.encode_frame(1, AccountInfoRequest(b"a" * 32, 0, 0, 1))
+        writer.write(frame[:-3])  # a frame begun, never finished
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 3) == b""  # hung up on, no reply
+        assert calls == []
+        writer.close()
+        await server.close()
+
+    with caplog.at_level("WARNING", logger="meshpay.transport"):
+        run(main())
+    assert "not complete within 0.3 s" in caplog.text
+
+
+def test_connections_beyond_the_limit_are_closed_at_once(caplog):
+    async def main():
+        server = await echo_server()
+        server.max_connections = 2
+        held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        for _, w in held + [(reader, writer)]:
+            w.close()
+        await server.close()
+
+    with caplog.at_level("WARNING", logger="meshpay.transport"):
+        run(main())
+    assert "event=connection_refused" in caplog.text
