@@ -34,13 +34,15 @@ from meshpay.messages import (
 )
 from meshpay.metrics import Metrics
 from meshpay.store import Store
-from meshpay.transport import PeerPool, TransportError
+from meshpay.transport import ConnectFailed, PeerPool, TransportError
 
 log = logging.getLogger("meshpay.node")
 
 BYZANTINE_MODES = ("conflict", "garbage", "refuse", "delay")
-REQUEST_TIMEOUT = 5.0
+# Generous for a multi-hop radio mesh on emulated CPUs; a refused connection fails at once anyway.
+REQUEST_TIMEOUT = 10.0
 CONFIRM_WAIT = 5.0
+CONFIRM_RETRY_DELAYS = (0.5, 2.0)
 INFO_PAGE = 256
 PENDING_KEY = "pending_order"
 
@@ -276,6 +278,16 @@ class ClientService:
     async def _ask(self, member: AuthorityInfo, msg: Message, timeout: float = REQUEST_TIMEOUT) -> Message:
         return await self.pool.get(member.host, member.port).request(msg, timeout)
 
+    async def _deliver(self, host: str, port: int, msg: ConfirmationOrder) -> Message:
+        """Send a confirmation, retrying a few times: it runs on after the transfer returned, and
+        every authority that gets it is one fewer to bring up to date later."""
+        for delay in CONFIRM_RETRY_DELAYS:
+            try:
+                return await self.pool.get(host, port).request(msg, REQUEST_TIMEOUT)
+            except TransportError:
+                await asyncio.sleep(delay)
+        return await self.pool.get(host, port).request(msg, REQUEST_TIMEOUT)
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._background.add(task)
@@ -308,9 +320,13 @@ class ClientService:
                 if len(certs) < INFO_PAGE:
                     break
 
-    async def _collect_votes(self, order: TransferOrder, timings: dict[str, dict[str, Any]]) -> client_logic.VoteCollector:
+    async def _collect_votes(
+        self, order: TransferOrder, timings: dict[str, dict[str, Any]]
+    ) -> tuple[client_logic.VoteCollector, set[bytes]]:
+        """Votes for `order`, and the authorities known NOT to hold a lock on it."""
         collector = client_logic.VoteCollector(self.committee, order)
         decided = asyncio.Event()
+        unlocked: set[bytes] = set()
 
         async def ask(member: AuthorityInfo) -> None:
             start = time.perf_counter()
@@ -325,10 +341,15 @@ class ClientService:
                     entry["vote"] = "ok"
                 elif isinstance(reply, ErrorReply):
                     collector.add_refusal(member.public_key, f"{reply.code.name}: {reply.message}")
+                    unlocked.add(member.public_key)
                     entry["vote"] = f"refused {reply.code.name}: {reply.message}"
                 else:
                     collector.add_refusal(member.public_key, "unexpected reply")
                     entry["vote"] = f"unexpected reply {type(reply).__name__}"
+            except ConnectFailed as exc:
+                collector.add_refusal(member.public_key, str(exc))
+                unlocked.add(member.public_key)
+                entry["vote"] = f"failed: {exc}"
             except (TransportError, ProtocolError) as exc:
                 collector.add_refusal(member.public_key, str(exc))
                 entry["vote"] = f"failed: {exc}"
@@ -338,7 +359,10 @@ class ClientService:
 
         tasks = [self._spawn(ask(m)) for m in self.committee.members]
         await _wait_for_event_or_all(decided, tasks, REQUEST_TIMEOUT * 3)
-        return collector
+        if not collector.has_quorum:
+            # No quorum: hear every authority out before judging which ones locked on the order.
+            await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT * 3)
+        return collector, unlocked
 
     async def _broadcast(self, cert: Certificate, timings: dict[str, dict[str, Any]]) -> int:
         """Send the certificate to every authority and the recipient; wait for a quorum of acks."""
@@ -351,7 +375,7 @@ class ClientService:
             entry = timings.setdefault(member.name, {})
             entry["confirm"] = "no answer before the quorum"
             try:
-                reply = await self._ask(member, msg)
+                reply = await self._deliver(member.host, member.port, msg)
                 if isinstance(reply, ErrorReply) and reply.code == ErrorCode.SEQUENCE_GAP:
                     await self._bring_up_to_date(member)
                     reply = await self._ask(member, msg)
@@ -382,7 +406,7 @@ class ClientService:
     async def _notify(self, host: str, port: int, msg: ConfirmationOrder, timings: dict[str, dict[str, Any]], name: str) -> None:
         start = time.perf_counter()
         try:
-            reply = await self.pool.get(host, port).request(msg, REQUEST_TIMEOUT)
+            reply = await self._deliver(host, port, msg)
             status = "ok" if isinstance(reply, ConfirmationAck) else f"refused: {getattr(reply, 'message', reply)}"
         except TransportError as exc:
             status = f"failed: {exc}"
@@ -392,7 +416,7 @@ class ClientService:
         """Take a signed, persisted order to a certificate and broadcast it."""
         start = time.perf_counter()
         timings: dict[str, dict[str, Any]] = {}
-        collector = await self._collect_votes(order, timings)
+        collector, unlocked = await self._collect_votes(order, timings)
         record: dict[str, Any] = {
             "id": order.transfer_id,
             "sender": order.sender.hex(),
@@ -403,8 +427,9 @@ class ClientService:
             "authorities": timings,
         }
         if not collector.has_quorum:
-            if not collector.votes:
-                # No authority locked on it, so a different order at this sequence cannot conflict.
+            if unlocked == set(self.committee.weights):
+                # Every authority said no or was unreachable: none locked on this order, so a
+                # different order at this sequence cannot be blocked by it.
                 self.store.commit({}, meta={PENDING_KEY: None})
                 outcome = "rejected"
             else:

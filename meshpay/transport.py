@@ -25,6 +25,10 @@ class TransportError(ConnectionError):
     """The peer could not be reached, hung up, timed out or sent bytes that are not the protocol."""
 
 
+class ConnectFailed(TransportError):
+    """No connection could be made: unlike a timeout, the peer certainly did not get the request."""
+
+
 # Once a frame has begun, the rest must follow promptly: a peer that trickles bytes (or stops
 # mid-frame) would otherwise hold a connection and its buffer forever. Idle time between frames
 # is not limited, because connections are kept open on purpose.
@@ -43,8 +47,6 @@ async def read_payload(reader: asyncio.StreamReader, frame_timeout: float | None
         return await asyncio.wait_for(reader.readexactly(length), frame_timeout)
     except asyncio.TimeoutError:
         raise wire.WireError(f"frame of {length} bytes not complete within {frame_timeout:g} s") from None
-
-
 
 
 class WireServer:
@@ -138,7 +140,7 @@ class Peer:
                     asyncio.open_connection(self.host, self.port), self.connect_timeout
                 )
             except (OSError, asyncio.TimeoutError) as exc:
-                raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc or 'timeout'}") from None
+                raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc or 'timeout'}") from None
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read_replies(reader, writer))
             return writer

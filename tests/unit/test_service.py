@@ -235,3 +235,18 @@ def test_received_payment_can_be_looked_up_on_the_recipient(tmp_path):
         assert info.value.status == 400
 
     run(tmp_path, scenario)
+
+
+def test_votes_arriving_after_quorum_became_impossible_keep_the_order_pending(tmp_path):
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        for server in c.servers[2:4]:  # auth3 and auth4 refuse connections at once
+            await server.close()
+        for a in c.authorities[:2]:  # auth1 and auth2 vote, but only after that
+            a.byzantine, a.delay = "delay", 0.2
+        record = await alice.transfer(bob.me, 10)
+        assert record["outcome"] == "pending"
+        assert record["authorities"]["auth1"]["vote"] == "ok"
+        assert alice.pending_order() is not None
+
+    run(tmp_path, scenario)
