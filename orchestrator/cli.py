@@ -79,6 +79,8 @@ def up(
     topology: Annotated[Path, typer.Argument(help="topology YAML, e.g. topologies/5auth3client.yaml")],
     vm: Annotated[Optional[bool], typer.Option("--vm/--no-vm",
                   help="run the lab in a virtme-ng VM (default: only when this kernel lacks mac80211_hwsim)")] = None,
+    runtime: Annotated[Optional[str], typer.Option(
+        "--runtime", help="netns or docker (default: the topology's `runtime:`)")] = None,
     root: RootOpt = None,
 ) -> None:
     """Create the lab: one node per authority and client, each with its own hwsim radio, on one mesh."""
@@ -89,6 +91,8 @@ def up(
         topo = load_topology(topology)
     except TopologyError as exc:
         _fail(f"{exc}\nnothing was created")
+    if runtime not in (None, "netns", "docker"):
+        _fail(f"--runtime {runtime}: use netns or docker")
     lab_dir = lab.lab_dir(topo.name, root)
     if vm is None:
         vm = is_vm_lab(lab_dir) or not hwsim_available()
@@ -102,9 +106,9 @@ def up(
         try:
             if vm:
                 from orchestrator.vmlab import up_in_vm
-                result = up_in_vm(lab_dir, topology.resolve(), on_step=show)
+                result = up_in_vm(lab_dir, topology.resolve(), on_step=show, runtime=runtime)
             else:
-                result = up_verb.run(lab_dir, str(topology.resolve()), on_step=show)
+                result = up_verb.run(lab_dir, str(topology.resolve()), on_step=show, runtime=runtime)
         except (ValueError, TimeoutError, RuntimeError, OSError) as exc:
             _fail(f"{exc}\nthe lab is partly up: `meshpay-lab down --lab {topo.name}` removes it")
     out.print(f"lab [bold]{topo.name}[/bold] is up ({len(result['nodes'])} nodes, "
@@ -225,6 +229,29 @@ def fault(
     """Break a node or mend it: kill/restart its FastPay service, isolate/heal its radio."""
     data = _call(_find(name, root), "fault", action=action, node=node)
     _emit(data, fmt, lambda d: out.print_json(json.dumps(d)))
+
+
+image_app = typer.Typer(no_args_is_help=True, help="The node image of the docker runtime.")
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    base: Annotated[Optional[str], typer.Option(
+        help="a registry base image, e.g. python:3.11-slim (default: a local debootstrap base, no registry)")] = None,
+    save: Annotated[bool, typer.Option(
+        "--save/--no-save", help="also save the image as a tarball, which VM labs load")] = True,
+) -> None:
+    """Build the node image (node_image/Dockerfile); in a VM where this host has no Docker engine."""
+    from orchestrator import engine, image
+
+    with out.status("building the node image"):
+        try:
+            result = image.build(base=base, save=save)
+        except (engine.EngineError, RuntimeError, OSError) as exc:
+            _fail(str(exc))
+    out.print(f"built {result.image} from {result.base} ({result.where}, {result.seconds:.0f} s)"
+              + (f"; saved to {result.tarball}" if result.tarball else ""))
 
 
 @app.command()

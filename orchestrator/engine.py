@@ -27,6 +27,7 @@ IMAGE_DIR = Path(os.environ.get("MESHPAY_IMAGE_DIR", Path(__file__).resolve().pa
 IMAGE_TAR = "meshpay-node.tar"
 ENGINE_DIR = Path("/run/meshpay-lab/docker")
 START_TIMEOUT_S = 120.0
+APPARMOR_PROFILES = Path("/sys/kernel/security/apparmor/profiles")
 
 
 class EngineError(RuntimeError):
@@ -99,14 +100,14 @@ def ensure_image(cli: docker.DockerClient, image: str = NODE_IMAGE, image_dir: P
     log.info("node image loaded from %s in %.1f s", tar, time.monotonic() - started)
 
 
-def needs_unconfined(cli: docker.DockerClient) -> bool:
+def needs_unconfined(cli: docker.DockerClient, profiles: Path | None = None) -> bool:
     """True where the engine applies AppArmor but the kernel has no docker-default profile
     (a VM booted from the host's files never loaded one): a container asking for it would not start."""
     options = cli.info().get("SecurityOptions") or []
     if not any("name=apparmor" in opt for opt in options):
         return False
     try:
-        profiles = Path("/sys/kernel/security/apparmor/profiles").read_text()
+        loaded = (profiles or APPARMOR_PROFILES).read_text()
     except OSError:
         return True
-    return not any(line.startswith("docker-default ") for line in profiles.splitlines())
+    return not any(line.startswith("docker-default ") for line in loaded.splitlines())

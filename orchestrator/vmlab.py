@@ -15,7 +15,8 @@ from orchestrator.vm import LabVM, VMRecord, agent_argv, vm_alive
 BOOT_TIMEOUT_S = 300.0
 
 
-def up_in_vm(lab_dir: Path, topology: Path, on_step: Callable[[str], None] | None = None) -> dict:
+def up_in_vm(lab_dir: Path, topology: Path, on_step: Callable[[str], None] | None = None,
+             runtime: str | None = None) -> dict:
     step = on_step or (lambda msg: None)
     record = VMRecord.load(lab_dir)
     vm = LabVM()
@@ -28,7 +29,8 @@ def up_in_vm(lab_dir: Path, topology: Path, on_step: Callable[[str], None] | Non
             vm.stop(record, timeout=10)  # a VM that never answered is no use to anyone
             raise
     with _follow_progress(lab_dir / "progress.log", step):
-        result = agent_call(record.port, "up", {"topology": str(topology)})
+        args = {"topology": str(topology)} | ({"runtime": runtime} if runtime else {})
+        result = agent_call(record.port, "up", args)
     # Inside the VM a node's REST URL is its management address; from the host, the agent's
     # forwarded port reaches it through the agent's proxy.
     info = lab.read_lab_json(lab_dir)
