@@ -1,0 +1,134 @@
+"""The wireless medium on the real kernel: distance alone decides who hears whom (no peer link is
+blocked), a moved node loses its old links and the mesh reroutes, isolating a relay heals through
+the other one, and a dead medium is reported loudly."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from test_lab import Lab, up
+
+pytestmark = pytest.mark.e2e
+
+LINK_EXPIRY_S = 150.0  # mesh_plink_timeout 10 s, checked by the kernel's once-a-minute housekeeping
+
+
+def wait_for(what: str, check, timeout: float, every: float = 3.0):
+    """Poll `check` until it returns something truthy; returns (value, seconds it took)."""
+    t0 = time.monotonic()
+    while True:
+        value = check()
+        if value:
+            return value, round(time.monotonic() - t0, 1)
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)
+
+
+def peers_of(lab: Lab, node: str) -> dict[str, str]:
+    return {p["peer"]: p["plink_state"] for p in lab.json("peers", node)["peers"]}
+
+
+def hops(lab: Lab, src: str) -> dict[str, int]:
+    return {p["destination_node"]: p["hop_count"] for p in lab.json("paths", src)["paths"]}
+
+
+def ping(lab: Lab, src: str, dst: str, count: int = 3) -> bool:
+    done = lab.cli("exec", src, "--", "ping", "-c", str(count), "-i", "0.3", "-W", "3",
+                   lab.plan.node(dst).mesh_ip, check=False)
+    return done.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def line():
+    lab = up("line5.yaml")
+    yield lab
+    if lab.lab_dir.exists():
+        lab.cli("down", check=False)
+
+
+def test_distance_alone_makes_a_four_hop_line(line: Lab):
+    assert line.plan.plink_blocked == ()
+    status = line.json("status")
+    assert status["medium"]["state"] == "running", status["medium"]
+    rows = {row["node"]: row for row in status["nodes"]}
+    for node in line.plan.nodes:
+        assert rows[node.name]["peers"] == sorted(line.plan.neighbours(node.name)), node.name
+        # the kernel never even heard the others: no station entry, blocked or not
+        assert set(peers_of(line, node.name)) == set(line.plan.neighbours(node.name)), node.name
+    assert ping(line, "client1", "client2")
+    assert hops(line, "client1").get("client2") == 4
+    result = line.json("transfer", "--from", "client1", "--to", "client2", "--amount", "5")
+    assert result["outcome"] == "confirmed", result
+    medium = line.json("status")["medium"]
+    print("medium after a 4-hop transfer:", json.dumps(medium))
+    assert medium["deliveries"] > 0 and medium["acked"] > 0
+
+
+def test_a_node_moved_away_loses_its_link_and_the_path_reroutes(line: Lab):
+    # client2 leaves auth3 (300, 0) for a spot beside auth2 (200, 0)
+    moved = line.json("move", "client2", "200", "90")
+    assert moved["in_range"] == ["auth2"], moved
+    t0 = time.monotonic()
+    _, new_link_s = wait_for("client2 peers with auth2", lambda: peers_of(line, "client2").get("auth2") == "ESTAB", 90)
+
+    def rerouted():
+        ping(line, "client1", "client2", count=2)  # traffic makes HWMP notice the broken hop
+        return hops(line, "client1").get("client2") == 3
+
+    _, reroute_s = wait_for("client1 reaches client2 over 3 hops", rerouted, 120)
+    _, expiry_s = wait_for("auth3 drops client2", lambda: "client2" not in peers_of(line, "auth3"), LINK_EXPIRY_S)
+    print(f"after the move: new link in {new_link_s} s, 3-hop path in {reroute_s} s, "
+          f"old link gone {round(time.monotonic() - t0, 1)} s after the move")
+    assert "auth3" not in peers_of(line, "client2")
+    result = line.json("transfer", "--from", "client1", "--to", "client2", "--amount", "3")
+    assert result["outcome"] == "confirmed", result
+
+
+def test_a_dead_medium_is_reported_and_medium_verbs_refuse(line: Lab):
+    pid = line.json("status")["medium"]["pid"]
+    line.cli("exec", "client1", "--", "kill", str(pid))  # nodes share the VM's pid namespace
+    medium = wait_for("status sees the medium dead",
+                      lambda: (m := line.json("status")["medium"])["state"] == "dead" and m, 30)[0]
+    assert "perfect medium" in medium["detail"]
+    table = line.cli("status")
+    assert "MEDIUM DEAD" in table.stderr, table.stderr
+    refused = line.cli("move", "client2", "400", "0", check=False)
+    assert refused.returncode != 0 and "perfect medium" in refused.stderr, refused.stderr
+
+
+def test_down_removes_the_medium_too(line: Lab):
+    removed = line.json("down")
+    assert "error" not in removed and removed["leftover"] == [], removed
+    assert any(n.endswith(".medium") for n in removed["nodes"]), removed["nodes"]
+
+
+def test_isolating_the_relay_in_use_heals_through_the_other(request):
+    lab = up("diamond.yaml")
+    try:
+        first = lab.json("transfer", "--from", "client1", "--to", "client2", "--amount", "4")
+        assert first["outcome"] == "confirmed", first
+        via = {p["destination_node"]: p["next_hop_node"] for p in lab.json("paths", "client1")["paths"]}
+        relay = via["auth1"]
+        other = {"relay1": "relay2", "relay2": "relay1"}[relay]
+        isolated = lab.json("fault", "isolate", relay)
+        assert isolated["isolated"] == [relay]
+
+        def healed():
+            ping(lab, "client1", "auth1", count=2)
+            now = {p["destination_node"]: p["next_hop_node"] for p in lab.json("paths", "client1")["paths"]}
+            return now.get("auth1") == other
+
+        _, heal_s = wait_for(f"client1 reaches auth1 through {other}", healed, 180)
+        t0 = time.monotonic()
+        again = lab.json("transfer", "--from", "client1", "--to", "client2", "--amount", "4")
+        assert again["outcome"] == "confirmed", again
+        print(f"diamond: isolated {relay}; path through {other} in {heal_s} s, "
+              f"next transfer confirmed {round(time.monotonic() - t0, 1)} s later")
+        assert lab.json("fault", "heal", relay)["isolated"] == []
+    finally:
+        removed = lab.json("down")
+    assert removed["leftover"] == []
