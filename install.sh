@@ -13,6 +13,7 @@ packages=(
   iw iproute2 iputils-ping wpasupplicant kmod   # the mesh inside each node
   qemu-system-x86 busybox-static                # the VM route (virtme-ng insists on a static busybox)
   linux-image-amd64                             # a kernel that has mac80211_hwsim, booted by the VM route
+  docker.io debootstrap                         # the docker runtime; a node image base made with no registry
 )
 missing=()
 for p in "${packages[@]}"; do
