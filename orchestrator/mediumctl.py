@@ -88,10 +88,11 @@ def health(lab_dir: Path, state: dict) -> dict:
     if not process_alive(rec.get("pid")):
         return {"state": "dead", "detail": DEAD, "pid": rec.get("pid")}
     stats = read_stats(lab_dir)
-    age = time.time() - stats.get("time", 0)
-    if age > 5 * STATS_INTERVAL_S:
+    age = time.time() - stats["time"] if "time" in stats else None
+    if age is None or age > 5 * STATS_INTERVAL_S:
+        since = f"for {age:.0f} s" if age is not None else "at all"
         return {"state": "stalled", "pid": rec["pid"], **stats,
-                "detail": f"the medium process runs but has not reported for {age:.0f} s"}
+                "detail": f"the medium process runs but has not reported {since}; see its log"}
     return {"state": "running", "pid": rec["pid"], **stats,
             "detail": f"{stats.get('frames_per_s', 0)} frames/s, {stats.get('cpu_pct', 0)} % CPU"}
 
