@@ -5,56 +5,13 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import make_plan
-from orchestrator.topology import load_topology
+from .labdriver import Lab, up
 
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).parents[2]
-CLI = [sys.executable, "-m", "orchestrator.cli"]
-
-
-class Lab:
-    def __init__(self, root: Path, topology: str) -> None:
-        self.root = root
-        self.topology = REPO / "topologies" / topology
-        self.plan = make_plan(load_topology(self.topology))
-        self.env = {**os.environ, "MESHPAY_LAB_ROOT": str(root)}
-
-    def cli(self, *args: str, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([*CLI, *args], cwd=REPO, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-        if check and done.returncode != 0:
-            raise AssertionError(f"meshpay-lab {' '.join(args)} failed ({done.returncode}):\n"
-                                 f"{done.stdout}\n{done.stderr}")
-        return done
-
-    def json(self, *args: str) -> dict:
-        return json.loads(self.cli(*args, "--format", "json").stdout)
-
-    def counter(self, node: str, name: str) -> int:
-        done = self.cli("exec", node, "--", "cat", f"/sys/class/net/mesh0/statistics/{name}")
-        return int(done.stdout.strip())
-
-    @property
-    def lab_dir(self) -> Path:
-        return self.root / self.plan.lab
-
-
-def up(topology: str) -> Lab:
-    # Not pytest's tmp_path: pytest prunes old base temp dirs while a VM may still share one.
-    lab = Lab(Path(tempfile.mkdtemp(prefix="meshpay-e2e-")), topology)
-    lab.cli("up", str(lab.topology))
-    return lab
-
 
 @pytest.fixture(scope="module")
 def demo():

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from test_lab import Lab, up
+from .labdriver import Lab, up
 
 pytestmark = pytest.mark.e2e
 

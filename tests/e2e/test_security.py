@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_lab import Lab
+from .labdriver import Lab
 
 pytestmark = pytest.mark.e2e
 
