@@ -113,14 +113,21 @@ def create_app(service: AuthorityService | ClientService, config: NodeConfig, me
             "public_key": config.public_key.hex(),
             "addresses": {"wire": f"{config.wire_host}:{config.wire_port}", "api": f"{config.api_host}:{config.api_port}"},
             "committee": [
-                {"name": m.name, "public_key": m.public_key.hex(), "weight": m.weight, "wire": f"{m.host}:{m.port}"}
+                {"name": m.name, "public_key": m.public_key.hex(), "weight": m.weight, "wire": None if m.host is None else f"{m.host}:{m.port}"}
                 for m in config.committee.members
             ],
             "quorum_threshold": config.committee.quorum_threshold,
             "validity_threshold": config.committee.validity_threshold,
             "clients": [{"name": c.name, "public_key": c.public_key.hex(), "wire": f"{c.host}:{c.port}"} for c in config.clients],
             "byzantine": getattr(service, "byzantine", None),
+            "discovery": config.discovery,
         }
+
+    @app.get("/discovery")
+    async def discovery(client: ClientService = Depends(client_only)) -> dict[str, Any]:
+        """The authorities this client has heard announced on the mesh (mDNS), with the address,
+        key fingerprint and age of each, and announcements it ignored; static addresses otherwise."""
+        return client.discovery_view()
 
     @app.get("/accounts")
     async def accounts(

@@ -17,8 +17,9 @@ class AuthorityInfo:
     name: str
     public_key: bytes
     weight: int
-    host: str
-    port: int
+    # None when the member's address is left to discovery on the mesh (meshpay/discovery.py).
+    host: str | None = None
+    port: int | None = None
 
 
 class Committee:

@@ -11,6 +11,9 @@ from meshpay import crypto
 from meshpay.committee import AuthorityInfo, Committee
 
 ROLES = ("authority", "client")
+# "mdns": authorities announce themselves on the mesh and clients find committee members whose
+# address NODE_JSON leaves out (meshpay/mdns.py). "static": every address is in NODE_JSON.
+DISCOVERY_MODES = ("static", "mdns")
 
 
 class ConfigError(ValueError):
@@ -39,6 +42,7 @@ class NodeConfig:
     committee: Committee
     clients: tuple[ClientInfo, ...]
     genesis: dict[bytes, int]
+    discovery: str = "static"
 
     @property
     def public_key(self) -> bytes:
@@ -92,6 +96,15 @@ def _key(obj: dict[str, Any], where: str) -> bytes:
         raise ConfigError(f"{where}: field 'public_key': {exc}") from None
 
 
+def _address(obj: dict[str, Any], where: str) -> tuple[str | None, int | None]:
+    """A committee member's wire address, or (None, None) when it is left to discovery."""
+    if obj.get("host") is None and obj.get("port") is None:
+        return None, None
+    if obj.get("host") is None or obj.get("port") is None:
+        raise ConfigError(f"{where}: give both 'host' and 'port', or neither (found by discovery)")
+    return _get(obj, "host", str, where), _port(obj, "port", where)
+
+
 def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be an object")
@@ -102,6 +115,9 @@ def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
         keypair = crypto.KeyPair.from_hex(_get(data, "seed", str, source))
     except crypto.CryptoError as exc:
         raise ConfigError(f"{source}: field 'seed': {exc}") from None
+    discovery = data.get("discovery") or "static"
+    if discovery not in DISCOVERY_MODES:
+        raise ConfigError(f"{source}: field 'discovery' must be one of {DISCOVERY_MODES} or null, got {discovery!r}")
     members = []
     for i, m in enumerate(_get(data, "committee", list, source)):
         where = f"{source}: committee[{i}]"
@@ -110,7 +126,11 @@ def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
         weight = _get(m, "weight", int, where)
         if weight <= 0:
             raise ConfigError(f"{where}: field 'weight' must be positive")
-        members.append(AuthorityInfo(_get(m, "name", str, where), _key(m, where), weight, _get(m, "host", str, where), _port(m, "port", where)))
+        host, port = _address(m, where)
+        if host is None and discovery != "mdns":
+            raise ConfigError(f"{where}: no 'host'/'port': give them, or set \"discovery\": \"mdns\" "
+                              "so the node finds this authority on the mesh")
+        members.append(AuthorityInfo(_get(m, "name", str, where), _key(m, where), weight, host, port))
     try:
         committee = Committee(members)
     except ValueError as exc:
@@ -149,6 +169,7 @@ def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
         committee=committee,
         clients=tuple(clients),
         genesis=genesis,
+        discovery=discovery,
     )
     if role == "authority" and config.public_key not in committee.weights:
         raise ConfigError(f"{source}: this authority's seed does not match any committee public key")

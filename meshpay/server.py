@@ -14,9 +14,13 @@ import logging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from meshpay.config import ConfigError, NodeConfig, load_config
 from meshpay.store import StoreError
+
+if TYPE_CHECKING:
+    from meshpay.mdns import Announcer, Browser
 
 log = logging.getLogger("meshpay.server")
 
@@ -43,6 +47,15 @@ async def serve(config: NodeConfig) -> None:
     from meshpay.store import Store
     from meshpay.transport import PeerPool, WireServer
 
+    announcer: Announcer | None = None
+    browser: Browser | None = None
+    if config.discovery == "mdns":
+        from meshpay.mdns import Announcer, Browser
+
+        if config.role == "authority":
+            announcer = Announcer(config)
+        else:
+            browser = Browser(config)
     store = Store(config.db_path)
     metrics = Metrics()
     pool = PeerPool()
@@ -55,13 +68,17 @@ async def serve(config: NodeConfig) -> None:
     else:
         if byzantine:
             raise ConfigError("MESHPAY_BYZANTINE is for authorities only")
-        service = ClientService(config, store, metrics, pool)
+        service = ClientService(config, store, metrics, pool, browser)
     wire_server = WireServer(service.handle, config.wire_host, config.wire_port)
     try:
         await wire_server.start()
     except OSError as exc:
         store.close()
         raise StartupError(f"cannot serve the wire on {config.wire_host}:{config.wire_port}: {exc.strerror}") from None
+    # After the wire server: an announced authority must already be reachable.
+    for discovery in (announcer, browser):
+        if discovery is not None:
+            await discovery.start()
     app = create_app(service, config, metrics)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning", access_log=False, lifespan="off")
@@ -70,6 +87,9 @@ async def serve(config: NodeConfig) -> None:
     try:
         await server.serve()
     finally:
+        for discovery in (announcer, browser):
+            if discovery is not None:
+                await discovery.close()
         await wire_server.close()
         if isinstance(service, ClientService):
             await service.close()

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshpay import client as client_logic
 from meshpay import wire
@@ -36,6 +36,9 @@ from meshpay.metrics import Metrics
 from meshpay.store import Store
 from meshpay.transport import ConnectFailed, PeerPool, TransportError
 
+if TYPE_CHECKING:
+    from meshpay.mdns import Browser
+
 log = logging.getLogger("meshpay.node")
 
 BYZANTINE_MODES = ("conflict", "garbage", "refuse", "delay")
@@ -46,6 +49,9 @@ RECIPIENT_WAIT = 1.0
 CONFIRM_RETRY_DELAYS = (0.5, 2.0)
 INFO_PAGE = 256
 PENDING_KEY = "pending_order"
+# How long a transfer waits for announcements from a quorum (a client just started, an
+# authority restarting) before it answers 503: mDNS answers in well under a second per hop.
+DISCOVERY_WAIT = 20.0
 
 
 def certificate_json(cert: Certificate, config: NodeConfig) -> dict[str, Any]:
@@ -223,8 +229,10 @@ class AuthorityService:
 class ClientService:
     role = "client"
 
-    def __init__(self, config: NodeConfig, store: Store, metrics: Metrics, pool: PeerPool) -> None:
+    def __init__(self, config: NodeConfig, store: Store, metrics: Metrics, pool: PeerPool,
+                 discovery: Browser | None = None) -> None:
         self.config = config
+        self.discovery = discovery
         self.store = store
         self.metrics = metrics
         self.pool = pool
@@ -276,8 +284,27 @@ class ClientService:
 
     # -- talking to authorities ------------------------------------------------------------------
 
+    def _address(self, member: AuthorityInfo) -> tuple[str, int]:
+        """Where the member is now: its latest announcement on the mesh, else NODE_JSON's address."""
+        found = None if self.discovery is None else self.discovery.address(member.public_key)
+        if found is not None:
+            return found
+        if member.host is None or member.port is None:
+            # Nothing was sent, so this authority certainly holds no lock: ConnectFailed says so.
+            raise ConnectFailed(f"{member.name} has not been announced on the mesh (yet); see GET /discovery")
+        return member.host, member.port
+
     async def _ask(self, member: AuthorityInfo, msg: Message, timeout: float = REQUEST_TIMEOUT) -> Message:
-        return await self.pool.get(member.host, member.port).request(msg, timeout)
+        return await self.pool.get(*self._address(member)).request(msg, timeout)
+
+    async def _await_discovery(self) -> None:
+        """With discovery, wait until a quorum has been heard, or refuse with what to do next."""
+        if self.discovery is None or await self.discovery.wait_for_quorum(DISCOVERY_WAIT):
+            return
+        found = self.discovery.found
+        raise NodeError(503, f"heard announcements from authorities of weight {found.heard_weight}, fewer than the "
+                             f"quorum {self.committee.quorum_threshold}, within {DISCOVERY_WAIT:g} s; GET /discovery "
+                             "shows who was heard and what was ignored; retry when more authorities are up")
 
     async def _deliver(self, host: str, port: int, msg: ConfirmationOrder) -> Message:
         """Send a confirmation, retrying a few times: it runs on after the transfer returned, and
@@ -376,7 +403,7 @@ class ClientService:
             entry = timings.setdefault(member.name, {})
             entry["confirm"] = "no answer before the quorum"
             try:
-                reply = await self._deliver(member.host, member.port, msg)
+                reply = await self._deliver(*self._address(member), msg)
                 if isinstance(reply, ErrorReply) and reply.code == ErrorCode.SEQUENCE_GAP:
                     await self._bring_up_to_date(member)
                     reply = await self._ask(member, msg)
@@ -462,6 +489,7 @@ class ClientService:
             raise NodeError(400, "cannot transfer to yourself")
         if amount <= 0:
             raise NodeError(400, "amount must be a positive integer")
+        await self._await_discovery()
         async with self._lock:
             pending = self.pending_order()
             if pending is not None:
@@ -483,6 +511,7 @@ class ClientService:
             return await self._drive(order)
 
     async def sync(self) -> dict[str, Any]:
+        await self._await_discovery()
         async with self._lock:
             return await self._sync_locked()
 
@@ -532,6 +561,7 @@ class ClientService:
         }
 
     async def quorum_read(self, key: bytes) -> dict[str, Any]:
+        await self._await_discovery()
         replies = await asyncio.gather(*(self._ask(m, AccountInfoRequest(key)) for m in self.committee.members), return_exceptions=True)
         responses = {
             m.public_key: r
@@ -562,6 +592,13 @@ class ClientService:
             # Not sent from here: it may be a payment this client received.
             return certificate_record(self.store, self.config, transfer_id)
         return record
+
+    def discovery_view(self) -> dict[str, Any]:
+        if self.discovery is not None:
+            return self.discovery.snapshot()
+        return {"mode": "static", "authorities": [
+            {"authority": m.name, "weight": m.weight, "address": f"{m.host}:{m.port}", "heard": None}
+            for m in self.committee.members]}
 
     def gauges(self) -> dict[str, tuple[str, float]]:
         return {"meshpay_balance": ("This client's balance (local view).", self.own_account().balance)}

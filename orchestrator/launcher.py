@@ -27,6 +27,7 @@ def preload() -> None:
     import uvicorn  # noqa: F401
 
     import meshpay.api  # noqa: F401
+    import meshpay.mdns  # noqa: F401  (zeroconf, for labs with `discovery: mdns`)
     import meshpay.metrics  # noqa: F401
     import meshpay.server  # noqa: F401
     import meshpay.service  # noqa: F401

@@ -76,3 +76,29 @@ def test_missing_field_and_bad_json(tmp_path):
 def test_client_role_needs_not_be_in_committee():
     config = parse_config(node_json(role="client", name="client1", seed=(bytes([1]) * 32).hex()))
     assert config.public_key == keypair(1).public_key
+
+
+def _member(**fields):
+    return [{"name": "auth1", "public_key": keypair(100).public_key.hex(), "weight": 1, **fields}]
+
+
+@pytest.mark.parametrize("address", [{}, {"host": None, "port": None}])
+def test_a_member_without_address_is_left_to_mdns_discovery(address):
+    config = parse_config(node_json(discovery="mdns", committee=_member(**address)))
+    assert config.discovery == "mdns"
+    member = config.committee.members[0]
+    assert (member.host, member.port) == (None, None)
+
+
+def test_without_discovery_every_member_needs_an_address():
+    with pytest.raises(ConfigError, match=r"committee\[0\]: no 'host'/'port'.*discovery"):
+        parse_config(node_json(committee=_member()))
+    with pytest.raises(ConfigError, match="both 'host' and 'port'"):
+        parse_config(node_json(discovery="mdns", committee=_member(host="10.77.0.1")))
+    with pytest.raises(ConfigError, match="'discovery' must be one of"):
+        parse_config(node_json(discovery="dns"))
+
+
+def test_old_configs_mean_static_discovery():
+    assert parse_config(node_json()).discovery == "static"
+    assert parse_config(node_json(discovery=None)).discovery == "static"
