@@ -173,6 +173,23 @@ def paths(node: str, name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt =
 
 
 @app.command()
+def discover(node: str, name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table") -> None:
+    """The authorities a client heard announced on the mesh (mDNS): address, key, hops, age."""
+    data = _call(_find(name, root), "discover", node=node)
+
+    def render(d: dict) -> None:
+        _table(f"authorities discovered by {node} ({d.get('mode', '?')})", d["authorities"],
+               ["authority", "address", "node", "fingerprint", "hop_count", "age_s"])
+        if d.get("mode") == "mdns":
+            out.print(f"heard weight {d['heard_weight']} of quorum {d['quorum_threshold']}: "
+                      + ("[green]quorum[/green]" if d["has_quorum"] else "[red]no quorum yet[/red]"))
+        if d.get("ignored"):
+            _table("ignored announcements", d["ignored"], ["node", "address", "from_node", "fingerprint", "reason", "age_s"])
+
+    _emit(data, fmt, render)
+
+
+@app.command()
 def transfer(
     src: Annotated[str, typer.Option("--from", help="sending client node")],
     dst: Annotated[str, typer.Option("--to", help="receiving client node")],

@@ -12,17 +12,22 @@ def node_configs(plan: Plan, seeds: dict[str, str], pubkeys: dict[str, str], tok
          "host": n.mesh_ip, "port": WIRE_PORT}
         for n in plan.nodes if n.role == "authority"
     ]
+    # With mDNS discovery the keys and weights stay pinned here; only the addresses are left
+    # out, for the nodes to find on the mesh.
+    if plan.discovery == "mdns":
+        committee = [{k: v for k, v in m.items() if k not in ("host", "port")} for m in committee]
     clients = [
         {"name": n.name, "public_key": pubkeys[n.name], "host": n.mesh_ip, "port": WIRE_PORT}
         for n in plan.nodes if n.role == "client"
     ]
     genesis = {pubkeys[n.name]: n.balance for n in plan.nodes if n.role == "client"}
-    return {n.name: _one(n, seeds[n.name], token, db_paths[n.name], committee, clients, genesis)
+    return {n.name: _one(n, seeds[n.name], token, db_paths[n.name], committee, clients, genesis,
+                         plan.discovery)
             for n in plan.nodes}
 
 
 def _one(node: NodePlan, seed: str, token: str, db_path: str, committee: list[dict],
-         clients: list[dict], genesis: dict[str, int]) -> dict:
+         clients: list[dict], genesis: dict[str, int], discovery: str) -> dict:
     return {
         "name": node.name,
         "role": node.role,
@@ -38,4 +43,5 @@ def _one(node: NodePlan, seed: str, token: str, db_path: str, committee: list[di
         "committee": committee,
         "clients": clients,
         "genesis": genesis,
+        "discovery": discovery,
     }

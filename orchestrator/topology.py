@@ -176,6 +176,8 @@ class Topology(_Strict):
     medium: MediumSettings = MediumSettings()
     defaults: Defaults = Defaults()
     runtime: Literal["netns", "docker"] = "netns"
+    # `mdns`: clients get no authority addresses and find them on the mesh (DNS-SD over mDNS).
+    discovery: Literal["static", "mdns"] = "static"
     nodes: dict[str, NodeSpec]
     links: list[LinkSpec] = Field(default_factory=list, max_length=MAX_LINKS)
 
@@ -208,6 +210,9 @@ class Topology(_Strict):
                     raise ValueError(f"links[{i}] names unknown node {end!r}")
             if link.a == link.b:
                 raise ValueError(f"links[{i}] joins {link.a!r} to itself")
+        if self.discovery == "mdns" and self.mesh.params.get("mesh_fwding") == 0:
+            raise ValueError("`discovery: mdns` needs a forwarding mesh (mDNS is multicast, relayed hop by hop): "
+                             "drop `mesh_fwding: 0` or use `discovery: static`")
         for name, node in self.nodes.items():
             if node.mesh_password is not None and self.mesh.security != "sae":
                 raise ValueError(f"nodes.{name}.mesh_password is only used with `mesh.security: sae`")

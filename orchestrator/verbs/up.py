@@ -213,6 +213,7 @@ def lab_info(plan: Plan, state: dict) -> dict:
     return {
         "lab": plan.lab,
         "runtime": plan.runtime,
+        "discovery": plan.discovery,
         "mesh": {"id": plan.mesh_id, "freq": plan.freq, "params": plan.mesh_params,
                  "security": plan.security},
         # State-changing REST calls need `Authorization: Bearer $(cat token)`.

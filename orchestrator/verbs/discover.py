@@ -1,0 +1,38 @@
+"""`discover NODE`: the authorities a client has heard announced on the mesh (GET /discovery),
+each with the radio hops to it: the HWMP path to the MAC of the node that holds the address."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from orchestrator import lab, mesh
+from orchestrator.plan import MESH_IFNAME
+
+
+def run(lab_dir: Path, node: str) -> dict:
+    lab_dir = Path(lab_dir)
+    me = lab.lab_node(lab_dir, node)
+    if me["role"] != "client":
+        raise ValueError(f"{node} is an authority; discovery runs on clients: try a client node")
+    resp = httpx.get(f"{me['api_url']}/discovery", timeout=30.0)
+    resp.raise_for_status()
+    view = resp.json()
+    by_ip = {n["mesh_ip"]: (name, n["mac"]) for name, n in lab.read_lab_json(lab_dir)["nodes"].items()}
+    hops = {p.destination: p.hop_count for p in mesh.mpaths(me["netns"], MESH_IFNAME)}
+    # A neighbour the node has not sent to yet has no mesh path, but it is one hop all the same.
+    hops.update({s.mac: 1 for s in mesh.stations(me["netns"], MESH_IFNAME)
+                 if s.plink_state == "ESTAB" and s.mac not in hops})
+
+    def locate(address: str | None) -> tuple[str | None, int | None]:
+        if not address:
+            return None, None
+        name, mac = by_ip.get(address.rsplit(":", 1)[0], (None, None))
+        return name, hops.get(mac) if mac else None
+
+    for row in view.get("authorities", []):
+        row["node"], row["hop_count"] = locate(row.get("address"))
+    for row in view.get("ignored", []):
+        row["from_node"], row["hop_count"] = locate(row.get("address"))
+    return {"node": node, **view}
