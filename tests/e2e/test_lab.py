@@ -62,6 +62,15 @@ def test_every_authority_settled_the_transfer(demo):
         assert accounts[receiver]["balance"] == 500 + 25, node.name
 
 
+def test_transfers_stop_when_the_senders_radio_is_cut(demo):
+    # The management link stays up: if FastPay traffic could use it, this transfer would succeed.
+    demo.cli("exec", "client1", "--", "ip", "link", "set", "mesh0", "down")
+    done = demo.cli("transfer", "--from", "client1", "--to", "client3", "--amount", "1", check=False)
+    assert done.returncode != 0, done.stdout
+    rows = {row["node"]: row for row in demo.json("status")["nodes"]}
+    assert rows["client1"]["serving"] is True  # the node itself is fine: only its radio is cut
+
+
 def test_down_leaves_nothing_behind(demo):
     removed = demo.json("down")
     assert "error" not in removed and removed["leftover"] == [], removed
