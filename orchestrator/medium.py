@@ -67,6 +67,10 @@ _S32 = struct.Struct("=i")
 _U64 = struct.Struct("=Q")
 _TX_INFO = struct.Struct("=" + "bB" * TX_MAX_RATES)
 HDR_LEN = _NLHDR.size + _GENLHDR.size
+_HDR = struct.Struct("=IHHIIBBH")  # nlmsghdr + genlmsghdr in one pack
+# The fixed-size attributes after the frame, each packed as one struct: no per-attribute calls.
+_RX_TAIL = struct.Struct("=HHIHHiHHI")  # RX_RATE u32, SIGNAL s32, FREQ u32
+_TX_TAIL = struct.Struct("=HHIHHQHHiHH8s")  # FLAGS u32, COOKIE u64, SIGNAL s32, TX_INFO 8 bytes
 
 
 def nla(kind: int, payload: bytes) -> bytes:
@@ -137,7 +141,7 @@ class Codec:
 
     def _msg(self, cmd: int, body: bytes, flags: int = NLM_F_REQUEST) -> bytes:
         self.seq += 1
-        return _NLHDR.pack(HDR_LEN + len(body), self.family, flags, self.seq, 0) + _GENLHDR.pack(cmd, 1, 0) + body
+        return _HDR.pack(HDR_LEN + len(body), self.family, flags, self.seq, 0, cmd, 1, 0) + body
 
     def mac(self, kind: int, mac: bytes) -> bytes:
         key = (kind, mac)
@@ -148,15 +152,13 @@ class Codec:
 
     def rx(self, receiver: bytes, frame: bytes, rate: int, signal_dbm: int, freq: int) -> bytes:
         return self._msg(HWSIM_CMD_FRAME, b"".join((
-            self.mac(A_RECEIVER, receiver), nla(A_FRAME, frame), nla(A_RX_RATE, _U32.pack(rate)),
-            nla(A_SIGNAL, _S32.pack(signal_dbm)), nla(A_FREQ, _U32.pack(freq)))))
+            self.mac(A_RECEIVER, receiver), nla(A_FRAME, frame),
+            _RX_TAIL.pack(8, A_RX_RATE, rate, 8, A_SIGNAL, signal_dbm, 8, A_FREQ, freq))))
 
     def tx_status(self, tx: TxFrame, acked: bool, signal_dbm: int, used: tuple[tuple[int, int], ...]) -> bytes:
         flags = tx.flags | HWSIM_TX_STAT_ACK if acked else tx.flags
-        return self._msg(HWSIM_CMD_TX_INFO_FRAME, b"".join((
-            self.mac(A_TRANSMITTER, tx.transmitter), nla(A_FLAGS, _U32.pack(flags)),
-            nla(A_COOKIE, _U64.pack(tx.cookie)), nla(A_SIGNAL, _S32.pack(signal_dbm)),
-            nla(A_TX_INFO, encode_tx_info(used)))))
+        return self._msg(HWSIM_CMD_TX_INFO_FRAME, self.mac(A_TRANSMITTER, tx.transmitter) + _TX_TAIL.pack(
+            8, A_FLAGS, flags, 12, A_COOKIE, tx.cookie, 8, A_SIGNAL, signal_dbm, 12, A_TX_INFO, encode_tx_info(used)))
 
     def register(self) -> bytes:
         return self._msg(HWSIM_CMD_REGISTER, b"", NLM_F_REQUEST | NLM_F_ACK)
