@@ -65,8 +65,11 @@ class LocalNet:
         extra_accounts: dict[str, int] | None = None,
         api_token: str | None = None,
         first_octet: int = 10,
+        discovery: bool = False,
     ) -> None:
         self.directory = Path(directory)
+        # True: clients get no authority addresses and find them by mDNS on loopback.
+        self.discovery = discovery
         self.api_token = api_token
         self.nodes: dict[str, LocalNode] = {}
         # Extra accounts are funded at genesis but have no node: tests sign for them directly.
@@ -88,6 +91,11 @@ class LocalNet:
         return [n for n in self.nodes.values() if n.role == "client"]
 
     def node_config(self, node: LocalNode) -> dict[str, Any]:
+        committee = [
+            {"name": a.name, "public_key": a.keypair.public_key.hex(), "weight": 1}
+            | ({} if self.discovery else {"host": a.host, "port": a.wire_port})
+            for a in self.authorities
+        ]
         return {
             "name": node.name,
             "role": node.role,
@@ -98,15 +106,13 @@ class LocalNet:
             "api_host": node.host,
             "api_port": node.api_port,
             "api_token": self.api_token,
-            "committee": [
-                {"name": a.name, "public_key": a.keypair.public_key.hex(), "weight": 1, "host": a.host, "port": a.wire_port}
-                for a in self.authorities
-            ],
+            "committee": committee,
             "clients": [
                 {"name": c.name, "public_key": c.keypair.public_key.hex(), "host": c.host, "port": c.wire_port}
                 for c in self.clients
             ],
             "genesis": self.genesis,
+            "discovery": "mdns" if self.discovery else "static",
         }
 
     def write_configs(self) -> None:

@@ -57,8 +57,9 @@ class Announcer:
         if self._task is not None:
             self._task.cancel()
         if self.zc is not None:
+            zc, self.zc = self.zc, None  # closed once, whichever shutdown path comes first
             # Unregistering sends goodbyes, so browsers drop this authority at once.
-            await self.zc.async_close()
+            await zc.async_close()
 
 
 class Browser(RecordUpdateListener):
@@ -82,10 +83,12 @@ class Browser(RecordUpdateListener):
         for task in self._resolving.values():
             task.cancel()
         if self.browser is not None:
-            await self.browser.async_cancel()
+            browser, self.browser = self.browser, None
+            await browser.async_cancel()
         if self.zc is not None:
-            self.zc.zeroconf.async_remove_listener(self)
-            await self.zc.async_close()
+            zc, self.zc = self.zc, None
+            zc.zeroconf.async_remove_listener(self)
+            await zc.async_close()
 
     def address(self, public_key: bytes) -> tuple[str, int] | None:
         return self.found.address(public_key)

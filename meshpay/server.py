@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshpay.config import ConfigError, NodeConfig, load_config
 from meshpay.store import StoreError
@@ -80,7 +80,17 @@ async def serve(config: NodeConfig) -> None:
         if discovery is not None:
             await discovery.start()
     app = create_app(service, config, metrics)
-    server = uvicorn.Server(
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM once it has shut down, which ends the process before any
+        # `finally` below runs: the goodbye on the mesh has to be said inside its shutdown.
+        async def shutdown(self, sockets: Any = None) -> None:
+            for discovery in (announcer, browser):
+                if discovery is not None:
+                    await discovery.close()
+            await super().shutdown(sockets)
+
+    server = Server(
         uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning", access_log=False, lifespan="off")
     )
     log.info("event=started name=%s role=%s wire=%s:%d api=%s:%d", config.name, config.role, config.wire_host, config.wire_port, config.api_host, config.api_port)
