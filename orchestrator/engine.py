@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -40,47 +41,62 @@ def client(start: bool = True) -> docker.DockerClient:
     private = f"unix://{ENGINE_DIR / 'docker.sock'}"
     urls = [os.environ["DOCKER_HOST"]] if os.environ.get("DOCKER_HOST") else ["unix:///var/run/docker.sock", private]
     for url in urls:
-        try:
-            cli = docker.DockerClient(base_url=url, timeout=300)
-            cli.ping()
+        cli = _connect(url)
+        if cli is not None:
             return cli
-        except DockerException:
-            continue
     if not start:
         raise EngineError(f"no Docker engine answers at {', '.join(urls)}; start dockerd, or set DOCKER_HOST")
     return _start_private_engine()
 
 
 def _start_private_engine() -> docker.DockerClient:
-    dockerd = shutil.which("dockerd")
-    if dockerd is None:
-        raise EngineError("no Docker engine answers and dockerd is not installed: apt-get install docker.io")
+    dockerd, containerd = shutil.which("dockerd"), shutil.which("containerd")
+    if dockerd is None or containerd is None:
+        raise EngineError("no Docker engine answers and dockerd/containerd are not installed: apt-get install docker.io")
     data = ENGINE_DIR / "data"
     data.mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(data):
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0711", "tmpfs", str(data)], check=True)
+    # containerd first, on its own: under TCG it can take longer to answer than dockerd's fixed
+    # wait for the containerd it would start itself ("timeout waiting for containerd to start")
+    ctr_sock = ENGINE_DIR / "containerd.sock"
+    _spawn([containerd, "--address", str(ctr_sock), "--root", str(data / "containerd"),
+            "--state", str(ENGINE_DIR / "containerd-state")], ENGINE_DIR / "containerd.log")
+    _wait(lambda: ctr_sock.exists(), "containerd", ENGINE_DIR / "containerd.log")
     sock = ENGINE_DIR / "docker.sock"
-    log_path = ENGINE_DIR / "dockerd.log"
-    argv = [dockerd, "--data-root", str(data), "--exec-root", str(ENGINE_DIR / "exec"),
-            "--pidfile", str(ENGINE_DIR / "dockerd.pid"), "--host", f"unix://{sock}",
-            "--iptables=false", "--ip6tables=false", "--bridge=none"]
+    _spawn([dockerd, "--containerd", str(ctr_sock), "--data-root", str(data),
+            "--exec-root", str(ENGINE_DIR / "exec"), "--pidfile", str(ENGINE_DIR / "dockerd.pid"),
+            "--host", f"unix://{sock}", "--iptables=false", "--ip6tables=false", "--bridge=none"],
+           ENGINE_DIR / "dockerd.log")
+    _wait(lambda: sock.exists() and _connect(f"unix://{sock}") is not None, "dockerd", ENGINE_DIR / "dockerd.log")
+    log.info("dockerd started sock=%s", sock)
+    return docker.DockerClient(base_url=f"unix://{sock}", timeout=300)
+
+
+def _spawn(argv: list[str], log_path: Path) -> None:
     with open(log_path, "ab") as out:
         # its own session: the engine outlives the verb that started it, like the nodes do
         subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                          start_new_session=True)
+
+
+def _connect(url: str) -> docker.DockerClient | None:
+    try:
+        cli = docker.DockerClient(base_url=url, timeout=300)  # asks the engine's API version
+        cli.ping()
+        return cli
+    except DockerException:
+        return None
+
+
+def _wait(ready: Callable[[], bool], what: str, log_path: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            cli = docker.DockerClient(base_url=f"unix://{sock}", timeout=300)
-            cli.ping()
-            log.info("dockerd started sock=%s", sock)
-            return cli
-        except DockerException:
-            if time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace").splitlines()[-10:]
-                raise EngineError(f"dockerd did not answer within {START_TIMEOUT_S:.0f} s; "
-                                  f"{log_path}:\n" + "\n".join(tail)) from None
-            time.sleep(0.5)
+    while not ready():
+        if time.monotonic() > deadline:
+            tail = log_path.read_text(errors="replace").splitlines()[-10:]
+            raise EngineError(f"{what} did not answer within {START_TIMEOUT_S:.0f} s; {log_path}:\n"
+                              + "\n".join(tail))
+        time.sleep(0.5)
 
 
 def ensure_image(cli: docker.DockerClient, image: str = NODE_IMAGE, image_dir: Path = IMAGE_DIR) -> None:

@@ -90,8 +90,9 @@ def make_base(image_dir: Path) -> Path:
 
 
 def import_base(cli, base_tar: Path) -> None:
-    with base_tar.open("rb") as f:
-        cli.api.import_image_from_stream(f, repository=LOCAL_BASE.split(":")[0], tag=LOCAL_BASE.split(":")[1])
+    repository, tag = LOCAL_BASE.split(":")
+    # from the file, not a stream: the SDK sends a stream as chunked, which this engine rejects
+    cli.api.import_image_from_file(str(base_tar), repository=repository, tag=tag)
 
 
 def build_with(cli, base: str, save_dir: Path | None) -> str | None:
