@@ -72,6 +72,9 @@ class Browser(RecordUpdateListener):
         self.browser: AsyncServiceBrowser | None = None
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self.started = time.monotonic()
+        # Seconds from the start of browsing until a quorum had been heard: the figure a client
+        # with no addresses waits before its first transfer can run.
+        self.quorum_after_s: float | None = None
 
     async def start(self) -> None:
         self.started = time.monotonic()
@@ -105,7 +108,8 @@ class Browser(RecordUpdateListener):
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
         return {"mode": "mdns", "service_type": SERVICE_TYPE, "interface": self.config.wire_host,
-                "browsing_for_s": round(now - self.started, 1), **self.found.snapshot(now)}
+                "browsing_for_s": round(now - self.started, 1), "quorum_after_s": self.quorum_after_s,
+                **self.found.snapshot(now)}
 
     # -- zeroconf callbacks (run on the event loop) -----------------------------------------------
 
@@ -145,9 +149,13 @@ class Browser(RecordUpdateListener):
         finally:
             if self._resolving.get(name) is asyncio.current_task():
                 del self._resolving[name]
-        reason = self.found.offer(ann, time.monotonic())
+        now = time.monotonic()
+        reason = self.found.offer(ann, now)
         if reason is None:
             log.info("event=authority_found authority=%s address=%s:%d", ann.node, ann.host, ann.wire_port)
+            if self.quorum_after_s is None and self.found.has_quorum:
+                self.quorum_after_s = round(now - self.started, 2)
+                log.info("event=quorum_heard seconds=%.2f", self.quorum_after_s)
         else:
             log.warning("event=discovery_ignored instance=%s node=%s fingerprint=%s address=%s reason=%r",
                         name, ann.node, ann.fingerprint, ann.host, reason)
