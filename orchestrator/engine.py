@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -57,20 +58,30 @@ def _start_private_engine() -> docker.DockerClient:
     data.mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(data):
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0711", "tmpfs", str(data)], check=True)
+    ctr_sock, sock = ENGINE_DIR / "containerd.sock", ENGINE_DIR / "docker.sock"
+    ctr_log = ENGINE_DIR / "containerd.log"
     # containerd first, on its own: under TCG it can take longer to answer than dockerd's fixed
-    # wait for the containerd it would start itself ("timeout waiting for containerd to start")
-    ctr_sock = ENGINE_DIR / "containerd.sock"
-    _spawn([containerd, "--address", str(ctr_sock), "--root", str(data / "containerd"),
-            "--state", str(ENGINE_DIR / "containerd-state")], ENGINE_DIR / "containerd.log")
-    _wait(lambda: ctr_sock.exists(), "containerd", ENGINE_DIR / "containerd.log")
-    sock = ENGINE_DIR / "docker.sock"
-    _spawn([dockerd, "--containerd", str(ctr_sock), "--data-root", str(data),
-            "--exec-root", str(ENGINE_DIR / "exec"), "--pidfile", str(ENGINE_DIR / "dockerd.pid"),
-            "--host", f"unix://{sock}", "--iptables=false", "--ip6tables=false", "--bridge=none"],
-           ENGINE_DIR / "dockerd.log")
+    # wait for the containerd it would start itself ("timeout waiting for containerd to start").
+    script = (f'{shlex.join([containerd, "--address", str(ctr_sock), "--root", str(data / "containerd"), "--state", str(ENGINE_DIR / "containerd-state")])} >>{shlex.quote(str(ctr_log))} 2>&1 &\n'
+              f'while [ ! -S {shlex.quote(str(ctr_sock))} ]; do sleep 0.5; done\n'
+              f'exec {shlex.join([dockerd, "--containerd", str(ctr_sock), "--data-root", str(data), "--exec-root", str(ENGINE_DIR / "exec"), "--pidfile", str(ENGINE_DIR / "dockerd.pid"), "--host", f"unix://{sock}", "--iptables=false", "--ip6tables=false", "--bridge=none"])}\n')
+    if _apparmor_without_parser():
+        # The kernel has AppArmor on but no policy and no apparmor_parser (the lab VM): dockerd
+        # would insist on a docker-default profile it cannot load, and even `docker build` fails.
+        # Both daemons run in a mount namespace of their own where securityfs is hidden, so they
+        # see no AppArmor (there is none to enforce) and the lab's other mounts stay untouched.
+        script = "mount -t tmpfs -o size=4k tmpfs /sys/kernel/security\n" + script
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    else:
+        argv = ["sh", "-c", script]
+    _spawn(argv, ENGINE_DIR / "dockerd.log")
     _wait(lambda: sock.exists() and _connect(f"unix://{sock}") is not None, "dockerd", ENGINE_DIR / "dockerd.log")
     log.info("dockerd started sock=%s", sock)
     return docker.DockerClient(base_url=f"unix://{sock}", timeout=300)
+
+
+def _apparmor_without_parser() -> bool:
+    return Path("/sys/kernel/security/apparmor").exists() and shutil.which("apparmor_parser") is None
 
 
 def _spawn(argv: list[str], log_path: Path) -> None:
