@@ -1,0 +1,128 @@
+"""Generate the scale topologies: a square grid, or nodes placed at random with a fixed seed.
+
+    python bench/make_topology.py grid --side 10 > topologies/grid10x10.yaml
+    python bench/make_topology.py random --nodes 100 --seed 9 > topologies/random100.yaml
+
+Random placement grows the mesh one node at a time: each new node lands at a random spot that
+is within range of at least one node already placed (so the mesh is connected), no closer than
+MIN_GAP_M to any (no stacked radios) and leaves no node with more than MAX_DEGREE neighbours (a
+realistic handful, far under the kernel's 32 peer links). The same seed gives the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+
+RANGE_M = 100.0
+MIN_GAP_M = 35.0
+MAX_DEGREE = 8
+# HWMP tuned for paths of ten or more hops under TCG: PREQs may go out every 10 ms, a discovery
+# waits 200 TU per try before retrying (the kernel's 50 TU is shorter than a slow guest's round
+# trip over many hops) with two more tries than the default, and paths live 30 s, so a
+# transfer's many messages do not keep rediscovering them.
+HWMP_PARAMS = {
+    "mesh_fwding": 1,
+    "mesh_hwmp_rootmode": 0,
+    "mesh_hwmp_active_path_timeout": 30000,
+    "mesh_hwmp_preq_min_interval": 10,
+    "mesh_hwmp_net_diameter_traversal_time": 200,
+    "mesh_hwmp_max_preq_retries": 6,
+}
+
+
+def grid(side: int, spacing: float, authorities: int) -> tuple[dict[str, tuple[float, float]], float]:
+    """Nodes on a side x side grid; range 1.5 x spacing reaches the eight around (diagonals too),
+    never two cells away. Authorities sit evenly inside the grid, the rest are clients."""
+    cells = [(x * spacing, y * spacing) for y in range(side) for x in range(side)]
+    # Authorities at the quarter points of the grid (for 4: the four cells at 1/4 and 3/4).
+    k = max(1, round(math.sqrt(authorities)))
+    picks = {((2 * i + 1) * side // (2 * k), (2 * j + 1) * side // (2 * k)) for i in range(k) for j in range(k)}
+    auth_cells = [(x * spacing, y * spacing) for x, y in sorted(picks)][:authorities]
+    return _name(cells, auth_cells), spacing * 1.5
+
+
+def scatter(nodes: int, seed: int, authorities: int) -> tuple[dict[str, tuple[float, float]], float]:
+    rng = random.Random(seed)
+    placed: list[tuple[float, float]] = [(0.0, 0.0)]
+    degree = [0]
+    while len(placed) < nodes:
+        anchor = placed[rng.randrange(len(placed))]
+        angle, dist = rng.uniform(0, 2 * math.pi), rng.uniform(MIN_GAP_M, RANGE_M)
+        p = (round(anchor[0] + dist * math.cos(angle)), round(anchor[1] + dist * math.sin(angle)))
+        near = [i for i, q in enumerate(placed) if math.dist(p, q) <= RANGE_M]
+        if any(math.dist(p, placed[i]) < MIN_GAP_M for i in near) or len(near) > MAX_DEGREE:
+            continue
+        if any(degree[i] >= MAX_DEGREE for i in near):
+            continue
+        for i in near:
+            degree[i] += 1
+        placed.append(p)
+        degree.append(len(near))
+    auth_cells = rng.sample(placed, authorities)
+    return _name(placed, auth_cells), RANGE_M
+
+
+def _name(cells: list[tuple[float, float]], auth_cells: list[tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    named: dict[str, tuple[float, float]] = {}
+    for i, p in enumerate(auth_cells, 1):
+        named[f"auth{i}"] = p
+    clients = [p for p in cells if p not in set(auth_cells)]
+    for i, p in enumerate(clients, 1):
+        named[f"client{i}"] = p
+    return named
+
+
+def render(lab: str, comment: str, nodes: dict[str, tuple[float, float]], range_m: float) -> str:
+    lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
+    lines += [f"name: {lab}", "mesh:", "  id: meshpay", "  freq: 2412", "  params:"]
+    lines += [f"    {k}: {v}" for k, v in HWMP_PARAMS.items()]
+    # The medium delivers each frame only to radios in range: without it every hwsim radio gets
+    # a copy of every frame (beacons included), which stalled a TCG guest at 50 radios.
+    lines += ["medium:", "  model: free_space", "  loss: false", "defaults:", f"  range: {range_m:g}",
+              "  balance: 100000", "nodes:"]
+    for name, (x, y) in nodes.items():
+        role = "authority" if name.startswith("auth") else "client"
+        lines.append(f"  {name}: {{role: {role}, position: [{x:g}, {y:g}]}}")
+    return "\n".join(lines) + "\n"
+
+
+def degrees(nodes: dict[str, tuple[float, float]], range_m: float) -> list[int]:
+    pts = list(nodes.values())
+    return [sum(1 for q in pts if q is not p and math.dist(p, q) <= range_m) for p in pts]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="kind", required=True)
+    g = sub.add_parser("grid")
+    g.add_argument("--side", type=int, default=10)
+    g.add_argument("--spacing", type=float, default=80.0)
+    g.add_argument("--authorities", type=int, default=4)
+    g.add_argument("--name", default=None)
+    r = sub.add_parser("random")
+    r.add_argument("--nodes", type=int, default=100)
+    r.add_argument("--seed", type=int, default=9)
+    r.add_argument("--authorities", type=int, default=7)
+    r.add_argument("--name", default=None)
+    args = ap.parse_args(argv)
+    if args.kind == "grid":
+        nodes, range_m = grid(args.side, args.spacing, args.authorities)
+        lab = args.name or f"grid{args.side}x{args.side}"
+        how = f"make_topology.py grid --side {args.side} --spacing {args.spacing:g} --authorities {args.authorities}"
+    else:
+        nodes, range_m = scatter(args.nodes, args.seed, args.authorities)
+        lab = args.name or f"random{args.nodes}"
+        how = f"make_topology.py random --nodes {args.nodes} --seed {args.seed} --authorities {args.authorities}"
+    deg = degrees(nodes, range_m)
+    comment = (f"Generated by bench/{how}; do not edit by hand.\n"
+               f"{len(nodes)} nodes, range {range_m:g} m: {min(deg)}..{max(deg)} neighbours each "
+               f"(mean {sum(deg) / len(deg):.1f}).")
+    sys.stdout.write(render(lab, comment, nodes, range_m))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
