@@ -44,6 +44,8 @@ STATS_FILE = "medium-stats.json"
 STATS_INTERVAL_S = 2.0
 RELOAD_CHECK_S = 0.25
 RCVBUF = 8 << 20
+# At most this many messages per wake-up: a saturated medium must still reload and report.
+DRAIN_BATCH = 256
 
 NETLINK_GENERIC = 16
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
@@ -302,8 +304,8 @@ class Medium:
                 next_stats = now + STATS_INTERVAL_S
             if not poller.poll(RELOAD_CHECK_S * 1000):
                 continue
-            # drain what is queued before looking at the clock again
-            while True:
+            # drain what is queued (a batch at most) before looking at the clock again
+            for _ in range(DRAIN_BATCH):
                 try:
                     n = recv_into(buf, 0, socket.MSG_DONTWAIT)
                 except BlockingIOError:
@@ -320,7 +322,10 @@ class Medium:
                         tx = decode_frame(parse_attrs(view, pos + HDR_LEN, pos + length))
                         if tx is not None:
                             for msg in route(self.air, self.codec, tx, self.rand, freq, counters):
-                                send(msg)
+                                try:
+                                    send(msg)
+                                except OSError:  # out of kernel memory for a moment: that frame is lost
+                                    counters.kernel_errors += 1
                     elif kind == NLMSG_ERROR and _S32.unpack_from(view, pos + 16)[0]:
                         counters.kernel_errors += 1
                     pos += (length + 3) & ~3

@@ -106,7 +106,7 @@ def test_down_removes_the_medium_too(line: Lab):
     assert any(n.endswith(".medium") for n in removed["nodes"]), removed["nodes"]
 
 
-def test_isolating_the_relay_in_use_heals_through_the_other(request):
+def test_isolating_the_relay_in_use_heals_through_the_other_and_a_killed_node_restarts():
     lab = up("diamond.yaml")
     try:
         first = lab.json("transfer", "--from", "client1", "--to", "client2", "--amount", "4")
@@ -129,6 +129,16 @@ def test_isolating_the_relay_in_use_heals_through_the_other(request):
         print(f"diamond: isolated {relay}; path through {other} in {heal_s} s, "
               f"next transfer confirmed {round(time.monotonic() - t0, 1)} s later")
         assert lab.json("fault", "heal", relay)["isolated"] == []
+
+        killed = lab.json("fault", "kill", "auth3")
+        assert killed["was_running"] is True
+        rows = {r["node"]: r for r in lab.json("status")["nodes"]}
+        assert rows["auth3"]["process"] == "stopped" and rows["auth3"]["serving"] is False
+        restarted = lab.json("fault", "restart", "auth3")
+        assert restarted["already_running"] is False
+        rows = {r["node"]: r for r in lab.json("status")["nodes"]}
+        assert rows["auth3"]["serving"] is True
+        print(f"auth3 restarted and serving in {restarted['serving_after_s']} s")
     finally:
         removed = lab.json("down")
     assert removed["leftover"] == []
