@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pyroute2 import IPRoute
-
 from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio, sae
 from orchestrator.health import process_alive, wait_healthy
 from orchestrator.launcher import spawn_nodes
+from orchestrator.netlink import iproute
 from orchestrator.nodeconfig import node_configs
-from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, Plan, make_plan
+from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, Plan, make_plan, radio_prefix
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef
 from orchestrator.topology import load_topology
@@ -66,16 +65,19 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
         lab.write_state(lab_dir, state)
 
     step("creating radios and joining the 802.11s mesh")
+    # One look through every netns for the lab's radios, not one per node: finding a radio means
+    # opening hwsim and nl80211 sockets in each namespace (the kernel shows a moved phy only
+    # inside the netns it was moved to), which made this step quadratic in the lab's size.
+    existing = {r.name: r for r in radio.list_radios(radio_prefix(plan.lab))}
     for node in plan.nodes:
-        # The kernel shows a moved phy only inside the netns it was moved to.
-        mine = _radio(node.radio)
+        mine = existing.get(node.radio)
         if mine is not None and mine.netns != node.netns:  # made by a crashed `up`, never moved
             radio.delete_radio(mine.name, mine.netns)
             mine = None
         if mine is None:
             made = radio.create_radio(node.radio, mac=node.mac, netns=made_in)
             radio.move_phy(made.phy_index, rt.netns_path(refs[node.name]), from_netns=made_in)
-            mine = _radio(node.radio)
+            mine = _radio_in(node.radio, node.netns)
         if not _has_interface(node.netns, MESH_IFNAME):
             mesh.create_mesh_point(node.netns, mine.phy_index, MESH_IFNAME, node.mac,
                                    cidr=f"{node.mesh_ip}/{plan.mesh_prefixlen}")
@@ -188,13 +190,14 @@ def wait_for_peering(plan: Plan, timeout: float) -> dict[str, list[str]]:
         time.sleep(0.5)
 
 
-def _radio(name: str) -> radio.Radio | None:
-    """The radio called `name`, wherever its phy is (root or any node namespace)."""
-    return next((r for r in radio.list_radios(name) if r.name == name), None)
+def _radio_in(name: str, netns: str) -> radio.Radio | None:
+    return next((r for r in radio.list_radios(name, netns=netns) if r.name == name), None)
 
 
 def _has_interface(netns: str, ifname: str) -> bool:
-    with IPRoute(netns=netns, flags=0) as ipr:
+    # netlink.iproute opens its socket from a thread inside the netns; pyroute2's own `netns=`
+    # forks a process per call, seconds per node under TCG.
+    with iproute(netns) as ipr:
         return bool(ipr.link_lookup(ifname=ifname))
 
 
