@@ -13,12 +13,12 @@ from pathlib import Path
 
 from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio, sae
 from orchestrator.health import process_alive, wait_healthy
-from orchestrator.launcher import spawn_nodes
+from orchestrator.launcher import Launcher
 from orchestrator.netlink import iproute
 from orchestrator.nodeconfig import node_configs
 from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, Plan, make_plan, radio_prefix
 from orchestrator.runtime import runtime_for
-from orchestrator.runtime.base import NodeRef
+from orchestrator.runtime.base import NodeRef, Runtime
 from orchestrator.topology import load_topology
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,20 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
             on_step(msg)
 
     t0 = time.monotonic()
-    timings: dict[str, float] = {}
     state = _load_or_new_state(lab_dir, plan, topology)
     rt = runtime_for(plan.runtime, plan.lab, lab_dir)
+    # Its imports overlap the mesh set-up below; closed unused if `up` fails or nothing needs starting.
+    launcher = Launcher() if plan.runtime == "netns" else None
+    try:
+        return _build(lab_dir, plan, state, rt, launcher, step, t0)
+    finally:
+        if launcher is not None:
+            launcher.close()
+
+
+def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launcher | None,
+           step: Callable[[str], None], t0: float) -> dict:
+    timings: dict[str, float] = {}
     refs = {n.name: NodeRef(lab=plan.lab, name=n.name, netns=n.netns) for n in plan.nodes}
 
     step(f"creating {len(plan.nodes)} nodes ({plan.runtime})")
@@ -113,8 +124,8 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
          "config": str(configs[node.name]), "log": str(lab_dir / "nodes" / node.name / "node.log")}
         for node in plan.nodes if not process_alive(pids.get(node.name))
     ]
-    if batch and plan.runtime == "netns":
-        pids.update(spawn_nodes(batch))  # one preloaded interpreter forks every node
+    if batch and launcher is not None:
+        pids.update(launcher.spawn(batch))  # one preloaded interpreter forks every node
     for item in batch if plan.runtime != "netns" else []:
         pids[item["name"]] = rt.start(refs[item["name"]], ["meshpay-node", "--config", item["config"]],
                                       Path(item["log"]))
