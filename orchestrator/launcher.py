@@ -24,7 +24,15 @@ CLONE_NEWNET = 0x40000000
 
 def preload() -> None:
     """Import everything a node imports on its way to serving."""
+    # Imported lazily by FastAPI building the first app (pydantic.v1) and by uvicorn loading its
+    # config (the protocol modules): here once, instead of after the fork in every node, where
+    # each copy cost CPU and private memory.
+    import pydantic.v1  # noqa: F401
     import uvicorn  # noqa: F401
+    import uvicorn.lifespan.off  # noqa: F401
+    import uvicorn.protocols.http.auto  # noqa: F401
+    import uvicorn.protocols.http.h11_impl  # noqa: F401
+    import uvicorn.protocols.websockets.auto  # noqa: F401
 
     import meshpay.api  # noqa: F401
     import meshpay.mdns  # noqa: F401  (zeroconf, for labs with `discovery: mdns`)
