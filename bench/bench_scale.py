@@ -61,11 +61,13 @@ def pss_mb(port: int, node: str, pids: list[int]) -> list[float]:
 
 
 def guest_facts(port: int, node: str) -> dict:
-    out = agent_call(port, "exec", {"node": node, "command": ["sh", "-c", "cat /proc/loadavg; grep -E '^Mem(Total|Available):' /proc/meminfo"]})["stdout"]
-    lines = out.splitlines()
-    mem = {line.split(":")[0]: int(line.split()[1]) // 1024 for line in lines[1:]}
+    """Load, memory and the processes that used most CPU (is the medium or the kernel the bottleneck?)."""
+    script = ("cat /proc/loadavg; grep -E '^Mem(Total|Available):' /proc/meminfo; "
+              "ps -eo time,rss,args --sort=-time | head -6")
+    lines = agent_call(port, "exec", {"node": node, "command": ["sh", "-c", script]})["stdout"].splitlines()
+    mem = {line.split(":")[0]: int(line.split()[1]) // 1024 for line in lines[1:3]}
     return {"loadavg": lines[0].split()[:3], "mem_total_mb": mem.get("MemTotal"),
-            "mem_available_mb": mem.get("MemAvailable")}
+            "mem_available_mb": mem.get("MemAvailable"), "top_cpu": [line[:120] for line in lines[4:]]}
 
 
 def transfer_load(info: dict, token: str, seconds: float, seed: int) -> dict:
