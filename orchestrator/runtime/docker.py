@@ -127,8 +127,12 @@ class DockerRuntime:
         """Stop the node's service, keeping the container: its namespace, and the radio in it,
         stay where `down` looks for them."""
         container = self._container(node)
-        keep = _init_pid(container) if container is not None and container.status == "running" else 0
-        pids = [p for p in pids_in_netns(self.netns_path(node)) if p != keep]
+        init = _init_pid(container) if container is not None and container.status == "running" else 0
+        inside = pids_in_netns(self.netns_path(node))
+        # the container's own process tree (docker-init and its waiting command) must live on:
+        # if it ended, the container would stop and take the namespace, and the radio, with it
+        keep = _tree(init, inside)
+        pids = [p for p in inside if p not in keep]
         for pid in pids:
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
@@ -173,6 +177,27 @@ class DockerRuntime:
 
 def _init_pid(container) -> int:
     return int(container.attrs["State"]["Pid"])
+
+
+def _tree(root: int, pids: list[int]) -> set[int]:
+    """`root` and its descendants among `pids`."""
+    tree = {root} if root else set()
+    grew = True
+    while grew:
+        grew = False
+        for pid in pids:
+            if pid not in tree and _parent(pid) in tree:
+                tree.add(pid)
+                grew = True
+    return tree
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -239,3 +239,20 @@ def test_missing_image_is_loaded_from_the_saved_tarball(tmp_path: Path) -> None:
     assert client.images.loaded == [b"tarball"]
     engine.ensure_image(client, image_dir=tmp_path)  # present now: not loaded twice
     assert len(client.images.loaded) == 1
+
+
+def test_stop_ends_the_service_but_not_the_containers_own_processes(
+        tmp_path: Path, netns_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = FakeClient()
+    rt = runtime(client, tmp_path)
+    rt.create(ref())
+    init = client.containers.items["meshpay-demo-auth1"].attrs["State"]["Pid"]
+    # init -> sleep (the container's command); 900 is the exec'd service, its parent the shim
+    parents = {init: 1, 50: init, 900: 7, 901: 900}
+    monkeypatch.setattr(docker_rt, "pids_in_netns", lambda path: [init, 50, 900, 901])
+    monkeypatch.setattr(docker_rt, "_parent", lambda pid: parents[pid])
+    killed = []
+    monkeypatch.setattr(docker_rt, "_signal", lambda pid, sig: killed.append(pid))
+    rt.stop_timeout = 0
+    rt.stop(ref())
+    assert sorted(set(killed)) == [900, 901]
