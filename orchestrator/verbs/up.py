@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 PEERING_TIMEOUT_S = 90.0
 SERVING_TIMEOUT_S = 300.0
+# Per node on top: under TCG the radios' beacons and the nodes' start-up share two vCPUs, so a
+# 50-node lab on a loaded host had not peered after 90 s although every missing pair was in range.
+PEERING_S_PER_NODE = 3.0
+SERVING_S_PER_NODE = 6.0
 
 
 def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = None,
@@ -113,7 +117,7 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     lab.write_state(lab_dir, state)
 
     step("waiting for peer links" + (" (and blocking out-of-range pairs)" if not plan.medium else ""))
-    peering = wait_for_peering(plan, PEERING_TIMEOUT_S)
+    peering = wait_for_peering(plan, max(PEERING_TIMEOUT_S, PEERING_S_PER_NODE * len(plan.nodes)))
     timings["peering_s"] = round(time.monotonic() - t0, 2)
 
     step("starting FastPay node services")
@@ -132,7 +136,8 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     lab.write_state(lab_dir, state)
 
     step("waiting for every node to serve")
-    wait_healthy({n.name: n.api_url for n in plan.nodes}, SERVING_TIMEOUT_S, pids=pids,
+    wait_healthy({n.name: n.api_url for n in plan.nodes},
+                 max(SERVING_TIMEOUT_S, SERVING_S_PER_NODE * len(plan.nodes)), pids=pids,
                  logs={n.name: lab_dir / "nodes" / n.name / "node.log" for n in plan.nodes})
     timings["serving_s"] = round(time.monotonic() - t0, 2)
 
