@@ -248,6 +248,44 @@ def fault(
     _emit(data, fmt, lambda d: out.print_json(json.dumps(d)))
 
 
+@app.command(name="run")
+def run_(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML, e.g. scenarios/relay-failure.yaml")],
+    name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
+) -> None:
+    """Play a scenario's timeline of move/fault/transfer/wait steps against the lab; record each step."""
+    from orchestrator.scenario import ScenarioError, load_scenario
+    from orchestrator.verbs import run as run_verb
+
+    try:
+        load_scenario(scenario)  # refuse a bad file before the lab is looked for
+    except ScenarioError as exc:
+        _fail(f"{exc}\nno step was played")
+    lab_dir = _find(name, root)
+    with out.status(f"playing {scenario}"):
+        record = run_verb.run(lab_dir, str(scenario))
+
+    def render(d: dict) -> None:
+        _table(f"scenario {d['scenario']} on lab {d['lab']}",
+               [{**s, "args": [f"{k}={v}" for k, v in s["args"].items()],
+                 "outcome": _outcome(s)} for s in d["steps"]],
+               ["index", "at", "do", "args", "start_s", "late_s", "duration_s", "ok", "outcome"])
+        out.print(f"played {d['played']} of {d['of']} steps in {d['duration_s']:.1f} s; record: {d['record']}")
+
+    _emit(record, fmt, render)
+    if not record["ok"]:
+        raise typer.Exit(1)
+
+
+def _outcome(step: dict) -> str:
+    if not step["ok"]:
+        return f"[red]{step['error']}[/red]"
+    result = step["result"]
+    if step["do"] == "transfer":
+        return ", ".join(f"{k}={result[k]}" for k in ("outcome", "id") if k in result) or "done"
+    return ", ".join(f"{k}={v}" for k, v in result.items() if k in ("in_range", "isolated", "pid", "slept_s"))
+
+
 image_app = typer.Typer(no_args_is_help=True, help="The node image of the docker runtime.")
 app.add_typer(image_app, name="image")
 

@@ -1,0 +1,137 @@
+"""A scenario: a timeline of steps played against a running lab, validated once, at the edge.
+
+    name: relay-failure
+    steps:
+      - {at: 0, do: transfer, from: client1, to: client2, amount: 5}
+      - {at: 5, do: fault, action: isolate, node: relay1}
+      - {at: 40, do: wait, seconds: 5}
+
+`at` is seconds since the scenario started; a step whose predecessor overran starts late (the
+player records by how much) rather than being skipped. Errors name the file, line and field, as
+topology errors do, and are raised before any step has touched the lab.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orchestrator.topology import (MAX_COORD, MAX_FILE_BYTES, NAME_RE, TopologyError, _line_for, _lines,
+                                   _refuse_aliases, _UniqueKeyLoader)
+
+MAX_STEPS = 1000
+MAX_AT_S = 24 * 3600.0
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be played; the message says where and why."""
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    at: float = Field(ge=0, le=MAX_AT_S)
+
+    def verb(self) -> tuple[str, dict] | None:
+        """The verb and its arguments this step dispatches; None for a step the player does itself."""
+        raise NotImplementedError
+
+
+class MoveStep(_Step):
+    do: Literal["move"]
+    node: str
+    x: float = Field(ge=-MAX_COORD, le=MAX_COORD)
+    y: float = Field(ge=-MAX_COORD, le=MAX_COORD)
+
+    def verb(self) -> tuple[str, dict]:
+        return "move", {"node": self.node, "x": self.x, "y": self.y}
+
+
+class FaultStep(_Step):
+    do: Literal["fault"]
+    action: Literal["kill", "restart", "isolate", "heal"]  # verbs/fault.py ACTIONS; a unit test keeps them equal
+    node: str
+
+    def verb(self) -> tuple[str, dict]:
+        return "fault", {"action": self.action, "node": self.node}
+
+
+class TransferStep(_Step):
+    do: Literal["transfer"]
+    src: str = Field(alias="from")
+    dst: str = Field(alias="to")
+    amount: int = Field(gt=0, le=10**15)
+
+    def verb(self) -> tuple[str, dict]:
+        return "transfer", {"src": self.src, "dst": self.dst, "amount": self.amount}
+
+
+class WaitStep(_Step):
+    do: Literal["wait"]
+    seconds: float = Field(gt=0, le=MAX_AT_S)
+
+    def verb(self) -> None:
+        return None  # the player sleeps; nothing reaches the lab
+
+
+Step = Annotated[Union[MoveStep, FaultStep, TransferStep, WaitStep], Field(discriminator="do")]
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    # `stop`: a failed step ends the scenario (later steps assume it worked); `continue` records it and plays on.
+    on_error: Literal["continue", "stop"] = "continue"
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _checks(self) -> Scenario:
+        if not NAME_RE.match(self.name):
+            raise ValueError(f"scenario name {self.name!r} must match {NAME_RE.pattern}")
+        for i in range(1, len(self.steps)):
+            if self.steps[i].at < self.steps[i - 1].at:
+                raise ValueError(f"steps[{i}] is at {self.steps[i].at:g} s, before steps[{i - 1}] "
+                                 f"({self.steps[i - 1].at:g} s): steps play in order, keep `at` non-decreasing")
+        return self
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError(f"{source}: {len(text)} characters is more than a scenario may have ({MAX_FILE_BYTES})")
+    try:  # the topology's loader: no aliases, no duplicate keys, lines for every field
+        _refuse_aliases(text)
+        root = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except TopologyError as exc:
+        raise ScenarioError(f"{source}: {str(exc).replace('topology', 'scenario')}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or root is None:
+        raise ScenarioError(f"{source}: line 1: expected a mapping with `name` and `steps`")
+    lines = _lines(root)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = _yaml_loc(tuple(err["loc"]))
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(f"{source}: line {_line_for(lines, loc)}: {field}: {err['msg']}")
+        raise ScenarioError("\n".join(problems)) from None
+
+
+def _yaml_loc(loc: tuple) -> tuple:
+    # a discriminated union puts the step kind in the path (steps.2.fault.node): the YAML has no such key
+    return tuple(p for i, p in enumerate(loc)
+                 if not (i == 2 and loc[0] == "steps" and p in ("move", "fault", "transfer", "wait")))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read the scenario: {exc.strerror}") from None
+    return parse_scenario(text, str(path))

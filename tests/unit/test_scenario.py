@@ -1,0 +1,117 @@
+"""Scenario files: validated at the edge with the line and field of each problem; and the player,
+against a fake dispatcher and a fake clock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.scenario import ScenarioError, load_scenario, parse_scenario
+from orchestrator.verbs import fault, run
+
+REPO = Path(__file__).parents[2]
+
+
+def test_the_shipped_scenario_fits_the_diamond():
+    from orchestrator.topology import load_topology
+
+    scenario = load_scenario(REPO / "scenarios" / "relay-failure.yaml")
+    nodes = load_topology(REPO / "topologies" / "diamond.yaml").nodes
+    assert [s.do for s in scenario.steps][:3] == ["transfer", "fault", "transfer"]
+    for step in scenario.steps:
+        for name in ("node", "src", "dst"):
+            assert getattr(step, name, "client1") in nodes
+
+
+def test_fault_actions_match_the_verb():
+    step = parse_scenario("name: s\nsteps:\n  - {at: 0, do: fault, action: kill, node: a}\n").steps[0]
+    assert set(type(step).model_fields["action"].annotation.__args__) == set(fault.ACTIONS)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: s\nsteps:\n  - {at: 0, do: jump, node: a}\n", "line 3: steps.0: Input tag 'jump'"),
+    ("name: s\nsteps:\n  - {at: 0, do: move, node: a, x: 1}\n", "line 3: steps.0.y: Field required"),
+    ("name: s\nsteps:\n  - {at: 0, do: transfer, from: a, to: b, amount: 0}\n", "steps.0.amount"),
+    ("name: s\nsteps:\n  - {at: 0, do: fault, action: explode, node: a}\n", "steps.0.action"),
+    ("name: s\nsteps:\n  - {at: 5, do: wait, seconds: 1}\n  - {at: 1, do: wait, seconds: 1}\n",
+     "steps[1] is at 1 s, before steps[0]"),
+    ("name: s\nsteps: []\n", "steps"),
+    ("name: s\nname: t\nsteps: []\n", "line 2: duplicate key 'name'"),
+    ("name: s\nsteps:\n  - &a {at: 0, do: wait, seconds: 1}\n  - *a\n", "anchors and aliases"),
+    ("- 1\n", "expected a mapping"),
+    ("name: s\nsteps:\n  - {at: -1, do: wait, seconds: 1, extra: 2}\n", "steps.0.extra"),
+])
+def test_errors_name_line_and_field(text, expected):
+    with pytest.raises(ScenarioError) as exc:
+        parse_scenario(text, "x.yaml")
+    assert expected in str(exc.value)
+    assert str(exc.value).startswith("x.yaml: ")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+SCENARIO = """
+name: demo
+steps:
+  - {at: 0, do: transfer, from: c1, to: c2, amount: 5}
+  - {at: 5, do: fault, action: isolate, node: r1}
+  - {at: 6, do: move, node: r1, x: -40, y: 0}
+  - {at: 6, do: wait, seconds: 2}
+"""
+
+
+def test_steps_play_in_order_at_their_times_and_failures_are_recorded(tmp_path):
+    clock, calls = FakeClock(), []
+
+    def dispatch(lab_dir, verb, **kwargs):
+        calls.append((clock.now - 100.0, verb, kwargs))
+        clock.now += 3.0  # every verb takes 3 s
+        if verb == "move":
+            raise LookupError("no node 'r1'")
+        return {"verb": verb}
+
+    record = run.play(tmp_path, parse_scenario(SCENARIO), dispatch, clock, clock.sleep)
+    assert calls == [(0.0, "transfer", {"src": "c1", "dst": "c2", "amount": 5}),
+                     (5.0, "fault", {"action": "isolate", "node": "r1"}),
+                     (8.0, "move", {"node": "r1", "x": -40.0, "y": 0.0})]  # 2 s late: the fault overran
+    steps = record["steps"]
+    assert [(s["start_s"], s["late_s"], s["duration_s"], s["ok"]) for s in steps] == [
+        (0.0, 0.0, 3.0, True), (5.0, 0.0, 3.0, True), (8.0, 2.0, 3.0, False), (11.0, 5.0, 2.0, True)]
+    assert steps[0]["args"] == {"from": "c1", "to": "c2", "amount": 5}
+    assert steps[0]["result"] == {"verb": "transfer"}
+    assert steps[2]["error"] == "LookupError: no node 'r1'"
+    assert (record["ok"], record["played"], record["of"], record["duration_s"]) == (False, 4, 4, 13.0)
+
+
+def test_on_error_stop_ends_the_scenario(tmp_path):
+    clock = FakeClock()
+
+    def dispatch(lab_dir, verb, **kwargs):
+        raise RuntimeError("the lab's VM does not answer")
+
+    record = run.play(tmp_path, parse_scenario(SCENARIO.replace("name: demo", "name: demo\non_error: stop")),
+                      dispatch, clock, clock.sleep)
+    assert (record["played"], record["of"], record["ok"]) == (1, 4, False)
+
+
+def test_run_saves_the_record_in_the_lab_dir(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO)
+    clock = FakeClock()
+    record = run.run(tmp_path, str(path), lambda lab_dir, verb, **kw: {}, clock, clock.sleep)
+    saved = Path(record["record"])
+    assert saved.parent == tmp_path / "runs" and saved.name.startswith("demo-")
+    assert json.loads(saved.read_text())["steps"] == record["steps"]
+    assert run.latest(tmp_path)["scenario"] == "demo"
+    assert run.latest(tmp_path / "nowhere") is None
