@@ -286,6 +286,35 @@ def _outcome(step: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in result.items() if k in ("in_range", "isolated", "pid", "slept_s"))
 
 
+@app.command()
+def draw(
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="where mesh.html and mesh.png go (default: the lab directory)")] = None,
+    sender: Annotated[Optional[str], typer.Option("--from", help="draw the routes from this client to the authorities "
+                                                  "(default: the sender of the last scenario's last transfer)")] = None,
+    name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
+) -> None:
+    """Draw the mesh: nodes where they are now, established peer links, the routes of a transfer."""
+    from orchestrator.verbs import draw as draw_verb
+
+    lab_dir = _find(name, root)
+    try:
+        data = draw_verb.run(lab_dir, str(out_dir) if out_dir else None, sender)
+    except (lab.LabNotFound, ValueError, RuntimeError, OSError) as exc:
+        _fail(str(exc))
+
+    def render(d: dict) -> None:
+        out.print(f"lab {d['lab']}: {d['nodes']} nodes, {d['links']} peer links; {d['html']}"
+                  + (f", {d['png']}" if d["png"] else ""))
+        for route in d["routes"]:
+            out.print("route: " + " → ".join(route))
+        for note in d["notes"]:
+            out.print(f"note: {note}")
+        if d["png_problem"]:
+            err.print(d["png_problem"])
+
+    _emit(data, fmt, render)
+
+
 image_app = typer.Typer(no_args_is_help=True, help="The node image of the docker runtime.")
 app.add_typer(image_app, name="image")
 

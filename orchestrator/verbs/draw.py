@@ -1,0 +1,94 @@
+"""`draw [--out DIR] [--from CLIENT]`: the mesh as it is now, as mesh.html (inline SVG) and mesh.png.
+
+Positions come from the medium's medium.json (where `move` put the nodes), else from lab.json;
+links from every node's established peers; routes by following next hops, node by node, from the
+sender to each authority. The sender is --from, else the sender of the last transfer of the last
+scenario run. Everything but the files is asked through the verbs, so a VM lab answers too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestrator import lab, meshmap
+from orchestrator.airspace import read_config
+from orchestrator.dispatch import call
+from orchestrator.verbs.run import latest
+
+Dispatch = Callable[..., dict]
+
+
+def run(lab_dir: Path, out: str | None = None, sender: str | None = None, dispatch: Dispatch = call) -> dict:
+    lab_dir = Path(lab_dir)
+    out_dir = Path(out) if out else lab_dir
+    m = snapshot(lab_dir, sender, dispatch)
+    title = f"lab {m.lab}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path, png_path = out_dir / "mesh.html", out_dir / "mesh.png"
+    html_path.write_text(meshmap.page(m, title))
+    png_problem = meshmap.png(m, png_path, title)
+    return {"lab": m.lab, "html": str(html_path), "png": None if png_problem else str(png_path),
+            "png_problem": png_problem, "nodes": len(m.nodes), "links": len(m.links),
+            "routes": [list(r) for r in m.routes], "notes": list(m.notes)}
+
+
+def snapshot(lab_dir: Path, sender: str | None, dispatch: Dispatch) -> meshmap.MeshMap:
+    info = lab.read_lab_json(lab_dir)
+    notes: list[str] = []
+    try:
+        cfg = read_config(lab_dir)
+        where = {r.name: (r.position, r.range) for r in cfg.radios}
+        isolated = cfg.isolated
+    except LookupError:  # a lab without a medium: nodes stay where the topology put them
+        where = {name: (tuple(n.get("position", (0.0, 0.0))), float(n.get("range", 0.0)))
+                 for name, n in info["nodes"].items()}
+        isolated = frozenset()
+    nodes = tuple(meshmap.Node(name, n["role"], where[name][0], where[name][1], name in isolated)
+                  for name, n in sorted(info["nodes"].items()))
+    links: set[frozenset[str]] = set()
+    for node in nodes:
+        try:
+            peers = dispatch(lab_dir, "peers", node=node.name)["peers"]
+        except Exception as exc:  # a node that cannot answer is drawn without its links, and said so
+            notes.append(f"peers of {node.name}: {exc}")
+            continue
+        links |= {frozenset((node.name, p["peer"])) for p in peers
+                  if p["plink_state"] == "ESTAB" and p["peer"] in info["nodes"]}
+    sender = sender or _last_sender(lab_dir)
+    routes: tuple[tuple[str, ...], ...] = ()
+    if sender is not None:
+        authorities = sorted(name for name, n in info["nodes"].items() if n["role"] == "authority")
+        tables: dict[str, dict[str, str]] = {}  # each node's paths asked once for all the routes
+        routes = tuple(trace(lab_dir, sender, a, dispatch, notes, tables) for a in authorities)
+        notes.append(f"routes from {sender} to the authorities, as HWMP knows them now")
+    return meshmap.MeshMap(info["lab"], nodes, frozenset(links), routes, tuple(notes))
+
+
+def trace(lab_dir: Path, src: str, dst: str, dispatch: Dispatch, notes: list[str],
+          tables: dict[str, dict[str, str]] | None = None) -> tuple[str, ...]:
+    """The hops from src to dst, following each node's next hop; stops where a node knows none."""
+    tables = {} if tables is None else tables
+    chain = [src]
+    while chain[-1] != dst:
+        here = chain[-1]
+        if here not in tables:
+            try:
+                rows = dispatch(lab_dir, "paths", node=here)["paths"]
+            except Exception as exc:
+                notes.append(f"paths of {here}: {exc}")
+                rows = []
+            tables[here] = {r["destination_node"]: r["next_hop_node"] for r in rows}
+        nxt = tables[here].get(dst)
+        if nxt is None or nxt == "?" or nxt in chain:  # no path, or a loop while HWMP settles
+            notes.append(f"route {src} → {dst} known only as far as {here}")
+            break
+        chain.append(nxt)
+    return tuple(chain)
+
+
+def _last_sender(lab_dir: Path) -> str | None:
+    record = latest(lab_dir)
+    transfers = [s for s in (record or {}).get("steps", []) if s["do"] == "transfer"]
+    return transfers[-1]["args"]["from"] if transfers else None
