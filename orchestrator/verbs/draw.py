@@ -9,15 +9,12 @@ scenario run. Everything but the files is asked through the verbs, so a VM lab a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import lab, meshmap
 from orchestrator.airspace import read_config
 from orchestrator.dispatch import call
-from orchestrator.verbs.run import latest
-
-Dispatch = Callable[..., dict]
+from orchestrator.verbs.run import Dispatch, latest
 
 
 def run(lab_dir: Path, out: str | None = None, sender: str | None = None, dispatch: Dispatch = call) -> dict:

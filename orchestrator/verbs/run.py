@@ -15,7 +15,7 @@ from pathlib import Path
 
 from orchestrator import lab
 from orchestrator.dispatch import call
-from orchestrator.scenario import Scenario, load_scenario
+from orchestrator.scenario import Scenario, Step, load_scenario
 
 RUNS_DIR = "runs"
 Dispatch = Callable[..., dict]
@@ -76,5 +76,5 @@ def latest(lab_dir: Path) -> dict | None:
     return lab.read_json(records[-1]) if records else None
 
 
-def _args(step) -> dict:
+def _args(step: Step) -> dict:
     return step.model_dump(exclude={"at", "do"}, by_alias=True)
