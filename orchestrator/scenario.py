@@ -16,11 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orchestrator.topology import (MAX_COORD, MAX_FILE_BYTES, NAME_RE, TopologyError, _line_for, _lines,
-                                   _refuse_aliases, _UniqueKeyLoader)
+from orchestrator.topology import MAX_COORD, NAME_RE
+from orchestrator.yamldoc import DocumentError, parse_document
 
 MAX_STEPS = 1000
 MAX_AT_S = 24 * 3600.0
@@ -98,28 +97,11 @@ class Scenario(BaseModel):
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
-    if len(text) > MAX_FILE_BYTES:
-        raise ScenarioError(f"{source}: {len(text)} characters is more than a scenario may have ({MAX_FILE_BYTES})")
-    try:  # the topology's loader: no aliases, no duplicate keys, lines for every field
-        _refuse_aliases(text)
-        root = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except TopologyError as exc:
-        raise ScenarioError(f"{source}: {str(exc).replace('topology', 'scenario')}") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or root is None:
-        raise ScenarioError(f"{source}: line 1: expected a mapping with `name` and `steps`")
-    lines = _lines(root)
     try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = _yaml_loc(tuple(err["loc"]))
-            field = ".".join(str(p) for p in loc) or "(top level)"
-            problems.append(f"{source}: line {_line_for(lines, loc)}: {field}: {err['msg']}")
-        raise ScenarioError("\n".join(problems)) from None
+        return parse_document(text, source, Scenario, kind="scenario", top_keys="`name` and `steps`",
+                              yaml_loc=_yaml_loc)
+    except DocumentError as exc:
+        raise ScenarioError(str(exc)) from None
 
 
 def _yaml_loc(loc: tuple) -> tuple:

@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from orchestrator.yamldoc import DocumentError, parse_document
 
 # Names become parts of netns, radio and file names: keep them short, plain and traversal-proof.
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
@@ -22,7 +23,6 @@ LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,14}$")
 MAX_NODES = 250
 MAX_LINKS = 10_000
 MAX_COORD = 100_000.0
-MAX_FILE_BYTES = 1 << 20
 # SAE takes any byte string; keeping passwords to printable ASCII keeps them typeable and makes
 # sure nothing in them can end a line of a wpa_supplicant config.
 PASSWORD_RE = re.compile(r"^[\x20-\x7e]{8,63}$")
@@ -229,80 +229,11 @@ class Topology(_Strict):
         return node.balance if node.balance is not None else self.defaults.balance
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[object, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise TopologyError(
-                f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
-                f"(first at line {seen[key] + 1})"
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
-    """Map every path in the document (as pydantic spells `loc`) to its 1-based line."""
-    out = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            out.update(_lines(value_node, path + (key_node.value,)))
-            out[path + (key_node.value,)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out.update(_lines(item, path + (i,)))
-    return out
-
-
-def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
-    # pydantic may point below what the YAML spelled (a default, a tuple item): walk up to a known path.
-    loc = tuple(str(p) if not isinstance(p, int) else p for p in loc)
-    while loc and loc not in lines:
-        loc = loc[:-1]
-    return lines.get(loc, 1)
-
-
-def _refuse_aliases(text: str) -> None:
-    # An alias repeats a subtree without its bytes: a few lines can expand to billions of nodes
-    # ("billion laughs"). A topology never needs one.
-    for token in yaml.scan(text, Loader=yaml.SafeLoader):
-        if isinstance(token, (yaml.AliasToken, yaml.AnchorToken)):
-            raise TopologyError(f"line {token.start_mark.line + 1}: YAML anchors and aliases are not "
-                                "allowed in a topology; write the values out")
-
-
 def parse_topology(text: str, source: str = "<topology>") -> Topology:
-    if len(text) > MAX_FILE_BYTES:
-        raise TopologyError(f"{source}: {len(text)} characters is more than a topology may have "
-                            f"({MAX_FILE_BYTES})")
     try:
-        _refuse_aliases(text)
-        root = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except TopologyError as exc:
-        raise TopologyError(f"{source}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise TopologyError(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or root is None:
-        raise TopologyError(f"{source}: line 1: expected a mapping with `name` and `nodes`")
-    lines = _lines(root)
-    try:
-        return Topology.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            field = ".".join(str(p) for p in loc) or "(top level)"
-            problems.append(f"{source}: line {_line_for(lines, loc)}: {field}: {err['msg']}")
-        raise TopologyError("\n".join(problems)) from None
+        return parse_document(text, source, Topology, kind="topology", top_keys="`name` and `nodes`")
+    except DocumentError as exc:
+        raise TopologyError(str(exc)) from None
 
 
 def load_topology(path: str | Path) -> Topology:

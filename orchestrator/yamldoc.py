@@ -1,0 +1,97 @@
+"""A YAML document validated into a pydantic model, with errors that name the file, line and field.
+
+Topologies and scenarios are read the same way: no anchors or aliases (a few lines could expand
+to billions of nodes), no duplicate keys (PyYAML silently keeps the last), a size cap, and every
+validation error pointed at the line that holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+MAX_FILE_BYTES = 1 << 20
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class DocumentError(ValueError):
+    """A document that cannot be used; the message says where and why."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[object, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise DocumentError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                                f"(first at line {seen[key] + 1})")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
+    """Map every path in the document (as pydantic spells `loc`) to its 1-based line."""
+    out = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            out.update(_lines(value_node, path + (key_node.value,)))
+            out[path + (key_node.value,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update(_lines(item, path + (i,)))
+    return out
+
+
+def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
+    # pydantic may point below what the YAML spelled (a default, a tuple item): walk up to a known path.
+    loc = tuple(str(p) if not isinstance(p, int) else p for p in loc)
+    while loc and loc not in lines:
+        loc = loc[:-1]
+    return lines.get(loc, 1)
+
+
+def _refuse_aliases(text: str, kind: str) -> None:
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, (yaml.AliasToken, yaml.AnchorToken)):
+            raise DocumentError(f"line {token.start_mark.line + 1}: YAML anchors and aliases are not "
+                                f"allowed in a {kind}; write the values out")
+
+
+def parse_document(text: str, source: str, model: type[M], *, kind: str, top_keys: str,
+                   yaml_loc: Callable[[tuple], tuple] = lambda loc: loc) -> M:
+    """Validate `text` as `model`. `yaml_loc` maps a pydantic error location back to the YAML's
+    path where the model adds levels the document does not spell (a discriminated union's tag)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise DocumentError(f"{source}: {len(text)} characters is more than a {kind} may have "
+                            f"({MAX_FILE_BYTES})")
+    try:
+        _refuse_aliases(text, kind)
+        root = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except DocumentError as exc:
+        raise DocumentError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise DocumentError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or root is None:
+        raise DocumentError(f"{source}: line 1: expected a mapping with {top_keys}")
+    lines = _lines(root)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = yaml_loc(tuple(err["loc"]))
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(f"{source}: line {_line_for(lines, loc)}: {field}: {err['msg']}")
+        raise DocumentError("\n".join(problems)) from None
