@@ -80,6 +80,10 @@ _RANGES = {"uint8": (0, 0xFF), "uint16": (0, 0xFFFF), "uint32": (0, 0xFFFFFFFF),
            "int32": (-(2**31), 2**31 - 1)}
 
 
+class StationUnknown(RuntimeError):
+    """The kernel has no station entry for that peer (not heard yet, or just expired)."""
+
+
 @dataclass(frozen=True)
 class Station:
     mac: str
@@ -226,7 +230,7 @@ def block_peer(netns: str, ifname: str, peer_mac: str) -> None:
             sock.request(NL80211_CMD_SET_STATION, attrs)
         except NetlinkError as err:
             if err.code == errno.ENOENT:
-                raise RuntimeError(
+                raise StationUnknown(
                     f"{netns}/{ifname} has not seen {peer_mac} yet: wait until stations() lists it"
                 ) from err
             raise RuntimeError(f"{netns}/{ifname} could not block {peer_mac}: {err}") from err

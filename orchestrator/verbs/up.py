@@ -192,7 +192,14 @@ def wait_for_peering(plan: Plan, timeout: float) -> dict[str, list[str]]:
                     continue
                 if (node.name, other) in blocked:
                     if sta.plink_state != "BLOCKED":
-                        mesh.block_peer(node.netns, MESH_IFNAME, sta.mac)
+                        # Done only after a round that found nothing left to block.
+                        missing.append(f"{node.name} still to block {other}")
+                        try:
+                            mesh.block_peer(node.netns, MESH_IFNAME, sta.mac)
+                        except mesh.StationUnknown:
+                            # Listed a moment ago, expired since (SAE drops failed peers):
+                            # the next round blocks it if it comes back.
+                            pass
                 elif sta.plink_state == "ESTAB":
                     peers.append(other)
             established[node.name] = sorted(peers)
