@@ -27,5 +27,5 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test,vm]'
+.venv/bin/pip install -q -e '.[test,vm,plots]'
 echo "install.sh: done; the CLI is .venv/bin/meshpay-lab (try: .venv/bin/meshpay-lab doctor)"

@@ -109,7 +109,6 @@ def test_names_are_escaped():
 
 
 def test_run_writes_html_and_png_or_says_why_not(diamond, tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
     out = draw.run(diamond, str(tmp_path / "pics"), "client1", fake_dispatch())
     assert (tmp_path / "pics" / "mesh.html").read_text().startswith("<!doctype html>")
     assert (tmp_path / "pics" / "mesh.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
