@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from orchestrator.plan import make_plan
@@ -48,3 +49,15 @@ def up(topology: str) -> Lab:
     lab = Lab(Path(tempfile.mkdtemp(prefix="meshpay-e2e-")), topology)
     lab.cli("up", str(lab.topology))
     return lab
+
+
+def wait_for(what: str, check, timeout: float, every: float = 2.0):
+    """Poll `check` until it returns something truthy; returns (value, seconds it took)."""
+    t0 = time.monotonic()
+    while True:
+        value = check()
+        if value:
+            return value, round(time.monotonic() - t0, 1)
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)

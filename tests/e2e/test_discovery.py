@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .labdriver import Lab, up
+from .labdriver import Lab, up, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -38,17 +38,6 @@ ROGUE_SECONDS = 12
 
 def discover(lab: Lab, node: str) -> dict:
     return lab.json("discover", node)
-
-
-def wait_for(what: str, check, timeout: float, every: float = 2.0):
-    t0 = time.monotonic()
-    while True:
-        value = check()
-        if value:
-            return value, round(time.monotonic() - t0, 1)
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(every)
 
 
 def heard(view: dict) -> dict[str, dict]:

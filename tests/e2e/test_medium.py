@@ -6,26 +6,19 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 
 import pytest
 
-from .labdriver import Lab, up
+from .labdriver import Lab, up, wait_for
 
 pytestmark = pytest.mark.e2e
 
 LINK_EXPIRY_S = 150.0  # mesh_plink_timeout 10 s, checked by the kernel's once-a-minute housekeeping
 
 
-def wait_for(what: str, check, timeout: float, every: float = 3.0):
-    """Poll `check` until it returns something truthy; returns (value, seconds it took)."""
-    t0 = time.monotonic()
-    while True:
-        value = check()
-        if value:
-            return value, round(time.monotonic() - t0, 1)
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(every)
+# Medium tests poll less often: each poll is a CLI call through the VM's agent.
+wait_for = partial(wait_for, every=3.0)
 
 
 def peers_of(lab: Lab, node: str) -> dict[str, str]:
