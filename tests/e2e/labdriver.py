@@ -29,8 +29,16 @@ class Lab:
                               timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"meshpay-lab {' '.join(args)} failed ({done.returncode}):\n"
-                                 f"{done.stdout}\n{done.stderr}")
+                                 f"{done.stdout}\n{done.stderr}{self.vm_log_tail()}")
         return done
+
+    def vm_log_tail(self, lines: int = 60) -> str:
+        """The end of the lab VM's console log: a CI failure in the VM is undiagnosable without it."""
+        log = self.lab_dir / "vm.log"
+        if not log.exists():
+            return ""
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        return "\n--- vm.log (last lines) ---\n" + "\n".join(tail)
 
     def json(self, *args: str) -> dict:
         return json.loads(self.cli(*args, "--format", "json").stdout)
