@@ -3,7 +3,8 @@
 Pure (the random source is passed in): the medium process owns the sockets, this module owns the
 decisions, so unit tests drive it with fakes. The medium's configuration is a JSON file in the lab
 directory (`medium.json`): `up` writes it, `move` and `fault isolate|heal` rewrite it, and the
-medium re-reads it when it changes.
+medium re-reads it when it changes. A moving radio's position there is where its trajectory
+starts; `Movers` says where it is at a given time.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from orchestrator.mobility import Motion, Trajectory
 from orchestrator.propagation import RATE_MIN_SNR_DB, Model, loss_by_rate, signal_dbm
 
 CONFIG_FILE = "medium.json"
@@ -27,6 +29,7 @@ class Radio:
     mac: str
     position: tuple[float, float]
     range: float
+    motion: Motion | None = None  # moving from `position` since the config's mobility epoch
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class MediumConfig:
     loss: bool = True
     isolated: frozenset[str] = frozenset()
     version: int = 0  # bumped by every rewrite, so a verb can see the medium has applied it
+    # Wall-clock time (time.time()) at which moving radios set off; None: not yet (`up` sets it
+    # once the lab serves, so the first peering happens at the topology's positions).
+    mobility_epoch: float | None = None
 
     def radio(self, name: str) -> Radio:
         for r in self.radios:
@@ -50,9 +56,11 @@ class MediumConfig:
             "version": self.version, "freq": self.freq, "loss": self.loss,
             "model": {"kind": m.kind, "tx_power_dbm": m.tx_power_dbm, "noise_dbm": m.noise_dbm,
                       "exponent": m.exponent, "ref_distance_m": m.ref_distance_m},
-            "radios": [{"name": r.name, "mac": r.mac, "position": list(r.position), "range": r.range}
+            "radios": [{"name": r.name, "mac": r.mac, "position": list(r.position), "range": r.range,
+                        **({"motion": r.motion.to_json()} if r.motion else {})}
                        for r in self.radios],
             "isolated": sorted(self.isolated),
+            "mobility_epoch": self.mobility_epoch,
         }
 
     @classmethod
@@ -60,9 +68,16 @@ class MediumConfig:
         return cls(
             freq=int(data["freq"]), model=Model(**data["model"]), loss=bool(data["loss"]),
             radios=tuple(Radio(r["name"], r["mac"].lower(), (float(r["position"][0]), float(r["position"][1])),
-                               float(r["range"])) for r in data["radios"]),
+                               float(r["range"]), Motion.from_json(r["motion"]) if r.get("motion") else None)
+                         for r in data["radios"]),
             isolated=frozenset(data.get("isolated", ())), version=int(data.get("version", 0)),
+            mobility_epoch=None if data.get("mobility_epoch") is None else float(data["mobility_epoch"]),
         )
+
+    @property
+    def moving(self) -> bool:
+        """True when some radio follows a trajectory now."""
+        return self.mobility_epoch is not None and any(r.motion for r in self.radios)
 
 
 def config_path(lab_dir: Path) -> Path:
@@ -84,6 +99,37 @@ def write_config(lab_dir: Path, cfg: MediumConfig) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(cfg.to_json(), indent=1) + "\n")
     os.replace(tmp, path)
+
+
+class Movers:
+    """Where the moving radios of a configuration are at a wall-clock time. Keeps each motion's
+    trajectory across calls and reloads (drawn once, sampled often); the same motion and time give
+    the same position whoever asks."""
+
+    def __init__(self) -> None:
+        self._paths: dict[Motion, Trajectory] = {}
+
+    def at(self, cfg: MediumConfig, now: float) -> MediumConfig:
+        """`cfg` with every moving radio where its trajectory has it at `now`."""
+        if not cfg.moving:
+            return cfg
+        assert cfg.mobility_epoch is not None
+        t = now - cfg.mobility_epoch
+        live = {r.motion for r in cfg.radios if r.motion}
+        self._paths = {m: p for m, p in self._paths.items() if m in live}  # pinned ones are forgotten
+        return replace(cfg, radios=tuple(replace(r, position=self._path(r.motion).position(t)) if r.motion else r
+                                         for r in cfg.radios))
+
+    def _path(self, motion: Motion) -> Trajectory:
+        path = self._paths.get(motion)
+        if path is None:
+            path = self._paths[motion] = Trajectory(motion)
+        return path
+
+
+def moving_positions(cfg: MediumConfig) -> dict[str, list[float]]:
+    """The positions of the radios that move, as `Movers.at` left them: what the medium reports."""
+    return {r.name: [round(r.position[0], 3), round(r.position[1], 3)] for r in cfg.radios if r.motion}
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def status(name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table") 
 
     def render(d: dict) -> None:
         _table(f"lab {d['lab']}", d["nodes"],
-               ["node", "role", "mesh_ip", "rest_url", "peers", "security", "process", "serving"])
+               ["node", "role", "position", "mesh_ip", "rest_url", "peers", "security", "process", "serving"])
         medium = d.get("medium", {"state": "none", "detail": ""})
         if medium["state"] in ("running", "none"):
             out.print(f"medium: {medium['state']}: {medium['detail']}")
@@ -200,7 +200,20 @@ def transfer(
     if amount <= 0:
         _fail(f"--amount must be positive, got {amount}")
     data = _call(_find(name, root), "transfer", src=src, dst=dst, amount=amount)
-    _emit(data, fmt, lambda d: out.print_json(json.dumps(d)))
+
+    def render(d: dict) -> None:
+        m = d.get("metrics", {})
+        rows = [{"authority": a, "hops": m.get("hops", {}).get(a), **t}
+                for a, t in d.get("authorities", {}).items() if not a.startswith("recipient:")]
+        _table(f"transfer {d.get('id', '?')} {src} -> {dst} ({amount}): {d.get('outcome')}", rows,
+               ["authority", "hops", "vote", "vote_ms", "confirm", "confirm_ms"])
+        if m.get("latency_ms") is not None:
+            out.print(f"quorum of votes in {m['time_to_quorum_ms']:.0f} ms, confirmed in {m['latency_ms']:.0f} ms")
+        for key in ("refusals", "hops_error"):
+            if d.get(key):
+                err.print(f"{key}: {d[key]}", highlight=False)
+
+    _emit(data, fmt, render)
 
 
 @app.command()
@@ -270,6 +283,9 @@ def run_(
                [{**s, "args": [f"{k}={v}" for k, v in s["args"].items()],
                  "outcome": _outcome(s)} for s in d["steps"]],
                ["index", "at", "do", "args", "start_s", "late_s", "duration_s", "ok", "outcome"])
+        for h in d.get("healing", []):
+            healed = "no transfer confirmed after it" if h["healing_s"] is None else f"healed in {h['healing_s']:.1f} s"
+            out.print(f"isolated {h['node']} (step {h['step']}): {healed}")
         out.print(f"played {d['played']} of {d['of']} steps in {d['duration_s']:.1f} s; record: {d['record']}")
 
     _emit(record, fmt, render)
@@ -282,7 +298,14 @@ def _outcome(step: dict) -> str:
         return f"[red]{step['error']}[/red]"
     result = step["result"]
     if step["do"] == "transfer":
-        return ", ".join(f"{k}={result[k]}" for k in ("outcome", "id") if k in result) or "done"
+        parts = [f"{k}={result[k]}" for k in ("outcome", "id") if k in result]
+        if step.get("metrics", {}).get("hops"):
+            parts.append(f"hops={step['metrics']['hops']}")
+        if "attempts" in step:
+            parts.append(f"attempts={step['attempts']}")
+        return ", ".join(parts) or "done"
+    if "node" in step:  # a fault on "@relay": which node that was
+        return f"node={step['node']}, " + ", ".join(f"{k}={v}" for k, v in result.items() if k == "isolated")
     return ", ".join(f"{k}={v}" for k, v in result.items() if k in ("in_range", "isolated", "pid", "slept_s"))
 
 

@@ -16,6 +16,10 @@ dies, the kernel silently falls back to a perfect medium for those radios: `stat
 Hot path: one netlink socket, attributes parsed with struct.unpack_from on one receive buffer,
 replies assembled from pre-packed pieces; the lab's configuration (medium.json) is re-read only when
 its mtime changes. Counters go to medium-stats.json every STATS_INTERVAL_S.
+
+Moving radios (a topology's `mobility:`): every MOBILITY_STEP_S the medium puts them where their
+trajectories have them at this wall-clock time (airspace.Movers) and re-computes who hears whom;
+their positions, and the time they are for, go to medium-stats.json with the counters.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.airspace import Airspace, config_path, read_config
+from orchestrator.airspace import Airspace, MediumConfig, Movers, config_path, moving_positions, read_config
 
 log = logging.getLogger("orchestrator.medium")
 
 STATS_FILE = "medium-stats.json"
 STATS_INTERVAL_S = 2.0
 RELOAD_CHECK_S = 0.25
+# A client walking at 5 m/s moves 2.5 m between steps: small next to a 100 m range.
+MOBILITY_STEP_S = 0.5
 RCVBUF = 8 << 20
 # At most this many messages per wake-up: a saturated medium must still reload and report.
 DRAIN_BATCH = 256
@@ -254,21 +260,33 @@ class Medium:
         self.sock = open_socket()
         self.codec = Codec(resolve_family(self.sock))
         self._mtime = 0
-        self.air = self._load()
+        self.movers = Movers()
+        self.config = self._load()
+        self.air = Airspace(self.config)
+        self.moved_at: float | None = None
+        self.move()
         self.stop = False
 
-    def _load(self) -> Airspace:
+    def _load(self) -> MediumConfig:
         self._mtime = config_path(self.lab_dir).stat().st_mtime_ns
-        air = Airspace(read_config(self.lab_dir))
-        log.info("medium config version=%d radios=%d isolated=%s", air.config.version,
-                 len(air.config.radios), sorted(air.config.isolated))
-        return air
+        cfg = read_config(self.lab_dir)
+        log.info("medium config version=%d radios=%d isolated=%s moving=%s", cfg.version, len(cfg.radios),
+                 sorted(cfg.isolated), sorted(r.name for r in cfg.radios if r.motion) if cfg.moving else [])
+        return cfg
+
+    def move(self) -> None:
+        """Put the moving radios where they are now; nothing to do when none moves."""
+        if self.config.moving:
+            self.moved_at = time.time()
+            self.air = Airspace(self.movers.at(self.config, self.moved_at))
 
     def maybe_reload(self) -> bool:
         """Re-read medium.json if it changed; True when a new configuration is in use."""
         try:
             if config_path(self.lab_dir).stat().st_mtime_ns != self._mtime:
-                self.air = self._load()
+                self.config = self._load()
+                self.air = Airspace(self.config)
+                self.move()
                 return True
         except (OSError, ValueError, KeyError) as exc:  # a verb mid-rewrite, or a bad edit
             log.warning("medium config not reloaded: %r", exc)
@@ -291,7 +309,7 @@ class Medium:
         send, recv_into = self.sock.send, self.sock.recv_into
         family, freq = self.codec.family, self.air.config.freq
         counters = self.counters
-        next_check = next_stats = time.monotonic()
+        next_check = next_stats = next_move = time.monotonic()
         stats = StatsWriter(self.lab_dir, counters)
         while not self.stop:
             now = time.monotonic()
@@ -299,8 +317,11 @@ class Medium:
                 if self.maybe_reload():
                     next_stats = now  # report the new version at once: `move` waits on it
                 next_check = now + RELOAD_CHECK_S
+            if now >= next_move:
+                self.move()
+                next_move = now + MOBILITY_STEP_S
             if now >= next_stats:
-                stats.write(self.air.config.version)
+                stats.write(self.config.version, self.mobility_report())
                 next_stats = now + STATS_INTERVAL_S
             if not poller.poll(RELOAD_CHECK_S * 1000):
                 continue
@@ -329,7 +350,14 @@ class Medium:
                     elif kind == NLMSG_ERROR and _S32.unpack_from(view, pos + 16)[0]:
                         counters.kernel_errors += 1
                     pos += (length + 3) & ~3
-        stats.write(self.air.config.version)
+        stats.write(self.config.version, self.mobility_report())
+
+    def mobility_report(self) -> dict:
+        """For medium-stats.json: where the moving radios are, and the wall-clock time that is for."""
+        if not self.config.moving:
+            return {}
+        return {"mobility_epoch": self.config.mobility_epoch, "positions_time": self.moved_at,
+                "positions": moving_positions(self.air.config)}
 
 
 class StatsWriter:
@@ -341,7 +369,7 @@ class StatsWriter:
         self.started = time.time()
         self.last = (time.monotonic(), 0, _cpu())
 
-    def write(self, version: int) -> None:
+    def write(self, version: int, extra: dict | None = None) -> None:
         now, cpu = time.monotonic(), _cpu()
         then, frames_then, cpu_then = self.last
         dt = max(now - then, 1e-6)
@@ -353,7 +381,7 @@ class StatsWriter:
                 "uptime_s": round(time.time() - self.started, 1), "cpu_s": round(cpu, 2),
                 "cpu_user_s": round(t.user, 2), "cpu_sys_s": round(t.system, 2),
                 "frames_per_s": round((self.counters.frames - frames_then) / dt, 1),
-                "cpu_pct": round(100 * (cpu - cpu_then) / dt, 1), **asdict(self.counters)}
+                "cpu_pct": round(100 * (cpu - cpu_then) / dt, 1), **asdict(self.counters), **(extra or {})}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data) + "\n")
         os.replace(tmp, self.path)

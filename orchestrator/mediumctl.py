@@ -38,7 +38,7 @@ def config_for(plan: Plan) -> MediumConfig:
     return MediumConfig(
         freq=plan.freq, loss=m.loss,
         model=Model(m.model, m.tx_power_dbm, m.noise_dbm, m.exponent, m.ref_distance_m),
-        radios=tuple(Radio(n.name, n.mac, n.position, n.range) for n in plan.nodes),
+        radios=tuple(Radio(n.name, n.mac, n.position, n.range, n.motion) for n in plan.nodes),
     )
 
 
@@ -129,6 +129,28 @@ def change(lab_dir: Path, edit: Callable[[MediumConfig], MediumConfig]) -> Mediu
                                f"{APPLY_TIMEOUT_S:.0f} s; see {Path(lab_dir) / LOG_FILE}")
         time.sleep(0.1)
     return cfg
+
+
+def start_mobility(lab_dir: Path) -> float | None:
+    """Set the moving radios off, once: the mobility epoch is written the first time only, so a
+    re-run of `up` does not restart their clock. Returns the epoch (None: nothing moves)."""
+    cfg = read_config(lab_dir)
+    if not any(r.motion for r in cfg.radios):
+        return None
+    if cfg.mobility_epoch is None:
+        cfg = change(lab_dir, lambda c: replace(c, mobility_epoch=time.time()))
+    return cfg.mobility_epoch
+
+
+def positions_now(lab_dir: Path) -> dict[str, list[float]]:
+    """Every radio's position as the medium has it now: moving ones as it last reported them."""
+    try:
+        cfg = read_config(lab_dir)
+    except LookupError:
+        return {}
+    where = {r.name: list(r.position) for r in cfg.radios}
+    where.update(read_stats(lab_dir).get("positions", {}))
+    return where
 
 
 def _tail(path: Path, lines: int = 3) -> str:

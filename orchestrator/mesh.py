@@ -251,6 +251,20 @@ def mpaths(netns: str, ifname: str) -> list[MeshPath]:
     return [parse_mpath(msg) for msg in msgs]
 
 
+def hop_counts(paths: list[MeshPath], peers: list[Station]) -> dict[str, int | None]:
+    """Radio hops to each MAC this node knows a way to: its HWMP path's hop count, else 1 for an
+    established peer (a neighbour the node has not sent to yet has no mesh path, but it is one
+    hop all the same). None where the kernel has a path but does not report its hop count."""
+    hops: dict[str, int | None] = {p.destination: p.hop_count for p in paths}
+    hops.update({s.mac: 1 for s in peers if s.plink_state == "ESTAB" and s.mac not in hops})
+    return hops
+
+
+def hops_from(netns: str, ifname: str) -> dict[str, int | None]:
+    """hop_counts() as the node in `netns` sees the mesh now."""
+    return hop_counts(mpaths(netns, ifname), stations(netns, ifname))
+
+
 def parse_station(msg) -> Station:
     info = msg.get_attr("NL80211_ATTR_STA_INFO")
     state = info.get_attr("NL80211_STA_INFO_PLINK_STATE")

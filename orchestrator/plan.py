@@ -10,6 +10,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
+from orchestrator.mobility import Motion
 from orchestrator.topology import Topology
 
 WIRE_PORT = 7100
@@ -48,6 +49,8 @@ class NodePlan:
     weight: int
     # The node's own SAE password (a topology override); None: the mesh's.
     mesh_password: str | None = field(default=None, repr=False)
+    # How it moves once the lab serves (from `position`); None: it stays put.
+    motion: Motion | None = None
 
     @property
     def api_url(self) -> str:
@@ -164,6 +167,7 @@ def make_plan(topo: Topology) -> Plan:
             balance=topo.balance_of(name),
             weight=spec.weight,
             mesh_password=spec.mesh_password,
+            motion=topo.motion_of(name),
         )
         for i, (name, spec) in enumerate(topo.nodes.items())
     )

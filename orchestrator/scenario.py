@@ -3,8 +3,13 @@
     name: relay-failure
     steps:
       - {at: 0, do: transfer, from: client1, to: client2, amount: 5}
-      - {at: 5, do: fault, action: isolate, node: relay1}
-      - {at: 40, do: wait, seconds: 5}
+      - {at: 5, do: fault, action: isolate, node: "@relay", from: client1, to: client2}
+      - {at: 6, do: transfer, from: client1, to: client2, amount: 5, retry_until_s: 60}
+      - {at: 40, do: fault, action: heal, node: "@relay"}
+
+`@relay` is the node next to `from` on its HWMP path to `to` when the step plays; `heal @relay`
+heals the relay the last `isolate @relay` took off the air. A transfer with `retry_until_s` is
+tried again until it is confirmed (or that time is up).
 
 `at` is seconds since the scenario started; a step whose predecessor overran starts late (the
 player records by how much) rather than being skipped. Errors name the file, line and field, as
@@ -23,6 +28,7 @@ from orchestrator.yamldoc import DocumentError, parse_document
 
 MAX_STEPS = 1000
 MAX_AT_S = 24 * 3600.0
+RELAY = "@relay"  # in a fault step's `node`: the relay a path uses, resolved when the step plays
 
 
 class ScenarioError(ValueError):
@@ -52,8 +58,29 @@ class FaultStep(_Step):
     do: Literal["fault"]
     action: Literal["kill", "restart", "isolate", "heal"]  # verbs/fault.py ACTIONS; a unit test keeps them equal
     node: str
+    # Only with node "@relay" and action isolate: the path (client `from` to node `to`) whose first
+    # relay is isolated. Which relay HWMP picked is only known when the step plays.
+    src: str | None = Field(default=None, alias="from")
+    dst: str | None = Field(default=None, alias="to")
+
+    @model_validator(mode="after")
+    def _relay_fields(self) -> FaultStep:
+        if self.node != RELAY:
+            if self.src is not None or self.dst is not None:
+                raise ValueError(f"`from` and `to` go only with node {RELAY!r} (the relay on that path)")
+        elif self.action == "isolate":
+            if self.src is None or self.dst is None:
+                raise ValueError(f"node {RELAY!r} needs `from` and `to`: the path whose relay is isolated")
+        elif self.action == "heal":
+            if self.src is not None or self.dst is not None:
+                raise ValueError(f"heal {RELAY!r} heals the relay the last `isolate {RELAY}` took off "
+                                 "the air; it takes no `from` or `to`")
+        else:
+            raise ValueError(f"node {RELAY!r} goes with action isolate or heal, not {self.action}")
+        return self
 
     def verb(self) -> tuple[str, dict]:
+        """For node "@relay" the player puts the relay it resolved in place of the node."""
         return "fault", {"action": self.action, "node": self.node}
 
 
@@ -62,6 +89,9 @@ class TransferStep(_Step):
     src: str = Field(alias="from")
     dst: str = Field(alias="to")
     amount: int = Field(gt=0, le=10**15)
+    # Try again (a failure or an unconfirmed outcome) until confirmed, for at most this long:
+    # how a scenario waits for the mesh to heal and measures how long it took.
+    retry_until_s: float | None = Field(default=None, gt=0, le=MAX_AT_S)
 
     def verb(self) -> tuple[str, dict]:
         return "transfer", {"src": self.src, "dst": self.dst, "amount": self.amount}
@@ -93,6 +123,12 @@ class Scenario(BaseModel):
             if self.steps[i].at < self.steps[i - 1].at:
                 raise ValueError(f"steps[{i}] is at {self.steps[i].at:g} s, before steps[{i - 1}] "
                                  f"({self.steps[i - 1].at:g} s): steps play in order, keep `at` non-decreasing")
+        isolated = False
+        for i, step in enumerate(self.steps):
+            if isinstance(step, FaultStep) and step.node == RELAY:
+                if step.action == "heal" and not isolated:
+                    raise ValueError(f"steps[{i}] heals {RELAY!r} but no earlier step isolates {RELAY!r}")
+                isolated = isolated or step.action == "isolate"
         return self
 
 

@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from orchestrator import mobility
 from orchestrator.yamldoc import DocumentError, parse_document
 
 # Names become parts of netns, radio and file names: keep them short, plain and traversal-proof.
@@ -23,6 +25,9 @@ LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,14}$")
 MAX_NODES = 250
 MAX_LINKS = 10_000
 MAX_COORD = 100_000.0
+# Faster than any vehicle a mesh client is carried in; a typo (500 for 5) fails here, not mid-run.
+MAX_SPEED = 100.0
+MAX_MOTION_S = 3600.0
 # SAE takes any byte string; keeping passwords to printable ASCII keeps them typeable and makes
 # sure nothing in them can end a line of a wpa_supplicant config.
 PASSWORD_RE = re.compile(r"^[\x20-\x7e]{8,63}$")
@@ -140,6 +145,60 @@ class Defaults(_Strict):
     balance: int = Field(default=1000, ge=0, le=10**15)
 
 
+def _coords(pos: tuple[float, float]) -> tuple[float, float]:
+    if not all(math.isfinite(c) and abs(c) <= MAX_COORD for c in pos):
+        raise ValueError(f"each coordinate must be a finite number within ±{MAX_COORD:g} m")
+    return pos
+
+
+class MobilitySpec(_Strict):
+    """How a node moves during a run (orchestrator/mobility.py), from its `position` on, once the
+    lab serves. Any role may move; clients are the usual movers."""
+
+    model: Literal["random_waypoint", "random_walk"]
+    # [[x_min, y_min], [x_max, y_max]] in metres; the node never leaves it
+    area: tuple[tuple[float, float], tuple[float, float]]
+    # [min, max] in m/s: each leg's speed is drawn uniformly from it
+    speed: tuple[float, float]
+    # random_waypoint: seconds spent at each waypoint (default 0)
+    pause: float | None = Field(default=None, ge=0, le=MAX_MOTION_S)
+    # random_walk: seconds walked in one direction before drawing another (default 5)
+    interval: float | None = Field(default=None, gt=0, le=MAX_MOTION_S)
+    # this node's own seed; default: derived from the lab's `mobility_seed` and the node's name
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+
+    @field_validator("area")
+    @classmethod
+    def _sane_area(cls, area: tuple[tuple[float, float], tuple[float, float]]) -> tuple:
+        lo, hi = _coords(area[0]), _coords(area[1])
+        if not (lo[0] < hi[0] and lo[1] < hi[1]):
+            raise ValueError("area is [[x_min, y_min], [x_max, y_max]] with each min below its max")
+        return area
+
+    @field_validator("speed")
+    @classmethod
+    def _sane_speed(cls, speed: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = speed
+        if not (0 < lo <= hi <= MAX_SPEED):
+            raise ValueError(f"speed is [min, max] m/s with 0 < min <= max <= {MAX_SPEED:g}")
+        return speed
+
+    @model_validator(mode="after")
+    def _options_of_the_model(self) -> MobilitySpec:
+        if self.model == "random_walk" and self.pause is not None:
+            raise ValueError("pause is for random_waypoint; random_walk takes interval")
+        if self.model == "random_waypoint" and self.interval is not None:
+            raise ValueError("interval is for random_walk; random_waypoint takes pause")
+        return self
+
+    def motion(self, seed: int, start: tuple[float, float]) -> mobility.Motion:
+        area = mobility.Area(self.area[0], self.area[1])
+        model: mobility.Model = (
+            mobility.RandomWaypoint(area, self.speed, self.pause or 0.0) if self.model == "random_waypoint"
+            else mobility.RandomWalk(area, self.speed, self.interval if self.interval is not None else 5.0))
+        return mobility.Motion(model, self.seed if self.seed is not None else seed, start)
+
+
 class NodeSpec(_Strict):
     role: Literal["authority", "client"]
     position: tuple[float, float] = (0.0, 0.0)
@@ -149,6 +208,7 @@ class NodeSpec(_Strict):
     # This node's own SAE password, overriding mesh.password: a node given a wrong one must
     # never peer (that is what the security tests check).
     mesh_password: str | None = Field(default=None, repr=False)
+    mobility: MobilitySpec | None = None
 
     @field_validator("mesh_password")
     @classmethod
@@ -158,9 +218,7 @@ class NodeSpec(_Strict):
     @field_validator("position")
     @classmethod
     def _sane_position(cls, pos: tuple[float, float]) -> tuple[float, float]:
-        if not all(math.isfinite(c) and abs(c) <= MAX_COORD for c in pos):
-            raise ValueError(f"each coordinate must be a finite number within ±{MAX_COORD:g} m")
-        return pos
+        return _coords(pos)
 
 
 class LinkSpec(_Strict):
@@ -180,6 +238,8 @@ class Topology(_Strict):
     discovery: Literal["static", "mdns"] = "static"
     nodes: dict[str, NodeSpec]
     links: list[LinkSpec] = Field(default_factory=list, max_length=MAX_LINKS)
+    # Seeds every mobile node's trajectory (with its name): the same seed, the same run.
+    mobility_seed: int = Field(default=1, ge=0, lt=2**63)
 
     @field_validator("name")
     @classmethod
@@ -216,7 +276,32 @@ class Topology(_Strict):
         for name, node in self.nodes.items():
             if node.mesh_password is not None and self.mesh.security != "sae":
                 raise ValueError(f"nodes.{name}.mesh_password is only used with `mesh.security: sae`")
+        self._check_mobility()
         return self
+
+    def _check_mobility(self) -> None:
+        # Raised as a ValidationError of its own so the message points at the node's own line.
+        problems = []
+        for name, node in self.nodes.items():
+            if node.mobility is None:
+                continue
+            if not self.medium.enabled:
+                problems.append((("nodes", name, "mobility"), "a moving node needs the wireless medium, which "
+                                 "computes who hears whom from positions: drop `medium: none`"))
+            area = node.mobility.area
+            if not mobility.Area(area[0], area[1]).contains(node.position):
+                problems.append((("nodes", name, "position"), f"{list(node.position)} is outside the node's "
+                                 f"mobility area {[list(c) for c in area]}: it starts at its position"))
+        if problems:
+            raise ValidationError.from_exception_data("Topology", [
+                InitErrorDetails(type=PydanticCustomError("value_error", msg), loc=loc, input=None)
+                for loc, msg in problems])
+
+    def motion_of(self, name: str) -> mobility.Motion | None:
+        node = self.nodes[name]
+        if node.mobility is None:
+            return None
+        return node.mobility.motion(mobility.node_seed(self.mobility_seed, name), node.position)
 
     def range_of(self, name: str) -> float:
         node = self.nodes[name]

@@ -20,10 +20,7 @@ def run(lab_dir: Path, node: str) -> dict:
     resp.raise_for_status()
     view = resp.json()
     by_ip = {n["mesh_ip"]: (name, n["mac"]) for name, n in lab.read_lab_json(lab_dir)["nodes"].items()}
-    hops = {p.destination: p.hop_count for p in mesh.mpaths(me["netns"], MESH_IFNAME)}
-    # A neighbour the node has not sent to yet has no mesh path, but it is one hop all the same.
-    hops.update({s.mac: 1 for s in mesh.stations(me["netns"], MESH_IFNAME)
-                 if s.plink_state == "ESTAB" and s.mac not in hops})
+    hops = mesh.hops_from(me["netns"], MESH_IFNAME)
 
     def locate(address: str | None) -> tuple[str | None, int | None]:
         if not address:

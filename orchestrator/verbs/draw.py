@@ -1,6 +1,7 @@
 """`draw [--out DIR] [--from CLIENT]`: the mesh as it is now, as mesh.html (inline SVG) and mesh.png.
 
-Positions come from the medium's medium.json (where `move` put the nodes), else from lab.json;
+Positions come from the medium (medium.json where `move` put the nodes, its last report for nodes
+that move by a mobility model), else from lab.json;
 links from every node's established peers; routes by following next hops, node by node, from the
 sender to each authority. The sender is --from, else the sender of the last transfer of the last
 scenario run. Everything but the files is asked through the verbs, so a VM lab answers too.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator import lab, meshmap
+from orchestrator import lab, mediumctl, meshmap
 from orchestrator.airspace import read_config
 from orchestrator.dispatch import call
 from orchestrator.verbs.run import Dispatch, latest
@@ -36,7 +37,8 @@ def snapshot(lab_dir: Path, sender: str | None, dispatch: Dispatch) -> meshmap.M
     notes: list[str] = []
     try:
         cfg = read_config(lab_dir)
-        where = {r.name: (r.position, r.range) for r in cfg.radios}
+        now = mediumctl.positions_now(lab_dir)
+        where = {r.name: (tuple(now[r.name]), r.range) for r in cfg.radios}
         isolated = cfg.isolated
     except LookupError:  # a lab without a medium: nodes stay where the topology put them
         where = {name: (tuple(n.get("position", (0.0, 0.0))), float(n.get("range", 0.0)))

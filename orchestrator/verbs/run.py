@@ -13,12 +13,17 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from orchestrator import lab
+from orchestrator import lab, meshmetrics
 from orchestrator.dispatch import call
-from orchestrator.scenario import Scenario, Step, load_scenario
+from orchestrator.scenario import RELAY, FaultStep, Scenario, Step, TransferStep, load_scenario
 
 RUNS_DIR = "runs"
+RETRY_PAUSE_S = 1.0
 Dispatch = Callable[..., dict]
+
+
+class NotConfirmed(RuntimeError):
+    """A transfer step with `retry_until_s` saw no confirmed transfer in that time."""
 
 
 def run(lab_dir: Path, scenario: str, dispatch: Dispatch = call,
@@ -35,6 +40,7 @@ def play(lab_dir: Path, scenario: Scenario, dispatch: Dispatch = call,
     started_at = time.time()
     t0 = clock()
     steps: list[dict] = []
+    isolated_relays: list[str] = []
     for i, step in enumerate(scenario.steps):
         wait = step.at - (clock() - t0)
         if wait > 0:
@@ -47,6 +53,17 @@ def play(lab_dir: Path, scenario: Scenario, dispatch: Dispatch = call,
             if verb is None:
                 sleep(step.seconds)
                 row["result"] = {"slept_s": step.seconds}
+            elif isinstance(step, FaultStep) and step.node == RELAY:
+                row["node"] = _relay(lab_dir, step, dispatch, isolated_relays)
+                row["result"] = dispatch(lab_dir, "fault", action=step.action, node=row["node"])
+                if step.action == "isolate":
+                    isolated_relays.append(row["node"])
+            elif isinstance(step, TransferStep):
+                row["result"] = _transfer(lab_dir, step, row, dispatch, clock, sleep)
+                if row["result"].get("outcome") == "confirmed":
+                    row["confirmed_s"] = round(clock() - t0, 3)
+                if "metrics" in row["result"]:
+                    row["metrics"] = row["result"]["metrics"]
             else:
                 row["result"] = dispatch(lab_dir, verb[0], **verb[1])
             row["ok"] = True
@@ -56,10 +73,55 @@ def play(lab_dir: Path, scenario: Scenario, dispatch: Dispatch = call,
         steps.append(row)
         if not row["ok"] and scenario.on_error == "stop":
             break
+    healing = meshmetrics.healing(steps)
     return {"scenario": scenario.name, "lab": lab_dir.name,
             "started": datetime.fromtimestamp(started_at, timezone.utc).isoformat(timespec="seconds"),
             "duration_s": round(clock() - t0, 3), "ok": all(s["ok"] for s in steps),
-            "played": len(steps), "of": len(scenario.steps), "steps": steps}
+            "played": len(steps), "of": len(scenario.steps),
+            "healing_s": healing[0]["healing_s"] if healing else None, "healing": healing, "steps": steps}
+
+
+def relay_on_path(paths: list[dict], src: str, dst: str) -> str:
+    """The node next to `src` on its mesh path to `dst`, from `paths SRC` rows."""
+    row = next((p for p in paths if p["destination_node"] == dst), None)
+    if row is None:
+        raise LookupError(f"{src} has no mesh path to {dst}: HWMP finds paths on demand, so make a "
+                          f"transfer from {src} to {dst} before isolating its relay")
+    if row["next_hop_node"] == dst:
+        raise LookupError(f"{src} reaches {dst} directly: there is no relay to isolate")
+    if row["next_hop_node"] == "?":
+        raise LookupError(f"{src}'s next hop to {dst} ({row['next_hop']}) is not a node of this lab")
+    return row["next_hop_node"]
+
+
+def _relay(lab_dir: Path, step: FaultStep, dispatch: Dispatch, isolated: list[str]) -> str:
+    if step.action == "isolate":
+        return relay_on_path(dispatch(lab_dir, "paths", node=step.src)["paths"], step.src, step.dst)
+    if not isolated:
+        raise LookupError(f"no relay to heal: the earlier `isolate {RELAY}` step did not isolate one")
+    return isolated.pop()
+
+
+def _transfer(lab_dir: Path, step: TransferStep, row: dict, dispatch: Dispatch,
+              clock: Callable[[], float], sleep: Callable[[float], None]) -> dict:
+    _, args = step.verb()
+    if step.retry_until_s is None:
+        return dispatch(lab_dir, "transfer", **args)
+    deadline = clock() + step.retry_until_s
+    row["attempts"] = 0
+    while True:
+        row["attempts"] += 1
+        try:
+            result = dispatch(lab_dir, "transfer", **args)
+            if result.get("outcome") == "confirmed":
+                return result
+            last = f"outcome {result.get('outcome')!r}"
+        except Exception as exc:  # a broken path fails in many ways; each is worth another try
+            last = f"{type(exc).__name__}: {exc}"
+        if clock() >= deadline:
+            raise NotConfirmed(f"no confirmed transfer in {step.retry_until_s:g} s "
+                               f"({row['attempts']} attempts); last: {last}")
+        sleep(RETRY_PAUSE_S)
 
 
 def save(lab_dir: Path, record: dict) -> Path:
@@ -77,4 +139,4 @@ def latest(lab_dir: Path) -> dict | None:
 
 
 def _args(step: Step) -> dict:
-    return step.model_dump(exclude={"at", "do"}, by_alias=True)
+    return step.model_dump(exclude={"at", "do"}, by_alias=True, exclude_none=True)

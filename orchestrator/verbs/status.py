@@ -1,4 +1,5 @@
-"""`status`: one row per node: role, addresses, REST URL, established mesh peers, serving or not."""
+"""`status`: one row per node: role, position now, addresses, REST URL, established mesh peers,
+serving or not."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def run(lab_dir: Path) -> dict:
     info = lab.read_lab_json(lab_dir)
     state = lab.read_state(lab_dir)
     macs = {n["mac"]: name for name, n in info["nodes"].items()}
+    where = mediumctl.positions_now(lab_dir)  # where `move` put a node, or its mobility has it now
     rows = []
     for name, node in info["nodes"].items():
         try:
@@ -26,6 +28,7 @@ def run(lab_dir: Path) -> dict:
         rows.append({
             "node": name,
             "role": node["role"],
+            "position": where.get(name, node.get("position")),
             "mesh_ip": node["mesh_ip"],
             "rest_url": node["rest_url"],
             "peers": peers,
@@ -33,7 +36,11 @@ def run(lab_dir: Path) -> dict:
             "process": "running" if process_alive(state.get("pids", {}).get(name)) else "stopped",
             "serving": is_healthy(node["api_url"], timeout=2.0),
         })
-    return {"lab": info["lab"], "mesh_security": info.get("mesh", {}).get("security", "none"), "nodes": rows, "timings": state.get("timings", {}),
+    timings = state.get("timings", {})
+    # Convergence: seconds from the start of the last `up` (in the VM: after its boot) until every
+    # node had an established link to each planned neighbour; `up` waits for exactly that.
+    return {"lab": info["lab"], "mesh_security": info.get("mesh", {}).get("security", "none"), "nodes": rows,
+            "timings": timings, "convergence_s": timings.get("peering_s"),
             "medium": mediumctl.health(lab_dir, state)}
 
 

@@ -1,12 +1,18 @@
-"""`transfer --from A --to B --amount N`: client A runs a whole FastPay transfer to B."""
+"""`transfer --from A --to B --amount N`: client A runs a whole FastPay transfer to B.
+
+The result is the node's (per-authority vote and confirm timings, latency) plus, read from the
+sender's mesh right after the transfer, the radio hops to each authority, and a flat `metrics`
+block (orchestrator/meshmetrics.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx
+from pyroute2.netlink.exceptions import NetlinkError
 
-from orchestrator import lab
+from orchestrator import lab, mesh, meshmetrics
+from orchestrator.plan import MESH_IFNAME
 
 
 def run(lab_dir: Path, src: str, dst: str, amount: int, timeout: float = 60.0) -> dict:
@@ -20,4 +26,17 @@ def run(lab_dir: Path, src: str, dst: str, amount: int, timeout: float = 60.0) -
     body = resp.json()
     if resp.status_code >= 400:
         raise ValueError(f"{src} refused the transfer ({resp.status_code}): {body.get('detail', body)}")
+    authorities = {name: n["mac"] for name, n in lab.read_lab_json(lab_dir)["nodes"].items()
+                   if n["role"] == "authority"}
+    try:
+        by_mac = mesh.hops_from(sender["netns"], MESH_IFNAME)
+    except (OSError, RuntimeError, NetlinkError) as exc:
+        # The money has moved: a sender whose mesh cannot be read now still gets its result.
+        by_mac = {}
+        body["hops_error"] = f"could not read {src}'s mesh paths: {exc}"
+    hops = meshmetrics.authority_hops(authorities, by_mac)
+    for name, entry in (body.get("authorities") or {}).items():
+        if name in hops:
+            entry["hop_count"] = hops[name]
+    body["metrics"] = meshmetrics.transfer_metrics(body, hops)
     return body

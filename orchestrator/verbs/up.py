@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio, sae
+from orchestrator.airspace import read_config
 from orchestrator.health import process_alive, wait_healthy
 from orchestrator.launcher import Launcher
 from orchestrator.netlink import iproute
@@ -117,7 +118,8 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     lab.write_state(lab_dir, state)
 
     step("waiting for peer links" + (" (and blocking out-of-range pairs)" if not plan.medium else ""))
-    peering = wait_for_peering(plan, max(PEERING_TIMEOUT_S, PEERING_S_PER_NODE * len(plan.nodes)))
+    peering = wait_for_peering(plan, max(PEERING_TIMEOUT_S, PEERING_S_PER_NODE * len(plan.nodes)),
+                               elsewhere=_elsewhere(lab_dir, plan))
     timings["peering_s"] = round(time.monotonic() - t0, 2)
 
     step("starting FastPay node services")
@@ -140,6 +142,12 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
                  max(SERVING_TIMEOUT_S, SERVING_S_PER_NODE * len(plan.nodes)), pids=pids,
                  logs={n.name: lab_dir / "nodes" / n.name / "node.log" for n in plan.nodes})
     timings["serving_s"] = round(time.monotonic() - t0, 2)
+
+    if plan.medium and any(n.motion for n in plan.nodes):
+        # Only now: peering above was awaited at the topology's positions.
+        epoch = mediumctl.start_mobility(lab_dir)
+        step(f"mobile nodes moving since {time.strftime('%H:%M:%S', time.localtime(epoch))}" if epoch
+             else "every mobile node was pinned by `move`: nothing moves")
 
     lab.write_token(lab_dir, state["token"])
     info = lab_info(plan, state)
@@ -173,10 +181,21 @@ def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
     return state
 
 
-def wait_for_peering(plan: Plan, timeout: float) -> dict[str, list[str]]:
+def _elsewhere(lab_dir: Path, plan: Plan) -> frozenset[str]:
+    """Nodes a re-run of `up` finds away from the topology's positions (moved, or moving since
+    the mobility epoch): their planned neighbours no longer say whom they should peer with."""
+    if not plan.medium or not (lab_dir / "medium.json").exists():
+        return frozenset()
+    cfg = read_config(lab_dir)
+    return frozenset(r.name for r in cfg.radios
+                     if (r.motion and cfg.mobility_epoch is not None) or r.position != plan.node(r.name).position)
+
+
+def wait_for_peering(plan: Plan, timeout: float, elsewhere: frozenset[str] = frozenset()) -> dict[str, list[str]]:
     """Block every pair the plan forbids (with a medium, only `links` blocks: out-of-range radios
     never hear each other) as soon as the kernel knows the station, and wait until every node has
-    an established link to each planned neighbour. Returns node -> peers."""
+    an established link to each planned neighbour (links to or from a node `elsewhere` are not
+    waited for). Returns node -> peers."""
     macs = {n.mac: n.name for n in plan.nodes}
     blocked = {(a, b) for a, b in plan.plink_blocked} | {(b, a) for a, b in plan.plink_blocked}
     deadline = time.monotonic() + timeout
@@ -203,7 +222,7 @@ def wait_for_peering(plan: Plan, timeout: float) -> dict[str, list[str]]:
                 elif sta.plink_state == "ESTAB":
                     peers.append(other)
             established[node.name] = sorted(peers)
-            want = set(plan.neighbours(node.name))
+            want = set() if node.name in elsewhere else set(plan.neighbours(node.name)) - elsewhere
             if not want <= set(peers):
                 missing.append(f"{node.name} lacks {sorted(want - set(peers))}")
         if not missing:

@@ -4,11 +4,12 @@ against a fake dispatcher and a fake clock."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from orchestrator.scenario import ScenarioError, load_scenario, parse_scenario
+from orchestrator.scenario import RELAY, ScenarioError, load_scenario, parse_scenario
 from orchestrator.verbs import fault, run
 
 REPO = Path(__file__).parents[2]
@@ -20,9 +21,13 @@ def test_the_shipped_scenario_fits_the_diamond():
     scenario = load_scenario(REPO / "scenarios" / "relay-failure.yaml")
     nodes = load_topology(REPO / "topologies" / "diamond.yaml").nodes
     assert [s.do for s in scenario.steps][:3] == ["transfer", "fault", "transfer"]
+    # it isolates whichever relay carries the path, not a fixed one, and waits for the healing
+    assert (scenario.steps[1].node, scenario.steps[1].action) == (RELAY, "isolate")
+    assert scenario.steps[2].retry_until_s
     for step in scenario.steps:
         for name in ("node", "src", "dst"):
-            assert getattr(step, name, "client1") in nodes
+            value = getattr(step, name, None)
+            assert value in (None, RELAY) or value in nodes, (name, value)
 
 
 def test_fault_actions_match_the_verb():
@@ -42,6 +47,18 @@ def test_fault_actions_match_the_verb():
     ("name: s\nsteps:\n  - &a {at: 0, do: wait, seconds: 1}\n  - *a\n", "anchors and aliases"),
     ("- 1\n", "expected a mapping"),
     ("name: s\nsteps:\n  - {at: -1, do: wait, seconds: 1, extra: 2}\n", "steps.0.extra"),
+    ("name: s\nsteps:\n  - {at: 0, do: fault, action: isolate, node: '@relay', from: c1}\n",
+     "line 3: steps.0: Value error, node '@relay' needs `from` and `to`"),
+    ("name: s\nsteps:\n  - {at: 0, do: fault, action: isolate, node: r1, from: c1, to: c2}\n",
+     "`from` and `to` go only with node '@relay'"),
+    ("name: s\nsteps:\n  - {at: 0, do: fault, action: kill, node: '@relay'}\n",
+     "node '@relay' goes with action isolate or heal, not kill"),
+    ("name: s\nsteps:\n  - {at: 0, do: fault, action: heal, node: '@relay', from: c1, to: c2}\n",
+     "it takes no `from` or `to`"),
+    ("name: s\nsteps:\n  - {at: 0, do: fault, action: heal, node: '@relay'}\n",
+     "steps[0] heals '@relay' but no earlier step isolates '@relay'"),
+    ("name: s\nsteps:\n  - {at: 0, do: transfer, from: a, to: b, amount: 1, retry_until_s: 0}\n",
+     "steps.0.retry_until_s"),
 ])
 def test_errors_name_line_and_field(text, expected):
     with pytest.raises(ScenarioError) as exc:
@@ -115,3 +132,73 @@ def test_run_saves_the_record_in_the_lab_dir(tmp_path):
     assert json.loads(saved.read_text())["steps"] == record["steps"]
     assert run.latest(tmp_path)["scenario"] == "demo"
     assert run.latest(tmp_path / "nowhere") is None
+
+
+HEALING = """
+name: heal
+steps:
+  - {at: 0, do: transfer, from: c1, to: c2, amount: 5}
+  - {at: 5, do: fault, action: isolate, node: "@relay", from: c1, to: c2}
+  - {at: 6, do: transfer, from: c1, to: c2, amount: 7, retry_until_s: 30}
+  - {at: 6, do: fault, action: heal, node: "@relay"}
+"""
+
+PATHS = {"paths": [{"destination_node": "a1", "next_hop_node": "r2", "next_hop": "m2"},
+                   {"destination_node": "c2", "next_hop_node": "r2", "next_hop": "m2"}]}
+
+
+def test_relay_is_resolved_when_played_and_a_transfer_is_retried_until_confirmed(tmp_path):
+    clock, calls, outcomes = FakeClock(), [], iter([RuntimeError("no route"), {"outcome": "pending"},
+                                                    {"outcome": "confirmed", "metrics": {"hops": {"a1": 2}}}])
+
+    def dispatch(lab_dir, verb, **kwargs):
+        calls.append((verb, kwargs))
+        clock.now += 2.0
+        if verb == "paths":
+            return PATHS
+        if verb == "transfer" and kwargs["amount"] == 7:
+            outcome = next(outcomes)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        return {"outcome": "confirmed"} if verb == "transfer" else {"isolated": []}
+
+    record = run.play(tmp_path, parse_scenario(HEALING), dispatch, clock, clock.sleep)
+    assert record["ok"], record
+    assert calls[1:3] == [("paths", {"node": "c1"}), ("fault", {"action": "isolate", "node": "r2"})]
+    assert calls[-1] == ("fault", {"action": "heal", "node": "r2"})  # heals the relay it isolated
+    steps = record["steps"]
+    assert steps[1]["node"] == "r2" and steps[3]["node"] == "r2"
+    assert steps[2]["attempts"] == 3 and steps[2]["metrics"] == {"hops": {"a1": 2}}
+    # isolation applied at 5 + 4 = 9 s; attempts at 9, 12 (+1 s pause each), the third returns at 17 s
+    assert steps[2]["confirmed_s"] == 17.0
+    assert record["healing"] == [{"step": 1, "node": "r2", "isolated_s": 9.0, "healing_s": 8.0}]
+    assert record["healing_s"] == 8.0
+
+
+def test_a_retried_transfer_gives_up_at_its_deadline(tmp_path):
+    clock = FakeClock()
+
+    def dispatch(lab_dir, verb, **kwargs):
+        clock.now += 4.0
+        if verb == "paths":
+            return PATHS
+        if verb == "transfer" and kwargs["amount"] == 7:
+            raise RuntimeError("no route to host")
+        return {"outcome": "confirmed"} if verb == "transfer" else {}
+
+    record = run.play(tmp_path, parse_scenario(HEALING), dispatch, clock, clock.sleep)
+    retried = record["steps"][2]
+    assert not retried["ok"] and "no confirmed transfer in 30 s" in retried["error"]
+    assert "no route to host" in retried["error"] and retried["attempts"] == 7
+    assert record["healing_s"] is None
+
+
+@pytest.mark.parametrize("paths, expected", [
+    ([], "c1 has no mesh path to c2"),
+    ([{"destination_node": "c2", "next_hop_node": "c2", "next_hop": "m"}], "reaches c2 directly"),
+    ([{"destination_node": "c2", "next_hop_node": "?", "next_hop": "02:aa"}], "(02:aa) is not a node"),
+])
+def test_relay_on_path_says_why_there_is_none(paths, expected):
+    with pytest.raises(LookupError, match=re.escape(expected)):
+        run.relay_on_path(paths, "c1", "c2")
