@@ -80,23 +80,13 @@ async def serve(config: NodeConfig) -> None:
         if discovery is not None:
             await discovery.start()
     app = create_app(service, config, metrics)
+    closed = False
 
-    class Server(uvicorn.Server):
-        # uvicorn re-raises SIGTERM once it has shut down, which ends the process before any
-        # `finally` below runs: the goodbye on the mesh has to be said inside its shutdown.
-        async def shutdown(self, sockets: Any = None) -> None:
-            for discovery in (announcer, browser):
-                if discovery is not None:
-                    await discovery.close()
-            await super().shutdown(sockets)
-
-    server = Server(
-        uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning", access_log=False, lifespan="off")
-    )
-    log.info("event=started name=%s role=%s wire=%s:%d api=%s:%d", config.name, config.role, config.wire_host, config.wire_port, config.api_host, config.api_port)
-    try:
-        await server.serve()
-    finally:
+    async def close_all() -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
         for discovery in (announcer, browser):
             if discovery is not None:
                 await discovery.close()
@@ -106,6 +96,22 @@ async def serve(config: NodeConfig) -> None:
         await pool.close()
         store.close()
         log.info("event=stopped name=%s", config.name)
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM once it has shut down, which ends the process before any
+        # `finally` below runs: the goodbye on the mesh and closing the database happen here.
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            await close_all()
+
+    server = Server(
+        uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning", access_log=False, lifespan="off")
+    )
+    log.info("event=started name=%s role=%s wire=%s:%d api=%s:%d", config.name, config.role, config.wire_host, config.wire_port, config.api_host, config.api_port)
+    try:
+        await server.serve()
+    finally:  # the paths that do not go through shutdown(): a failed start, a cancelled loop
+        await close_all()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -315,3 +316,16 @@ def test_read_endpoints(net):
     assert status == 200 and "meshpay_confirmations_applied_total" in text
     status, spec = net.request("client1", "GET", "/openapi.json")
     assert status == 200 and "/transfers" in spec["paths"]
+
+
+def test_sigterm_closes_the_node_cleanly_and_it_restarts_with_its_state(net):
+    before = authority_view(net, "auth2")
+    wal = net.nodes["auth2"].directory / "state.db-wal"
+    assert wal.exists()  # open in WAL mode while it serves
+    net.stop("auth2")  # SIGTERM: uvicorn re-raises it, so the node must close the store before that
+    assert net.nodes["auth2"].process.returncode == -signal.SIGTERM
+    # SQLite checkpoints and removes the WAL only when the last connection closes cleanly
+    assert not wal.exists(), "the database was not closed on SIGTERM"
+    net.start("auth2")
+    net.wait_ready(["auth2"])
+    assert authority_view(net, "auth2") == before
