@@ -248,7 +248,8 @@ def move(node: str, x: float, y: float, name: LabOpt = None, root: RootOpt = Non
     data = _call(_find(name, root), "move", node=node, x=x, y=y)
     _emit(data, fmt, lambda d: out.print(
         f"{d['node']} is at ({d['position'][0]:g}, {d['position'][1]:g}); in range of: "
-        + (", ".join(f"{n} ({d['signal_dbm'][n]} dBm)" for n in d["in_range"]) or "nobody")))
+        + (", ".join(f"{n} ({d['signal_dbm'][n]} dBm)" for n in d["in_range"]) or "nobody")
+        + (f"\nmobility {d['mobility']}" if "mobility" in d else "")))
 
 
 @app.command()
