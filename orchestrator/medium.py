@@ -52,6 +52,8 @@ MOBILITY_STEP_S = 0.5
 RCVBUF = 8 << 20
 # At most this many messages per wake-up: a saturated medium must still reload and report.
 DRAIN_BATCH = 256
+# Well under the socket's send buffer (net.core.wmem_default, 208 KiB), which bounds one send.
+SEND_BATCH_BYTES = 64 << 10
 
 NETLINK_GENERIC = 16
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
@@ -158,9 +160,11 @@ class Codec:
             attr = self._mac_attr[key] = nla(kind, mac)
         return attr
 
-    def rx(self, receiver: bytes, frame: bytes, rate: int, signal_dbm: int, freq: int) -> bytes:
+    def rx(self, receiver: bytes, frame: bytes, rate: int, signal_dbm: int, freq: int,
+           frame_attr: bytes | None = None) -> bytes:
+        """`frame_attr` is nla(A_FRAME, frame) when the caller made it once for every receiver."""
         return self._msg(HWSIM_CMD_FRAME, b"".join((
-            self.mac(A_RECEIVER, receiver), nla(A_FRAME, frame),
+            self.mac(A_RECEIVER, receiver), frame_attr or nla(A_FRAME, frame),
             _RX_TAIL.pack(8, A_RX_RATE, rate, 8, A_SIGNAL, signal_dbm, 8, A_FREQ, freq))))
 
     def tx_status(self, tx: TxFrame, acked: bool, signal_dbm: int, used: tuple[tuple[int, int], ...]) -> bytes:
@@ -181,19 +185,41 @@ class Counters:
     unknown: int = 0  # frames from a radio the configuration does not name
     kernel_errors: int = 0  # deliveries the kernel refused (a receiver not up yet, off channel)
     overruns: int = 0  # times the receive buffer overflowed (frames lost before we saw them)
+    # What the frames were (802.11 frame control): tells beacon load from peering, HWMP and data.
+    beacons: int = 0
+    actions: int = 0  # management action frames, of which:
+    peering: int = 0  # self-protected (mesh peering open, confirm, close)
+    hwmp: int = 0  # mesh action (HWMP path selection: PREQ, PREP, PERR, RANN)
+    other_mgmt: int = 0
+    data: int = 0
 
 
 def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], default_freq: int,
           counters: Counters) -> list[bytes]:
     """The messages that carry one transmitted frame to its receivers and its status back."""
     counters.frames += 1
+    fc = tx.frame[0] if tx.frame else 0
+    if fc & 0x0C == 0x08:
+        counters.data += 1
+    elif fc == 0x80:
+        counters.beacons += 1
+    elif fc == 0xD0:
+        counters.actions += 1
+        category = tx.frame[24] if len(tx.frame) > 24 else -1
+        if category == 15:
+            counters.peering += 1
+        elif category == 13:
+            counters.hwmp += 1
+    else:
+        counters.other_mgmt += 1
     freq = tx.freq or default_freq
     if not air.knows(tx.transmitter):
         counters.unknown += 1
         return [codec.tx_status(tx, False, 0, ((0, 1),))]
     chain = tx.chain(11 - air.rate_offset) or [(0, 1)]
     out = air.transmit(tx.transmitter, tx.dest, chain, rand)
-    msgs = [codec.rx(link.mac, tx.frame, rate, link.signal_dbm, freq) for link, rate in out.delivered]
+    frame_attr = nla(A_FRAME, tx.frame)
+    msgs = [codec.rx(link.mac, tx.frame, rate, link.signal_dbm, freq, frame_attr) for link, rate in out.delivered]
     counters.deliveries += len(msgs)
     if not (tx.dest[0] & 1):
         if out.acked:
@@ -202,6 +228,43 @@ def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], d
             counters.unacked += 1
     msgs.append(codec.tx_status(tx, out.acked, out.ack_signal_dbm, out.tries))
     return msgs
+
+
+def feed(view: memoryview, n: int, air: Airspace, codec: Codec, rand: Callable[[], float],
+         counters: Counters) -> list[bytes]:
+    """The medium's per-frame path without its socket: one receive buffer of the kernel's
+    messages in, the messages to send out."""
+    out: list[bytes] = []
+    family, freq = codec.family, air.config.freq
+    pos = 0
+    while pos + HDR_LEN <= n:
+        length, kind = _NLHDR.unpack_from(view, pos)[:2]
+        if kind == family and view[pos + 16] == HWSIM_CMD_FRAME:
+            tx = decode_frame(parse_attrs(view, pos + HDR_LEN, pos + length))
+            if tx is not None:
+                out += route(air, codec, tx, rand, freq, counters)
+        elif kind == NLMSG_ERROR and _S32.unpack_from(view, pos + 16)[0]:
+            counters.kernel_errors += 1
+        pos += (length + 3) & ~3
+    return out
+
+
+def batches(msgs: list[bytes], limit: int = SEND_BATCH_BYTES) -> list[bytes]:
+    """The messages joined into as few sends as fit `limit` bytes each (one message larger than
+    that goes alone): the kernel handles each netlink message of a send in turn, and under TCG
+    a system call per delivery cost more than the delivery."""
+    out: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for msg in msgs:
+        if batch and size + len(msg) > limit:
+            out.append(b"".join(batch))
+            batch, size = [], 0
+        batch.append(msg)
+        size += len(msg)
+    if batch:
+        out.append(b"".join(batch))
+    return out
 
 
 class MediumError(RuntimeError):
@@ -307,7 +370,6 @@ class Medium:
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
         send, recv_into = self.sock.send, self.sock.recv_into
-        family, freq = self.codec.family, self.air.config.freq
         counters = self.counters
         next_check = next_stats = next_move = time.monotonic()
         stats = StatsWriter(self.lab_dir, counters)
@@ -336,20 +398,11 @@ class Medium:
                         counters.overruns += 1
                         continue
                     raise
-                pos = 0
-                while pos + HDR_LEN <= n:
-                    length, kind = _NLHDR.unpack_from(view, pos)[:2]
-                    if kind == family and view[pos + 16] == HWSIM_CMD_FRAME:
-                        tx = decode_frame(parse_attrs(view, pos + HDR_LEN, pos + length))
-                        if tx is not None:
-                            for msg in route(self.air, self.codec, tx, self.rand, freq, counters):
-                                try:
-                                    send(msg)
-                                except OSError:  # out of kernel memory for a moment: that frame is lost
-                                    counters.kernel_errors += 1
-                    elif kind == NLMSG_ERROR and _S32.unpack_from(view, pos + 16)[0]:
+                for packet in batches(feed(view, n, self.air, self.codec, self.rand, counters)):
+                    try:
+                        send(packet)
+                    except OSError:  # out of kernel memory for a moment: those frames are lost
                         counters.kernel_errors += 1
-                    pos += (length + 3) & ~3
         stats.write(self.config.version, self.mobility_report())
 
     def mobility_report(self) -> dict:

@@ -99,3 +99,32 @@ def test_a_radio_the_config_does_not_name_still_gets_its_status():
     counters = medium.Counters()
     msgs = medium.route(air(), medium.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
     assert len(msgs) == 1 and counters.unknown == 1  # the kernel's pending queue must not fill
+
+
+def test_batches_join_messages_up_to_the_limit_and_keep_their_order():
+    msgs = [bytes([i]) * 40 for i in range(5)]
+    out = medium.batches(msgs, limit=100)
+    assert out == [msgs[0] + msgs[1], msgs[2] + msgs[3], msgs[4]]
+    assert medium.batches([b"x" * 300, b"y"], limit=100) == [b"x" * 300, b"y"]  # too big goes alone
+    assert medium.batches([]) == []
+
+
+def test_feed_routes_every_frame_of_one_receive_buffer():
+    bufs = [bytes(kernel_frame(1, b"\xff" * 6, cookie=1)), bytes(kernel_frame(0, mac_bytes(MACS[1]), cookie=2))]
+    joined = bufs[0] + bufs[1]
+    counters = medium.Counters()
+    msgs = medium.feed(memoryview(joined), len(joined), air(), medium.Codec(FAMILY), lambda: 0.5, counters)
+    # the broadcast: two receivers and a status; the unicast: one receiver and a status
+    assert [decode(m)[0] for m in msgs] == [medium.HWSIM_CMD_FRAME] * 2 + [medium.HWSIM_CMD_TX_INFO_FRAME] \
+        + [medium.HWSIM_CMD_FRAME, medium.HWSIM_CMD_TX_INFO_FRAME]
+    assert counters.frames == 2 and counters.deliveries == 3 and counters.data == 2
+
+
+def test_frames_are_counted_by_kind():
+    counters = medium.Counters()
+    for fc, body in ((b"\x80\x00", b""), (b"\xd0\x00", b"\x0f"), (b"\xd0\x00", b"\x0d"), (b"\xb0\x00", b"")):
+        frame = fc + b"\x00\x00" + b"\xff" * 6 + mac_bytes(MACS[0]) * 2 + b"\x00\x00" + body
+        tx = medium.TxFrame(mac_bytes(MACS[0]), frame, 0, bytes(8), 1, 2412)
+        medium.route(air(), medium.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
+    assert (counters.beacons, counters.actions, counters.peering, counters.hwmp, counters.other_mgmt,
+            counters.data) == (1, 2, 1, 1, 1, 0)
