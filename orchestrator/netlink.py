@@ -21,9 +21,9 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg, nla
@@ -32,6 +32,7 @@ from pyroute2.netlink.generic import GenericNetlinkSocket
 from pyroute2.netlink.nl80211 import nl80211cmd
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HWSIM_FAMILY = "MAC80211_HWSIM"
 NL80211_FAMILY = "nl80211"
@@ -143,6 +144,8 @@ _NL80211_OVERRIDES = {
     "NL80211_ATTR_MPATH_NEXT_HOP": "l2addr",
     "NL80211_ATTR_MPATH_INFO": "mpath_info",
     "NL80211_ATTR_MESH_CONFIG": "mesh_config",
+    "NL80211_ATTR_BEACON_INTERVAL": "uint32",
+    "NL80211_ATTR_DTIM_PERIOD": "uint32",
 }
 
 
@@ -207,12 +210,13 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def netns_socket(netns: str, proto: int) -> socket.socket:
-    """A netlink socket created inside the named netns; the caller's namespace is untouched."""
+def in_netns(netns: str, work: Callable[[], T]) -> T:
+    """Run `work` in a short-lived thread that entered the named netns; the caller's is untouched.
+    Sockets it creates, and /proc/sys/net files it opens, belong to that netns."""
     path = f"{NETNS_DIR}/{netns}"
     result: dict[str, object] = {}
 
-    def enter_and_open() -> None:
+    def enter_and_work() -> None:
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -223,16 +227,40 @@ def netns_socket(netns: str, proto: int) -> socket.socket:
                 code = ctypes.get_errno()
                 result["error"] = OSError(code, f"cannot enter netns {netns!r}: {os.strerror(code)}")
                 return
-            result["socket"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, proto)
+            result["value"] = work()
+        except OSError as err:
+            result["error"] = err
         finally:
             os.close(fd)
 
-    worker = threading.Thread(target=enter_and_open, name=f"netns-{netns}")
+    worker = threading.Thread(target=enter_and_work, name=f"netns-{netns}")
     worker.start()
     worker.join()
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
-    return result["socket"]  # type: ignore[return-value]
+    return result["value"]  # type: ignore[return-value]
+
+
+def netns_socket(netns: str, proto: int) -> socket.socket:
+    """A netlink socket created inside the named netns."""
+    return in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, proto))
+
+
+def write_sysctl(netns: str, key: str, value: str) -> bool:
+    """Set a net.* sysctl (`key` as in /proc/sys, e.g. net/ipv6/conf/mesh0/disable_ipv6) in the
+    netns; False when that netns has no such sysctl (a kernel without IPv6, an interface gone)."""
+    if not key.startswith("net/") or ".." in key.split("/"):
+        raise ValueError(f"sysctl {key!r}: want a path under net/")
+
+    def write() -> bool:
+        try:
+            with open(f"/proc/sys/{key}", "w") as f:
+                f.write(value)
+        except FileNotFoundError:
+            return False
+        return True
+
+    return in_netns(netns, write)
 
 
 def iproute(netns: str | None = None) -> IPRoute:

@@ -99,6 +99,8 @@ class Plan:
     link_blocked: tuple[tuple[str, str], ...] = ()
     medium: MediumPlan | None = None
     discovery: str = "static"
+    beacon_interval: int | None = None  # TU; None: the joiner's default
+    dtim_period: int | None = None
 
     @property
     def plink_blocked(self) -> tuple[tuple[str, str], ...]:
@@ -195,6 +197,8 @@ def make_plan(topo: Topology) -> Plan:
         medium=_medium_plan(topo),
         mesh_password=topo.mesh.password,
         discovery=topo.discovery,
+        beacon_interval=topo.mesh.beacon_interval,
+        dtim_period=topo.mesh.dtim_period,
     )
 
 

@@ -50,9 +50,12 @@ def password_for(plan: Plan, node: NodePlan, lab_secret: str) -> str:
     return node.mesh_password or plan.mesh_password or lab_secret
 
 
-def config_text(mesh_id: str, freq: int, password: str, ctrl_dir: Path) -> str:
+def config_text(mesh_id: str, freq: int, password: str, ctrl_dir: Path,
+                beacon_interval: int | None = None, dtim_period: int | None = None) -> str:
     # Mesh id and password go in hex, which wpa_supplicant takes for any string field: no value
     # can then close the quotes or the line and inject a setting.
+    timing = ((f"  beacon_int={beacon_interval}\n" if beacon_interval is not None else "")
+              + (f"  dtim_period={dtim_period}\n" if dtim_period is not None else ""))
     return (
         f"ctrl_interface=DIR={ctrl_dir}\n"
         "user_mpm=1\n"
@@ -60,6 +63,7 @@ def config_text(mesh_id: str, freq: int, password: str, ctrl_dir: Path) -> str:
         f"  ssid={mesh_id.encode().hex()}\n"
         "  mode=5\n"
         f"  frequency={freq}\n"
+        f"{timing}"
         "  key_mgmt=SAE\n"
         f"  sae_password={password.encode().hex()}\n"
         "  ieee80211w=2\n"
@@ -83,7 +87,7 @@ def start_all(lab_dir: Path, plan: Plan, state: dict, runtime, refs: dict[str, N
         files = files_for(lab_dir, plan.lab, node.name)
         files.ctrl_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         text = config_text(plan.mesh_id, plan.freq, password_for(plan, node, state["mesh_secret"]),
-                           files.ctrl_dir)
+                           files.ctrl_dir, plan.beacon_interval, plan.dtim_period)
         lab.write_secret_text(files.config, text)
         pids[node.name] = runtime.start(refs[node.name], argv(MESH_IFNAME, files.config), files.log)
         started.append(node)

@@ -33,6 +33,9 @@ MAX_MOTION_S = 3600.0
 PASSWORD_RE = re.compile(r"^[\x20-\x7e]{8,63}$")
 # The 802.11 mesh ID is at most 32 bytes; printable ASCII keeps bytes == characters.
 MESH_ID_RE = re.compile(r"^[\x21-\x7e]{1,32}$")
+# What cfg80211 accepts at mesh join (cfg80211_validate_beacon_int, nl80211_join_mesh in 6.1).
+BEACON_INTERVAL_TU = (10, 10000)
+DTIM_PERIOD = (1, 100)
 
 
 class TopologyError(ValueError):
@@ -58,6 +61,13 @@ class MeshSettings(_Strict):
     security: Literal["none", "sae"] = "none"
     # The SAE password of the whole mesh; without one `up` makes a random per-lab secret.
     password: str | None = Field(default=None, repr=False)
+    # Given at mesh join (nl80211, or wpa_supplicant's network block under SAE); unset keeps the
+    # joiner's default: 1000 TU and DTIM 2 for the kernel's join, 100 TU for wpa_supplicant's.
+    # Each beacon is a frame through the medium to every neighbour.
+    beacon_interval: int | None = Field(default=None, ge=BEACON_INTERVAL_TU[0], le=BEACON_INTERVAL_TU[1],
+                                        description="beacon interval, TU (1.024 ms)")
+    dtim_period: int | None = Field(default=None, ge=DTIM_PERIOD[0], le=DTIM_PERIOD[1],
+                                    description="beacons per DTIM")
 
     @field_validator("id")
     @classmethod
@@ -104,6 +114,9 @@ MESH_PARAMS = frozenset(
         "mesh_element_ttl",
         "mesh_ttl",
         "mesh_retry_timeout",
+        "mesh_confirm_timeout",
+        "mesh_holding_timeout",
+        "mesh_max_retries",
         "mesh_max_peer_links",
         "mesh_rssi_threshold",
         "mesh_plink_timeout",

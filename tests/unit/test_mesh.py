@@ -89,3 +89,27 @@ def test_mpath_dump_entry_parses_hop_count_and_flags() -> None:
 def test_long_interface_names_are_refused() -> None:
     with pytest.raises(ValueError, match="15"):
         mesh.create_mesh_point("ns", 0, "mesh0-far-too-long")
+
+
+def test_join_carries_beacon_interval_and_dtim_period_as_u32() -> None:
+    attrs = mesh.join_attrs(3, "meshpay", 2412, {}, beacon_interval=2000, dtim_period=4)
+    msg = roundtrip(NL80211_CMD_JOIN_MESH, attrs)
+    assert msg.get_attr("NL80211_ATTR_BEACON_INTERVAL") == 2000
+    assert msg.get_attr("NL80211_ATTR_DTIM_PERIOD") == 4
+    data = bytes(msg.data)
+    # NL80211_ATTR_BEACON_INTERVAL is 12, NL80211_ATTR_DTIM_PERIOD 13: u32 each (nla length 8)
+    for kind, value in ((12, 2000), (13, 4)):
+        at = data.index((8).to_bytes(2, "little") + kind.to_bytes(2, "little"))
+        assert int.from_bytes(data[at + 4:at + 8], "little") == value
+
+
+def test_join_without_timing_leaves_the_kernel_default() -> None:
+    names = [name for name, _ in mesh.join_attrs(3, "meshpay", 2412, {})]
+    assert names == ["NL80211_ATTR_IFINDEX", "NL80211_ATTR_MESH_ID", "NL80211_ATTR_WIPHY_FREQ"]
+
+
+@pytest.mark.parametrize("timing", [{"beacon_interval": 9}, {"beacon_interval": 10001},
+                                    {"dtim_period": 0}, {"dtim_period": 101}, {"beacon_interval": True}])
+def test_bad_beacon_timing_is_refused_before_sending(timing: dict) -> None:
+    with pytest.raises(ValueError, match="beacon interval|DTIM period"):
+        mesh.join_attrs(3, "meshpay", 2412, {}, **timing)

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from orchestrator import mgmt
-from orchestrator.netlink import iproute, netns_socket
+from orchestrator.netlink import iproute, netns_socket, write_sysctl
 
 needs_netns = pytest.mark.skipif(
     os.geteuid() != 0 or subprocess.run(["ip", "netns", "help"], capture_output=True).returncode not in (0, 255),
@@ -51,3 +51,22 @@ def test_node_link_reaches_the_node_and_is_owned(netns: str) -> None:
         mgmt.delete_link(veth)
         mgmt.delete_bridge(bridge)
     assert mgmt.owned_links(lab) == []
+
+
+def test_sysctl_outside_net_is_refused() -> None:
+    with pytest.raises(ValueError, match="under net/"):
+        write_sysctl("mpl-no-such-netns", "kernel/hostname", "x")
+    with pytest.raises(ValueError, match="under net/"):
+        write_sysctl("mpl-no-such-netns", "net/../kernel/hostname", "x")
+
+
+@needs_netns
+def test_sysctl_is_set_in_the_netns_only(netns: str) -> None:
+    key = "net/ipv4/ip_forward"
+    before = open(f"/proc/sys/{key}").read()
+    assert write_sysctl(netns, key, "1" if before.strip() == "0" else "0") is True
+    assert open(f"/proc/sys/{key}").read() == before
+    flipped = subprocess.run(["ip", "netns", "exec", netns, "cat", f"/proc/sys/{key}"],
+                             capture_output=True, text=True).stdout
+    assert flipped != before
+    assert write_sysctl(netns, "net/ipv6/conf/no-such-if/disable_ipv6", "1") is False

@@ -71,3 +71,11 @@ def test_secrets_are_owner_only(tmp_path):
     path.chmod(0o644)
     lab.write_secret_text(path, "sae_password=00")
     assert path.stat().st_mode & 0o777 == 0o600 and path.read_text() == "sae_password=00"
+
+
+def test_beacon_timing_goes_in_the_network_block_only_when_given():
+    text = sae.config_text("m", 2412, "password1", Path("/run/x"), beacon_interval=2000, dtim_period=3)
+    network = text.split("network={", 1)[1]
+    assert "  beacon_int=2000\n" in network and "  dtim_period=3\n" in network
+    plain = sae.config_text("m", 2412, "password1", Path("/run/x"))
+    assert "beacon_int" not in plain and "dtim_period" not in plain

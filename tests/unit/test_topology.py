@@ -146,3 +146,19 @@ def test_yaml_aliases_are_refused():
 
 def test_huge_file_is_refused_unread():
     assert "more than a topology may have" in error_of("#" * (2 << 20))
+
+
+def test_beacon_interval_and_dtim_period_reach_the_plan():
+    from orchestrator.plan import make_plan
+
+    text = GOOD.replace("nodes:", "mesh:\n  beacon_interval: 2000\n  dtim_period: 3\nnodes:", 1)
+    plan = make_plan(parse_topology(text))
+    assert (plan.beacon_interval, plan.dtim_period) == (2000, 3)
+    assert make_plan(parse_topology(GOOD)).beacon_interval is None
+
+
+@pytest.mark.parametrize("field, value", [("beacon_interval", 5), ("beacon_interval", 20000),
+                                          ("dtim_period", 0), ("dtim_period", 101)])
+def test_beacon_timing_out_of_the_kernel_range_is_refused(field, value):
+    msg = error_of(GOOD.replace("nodes:", f"mesh:\n  {field}: {value}\nnodes:", 1))
+    assert f"mesh.{field}" in msg
