@@ -207,6 +207,7 @@ class GenlSocket(GenericNetlinkSocket):
 
 
 CLONE_NEWNET = 0x40000000
+MS_BIND, MS_REC, MS_SHARED = 4096, 16384, 1 << 20
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -239,6 +240,38 @@ def in_netns(netns: str, work: Callable[[], T]) -> T:
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
     return result["value"]  # type: ignore[return-value]
+
+
+def create_netns(netns: str) -> None:
+    """Create the named netns (/run/netns/<name>) as `ip netns add` does: a short-lived thread
+    unshares its own network namespace and bind-mounts it there. pyroute2's netns.create forks
+    the caller instead, and under a loaded TCG host that child did not answer in time."""
+    if not netns or "/" in netns or netns in (".", ".."):
+        raise ValueError(f"netns name {netns!r}: want a file name")
+    path = f"{NETNS_DIR}/{netns}"
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    # /run/netns must be a shared mount point, or the namespaces' bind mounts would not be seen
+    # by other mount namespaces (`ip netns exec` makes one per command)
+    if _libc.mount(b"", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) != 0:
+        if _libc.mount(NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", MS_BIND | MS_REC, None) != 0 \
+                or _libc.mount(b"", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"cannot make {NETNS_DIR} a shared mount: {os.strerror(code)}")
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    result: dict[str, OSError] = {}
+
+    def unshare_and_bind() -> None:
+        if _libc.unshare(CLONE_NEWNET) != 0 or \
+                _libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None) != 0:
+            code = ctypes.get_errno()
+            result["error"] = OSError(code, f"cannot create netns {netns!r}: {os.strerror(code)}")
+
+    worker = threading.Thread(target=unshare_and_bind, name=f"netns-add-{netns}")
+    worker.start()
+    worker.join()
+    if "error" in result:
+        os.unlink(path)
+        raise result["error"]
 
 
 def netns_socket(netns: str, proto: int) -> socket.socket:

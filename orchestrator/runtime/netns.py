@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pyroute2 import netns as pyroute2_netns
 
+from orchestrator.netlink import create_netns
 from orchestrator.plan import netns_prefix
 from orchestrator.runtime.base import NodeRef
 
@@ -34,7 +35,7 @@ class NetnsRuntime:
     def create(self, node: NodeRef) -> None:
         if os.path.exists(self.netns_path(node)):
             return  # `up` again: the name is lab-scoped, so it is this node's namespace
-        pyroute2_netns.create(node.netns)
+        create_netns(node.netns)
         log.info("netns created", extra={"netns": node.netns})
 
     def start(

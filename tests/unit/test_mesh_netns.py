@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from orchestrator import mgmt
-from orchestrator.netlink import iproute, netns_socket, write_sysctl
+from orchestrator.netlink import create_netns, iproute, netns_socket, write_sysctl
 
 needs_netns = pytest.mark.skipif(
     os.geteuid() != 0 or subprocess.run(["ip", "netns", "help"], capture_output=True).returncode not in (0, 255),
@@ -70,3 +70,23 @@ def test_sysctl_is_set_in_the_netns_only(netns: str) -> None:
                              capture_output=True, text=True).stdout
     assert flipped != before
     assert write_sysctl(netns, "net/ipv6/conf/no-such-if/disable_ipv6", "1") is False
+
+
+def test_netns_names_that_are_not_file_names_are_refused() -> None:
+    for bad in ("", "a/b", ".."):
+        with pytest.raises(ValueError, match="netns name"):
+            create_netns(bad)
+
+
+@needs_netns
+def test_created_netns_is_a_new_one_that_ip_netns_sees() -> None:
+    name = f"mpl-ut-{uuid.uuid4().hex[:6]}"
+    try:
+        create_netns(name)
+        assert os.stat(f"/run/netns/{name}").st_ino != os.stat("/proc/self/ns/net").st_ino
+        links = subprocess.run(["ip", "netns", "exec", name, "ip", "-o", "link"], capture_output=True, text=True)
+        assert links.returncode == 0 and [line.split(":")[1].strip() for line in links.stdout.splitlines()] == ["lo"]
+        with pytest.raises(FileExistsError):
+            create_netns(name)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
