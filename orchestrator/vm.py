@@ -181,12 +181,20 @@ def vng_argv(
     return argv
 
 
+# The agent is the VM's only command: when it ends, so does the VM. Its exit status and the
+# kernel's last words go to vm.log, or a dead agent (a reset connection on the host) is a mystery.
+AGENT_WRAPPER = (
+    'repo=$1 python=$2 lab=$3 port=$4; shift 4; '
+    'PYTHONPATH="$repo" "$python" -m orchestrator.agent --lab-dir "$lab" --port "$port" "$@"; rc=$?; '
+    'echo "agent exited with status $rc" >&2; dmesg 2>&1 | tail -n 40 >&2; exit $rc'
+)
+
+
 def agent_argv(lab_dir: Path, python: Path | None = None) -> list[str]:
     """The guest command that runs the agent; the guest starts with an empty environment."""
     return [
-        "env", f"PYTHONPATH={REPO_ROOT}",
-        str(python or sys.executable), "-m", "orchestrator.agent",
-        "--lab-dir", str(lab_dir), "--port", str(GUEST_PORT),
+        "/bin/sh", "-c", AGENT_WRAPPER, "agent",
+        str(REPO_ROOT), str(python or sys.executable), str(lab_dir), str(GUEST_PORT),
     ]  # fmt: skip
 
 

@@ -68,12 +68,15 @@ def test_vng_argv_refuses_a_dir_vng_would_misread(tmp_path: Path) -> None:
         )  # fmt: skip
 
 
-def test_agent_argv_runs_this_checkout_with_this_python(tmp_path: Path) -> None:
-    argv = vm.agent_argv(tmp_path)
-    assert argv[:2] == ["env", f"PYTHONPATH={vm.REPO_ROOT}"]
-    assert argv[2:] == [
-        sys.executable, "-m", "orchestrator.agent", "--lab-dir", str(tmp_path), "--port", "8080"
-    ]  # fmt: skip
+def test_agent_argv_runs_this_checkout_with_this_python_and_reports_its_end(tmp_path: Path) -> None:
+    fake_python = tmp_path / "python"
+    fake_python.write_text('#!/bin/sh\necho "PYTHONPATH=$PYTHONPATH args=$*"\nexit 3\n')
+    fake_python.chmod(0o755)
+    done = subprocess.run(vm.agent_argv(tmp_path, python=fake_python), capture_output=True, text=True)
+    assert done.stdout.strip() == (f"PYTHONPATH={vm.REPO_ROOT} args=-m orchestrator.agent "
+                                   f"--lab-dir {tmp_path} --port 8080")
+    assert done.returncode == 3
+    assert "agent exited with status 3" in done.stderr
 
 
 def test_vng_env_puts_the_venv_first(monkeypatch) -> None:
@@ -122,7 +125,7 @@ FAKE_VNG = textwrap.dedent(
     opts = next(a for a in argv if a.startswith("--qemu-opts="))
     port = re.search(r"hostfwd=tcp:127.0.0.1:(\\d+)-", opts).group(1)
     guest = shlex.split(argv[argv.index("--exec") + 1])
-    guest[guest.index("--port") + 1] = port
+    guest[guest.index("8080")] = port  # agent_argv's last argument
     sys.exit(subprocess.call(guest + ["--host", "127.0.0.1", "--no-setup"]))
     """
 )
