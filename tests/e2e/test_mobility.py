@@ -1,0 +1,89 @@
+"""Mobility on the real kernel: the medium moves client1 (random waypoint) and client2 (random walk)
+along exactly the paths orchestrator/mobility.py computes for the shipped seed, the mesh follows
+(client1 peers with authorities it could not hear at the start and drops auth1 once out of its
+range), and `move` pins a moving node."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from orchestrator.mobility import Trajectory
+
+from .labdriver import Lab, wait_for
+
+pytestmark = pytest.mark.e2e
+
+# Each poll is a CLI call through the VM's agent.
+wait_for = partial(wait_for, every=3.0)
+# The medium reports positions with 3 decimals, for the wall-clock time it computed them at.
+TOLERANCE_M = 0.01
+LINK_EXPIRY_S = 100.0  # mesh_plink_timeout 10 s, checked by the kernel's once-a-minute housekeeping
+
+
+@pytest.fixture(scope="module")
+def mobile():
+    # Not labdriver.up: a failed `up` must still be taken down (the VM, the lab directory).
+    lab = Lab(Path(tempfile.mkdtemp(prefix="meshpay-e2e-")), "mobile.yaml")
+    try:
+        lab.cli("up", str(lab.topology))
+        yield lab
+    finally:
+        lab.cli("down", check=False)
+
+
+def medium(lab: Lab) -> dict:
+    return lab.json("status")["medium"]
+
+
+def peers(lab: Lab, node: str) -> set[str]:
+    return {p["peer"] for p in lab.json("peers", node)["peers"] if p["plink_state"] == "ESTAB"}
+
+
+def expected(lab: Lab, node: str, report: dict) -> tuple[float, float]:
+    return Trajectory(lab.plan.node(node).motion).position(report["positions_time"] - report["mobility_epoch"])
+
+
+def test_mobile_nodes_are_where_their_seeded_trajectories_put_them(mobile: Lab):
+    first, _ = wait_for("the medium reports moving nodes", lambda: (m := medium(mobile)).get("positions") and m, 30)
+    second, _ = wait_for("a report 3 s later",
+                         lambda: (m := medium(mobile))["positions_time"] > first["positions_time"] + 3 and m, 30)
+    print("reported:", first["positions"], "then", second["positions"], "at", second["positions_time"])
+    assert first["mobility_epoch"] == second["mobility_epoch"]
+    for report in (first, second):
+        assert set(report["positions"]) == {"client1", "client2"}
+        for node in ("client1", "client2"):
+            assert math.dist(report["positions"][node], expected(mobile, node, report)) < TOLERANCE_M, node
+    assert first["positions"]["client1"] != second["positions"]["client1"]
+    assert first["positions"]["client2"] != second["positions"]["client2"]
+    rows = {row["node"]: row["position"] for row in mobile.json("status")["nodes"]}
+    assert rows["auth1"] == [0.0, 0.0] and rows["client1"] != [0.0, 60.0]
+
+
+def test_client1_peers_anew_as_it_moves_and_drops_auth1_out_of_range(mobile: Lab):
+    at_start = set(mobile.plan.neighbours("client1"))
+    assert at_start == {"auth1"}
+    # auth2, auth3, auth4 come in range as it moves along the row (client2 too, where they meet)
+    gained, gained_s = wait_for("client1 peers with a node it could not hear at the start",
+                                lambda: peers(mobile, "client1") - at_start, 60)
+    _, lost_s = wait_for("client1 drops auth1", lambda: "auth1" not in peers(mobile, "client1"), LINK_EXPIRY_S)
+    report = medium(mobile)
+    auth1 = mobile.plan.node("auth1")
+    print(f"client1 gained {sorted(gained)} after {gained_s} s, dropped auth1 {lost_s} s later, "
+          f"{report['positions_time'] - report['mobility_epoch']:.1f} s into the run")
+    assert math.dist(report["positions"]["client1"], auth1.position) > auth1.range
+
+
+def test_move_pins_a_moving_node(mobile: Lab):
+    moved = mobile.json("move", "client2", "310", "0")  # past the end of the row: 40 m from auth4, 130 m from auth3
+    assert "auth4" in moved["in_range"] and "auth3" not in moved["in_range"], moved
+    assert "stopped" in moved["mobility"], moved
+    report, _ = wait_for("the medium stops reporting client2 as moving",
+                         lambda: "client2" not in (m := medium(mobile))["positions"] and m, 15)
+    assert set(report["positions"]) == {"client1"}
+    rows = {row["node"]: row["position"] for row in mobile.json("status")["nodes"]}
+    assert rows["client2"] == [310.0, 0.0]
