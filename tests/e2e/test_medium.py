@@ -29,6 +29,20 @@ def hops(lab: Lab, src: str) -> dict[str, int]:
     return {p["destination_node"]: p["hop_count"] for p in lab.json("paths", src)["paths"]}
 
 
+def planned_hops(lab: Lab, src: str) -> dict[str, int]:
+    """Radio hops from src to every node, by breadth-first search over the plan's neighbours."""
+    dist, frontier = {src: 0}, [src]
+    while frontier:
+        reached = []
+        for node in frontier:
+            for n in lab.plan.neighbours(node):
+                if n not in dist:
+                    dist[n] = dist[node] + 1
+                    reached.append(n)
+        frontier = reached
+    return dist
+
+
 def ping(lab: Lab, src: str, dst: str, count: int = 3) -> bool:
     done = lab.cli("exec", src, "--", "ping", "-c", str(count), "-i", "0.3", "-W", "3",
                    lab.plan.node(dst).mesh_ip, check=False)
@@ -56,6 +70,12 @@ def test_distance_alone_makes_a_four_hop_line(line: Lab):
     assert hops(line, "client1").get("client2") == 4
     result = line.json("transfer", "--from", "client1", "--to", "client2", "--amount", "5")
     assert result["outcome"] == "confirmed", result
+    # the transfer reports the radio hops to each authority, read from client1's mesh paths
+    authorities = [n.name for n in line.plan.nodes if n.role == "authority"]
+    plan = planned_hops(line, "client1")
+    assert result["metrics"]["hops"] == {a: plan[a] for a in authorities} == {"auth1": 1, "auth2": 2, "auth3": 3}
+    assert result["metrics"]["time_to_quorum_ms"] <= result["metrics"]["latency_ms"]
+    assert status["convergence_s"] == status["timings"]["peering_s"] is not None
     medium = line.json("status")["medium"]
     print("medium after a 4-hop transfer:", json.dumps(medium))
     assert medium["deliveries"] > 0 and medium["acked"] > 0
@@ -132,6 +152,15 @@ def test_isolating_the_relay_in_use_heals_through_the_other_and_a_killed_node_re
         rows = {r["node"]: r for r in lab.json("status")["nodes"]}
         assert rows["auth3"]["serving"] is True
         print(f"auth3 restarted and serving in {restarted['serving_after_s']} s")
+
+        # the shipped scenario isolates whichever relay the path now uses, and times the healing
+        record = json.loads(lab.cli("run", "scenarios/relay-failure.yaml", "--format", "json", check=False).stdout)
+        isolated = record["steps"][1]
+        assert isolated["ok"] and isolated["node"] in ("relay1", "relay2"), isolated
+        assert record["healing_s"] is not None and record["healing_s"] > 0, record
+        assert record["steps"][3]["node"] == isolated["node"], record["steps"][3]
+        print(f"relay-failure scenario: isolated {isolated['node']}, healing_s {record['healing_s']}, "
+              f"{record['steps'][2].get('attempts')} transfer attempts")
     finally:
         removed = lab.json("down")
     assert removed["leftover"] == []
