@@ -6,9 +6,11 @@ Idempotent: every step first looks at what exists, so re-running `up` on a runni
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio, sae
@@ -17,7 +19,7 @@ from orchestrator.health import process_alive, wait_healthy
 from orchestrator.launcher import Launcher
 from orchestrator.netlink import iproute
 from orchestrator.nodeconfig import node_configs
-from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, Plan, make_plan, radio_prefix
+from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, NodePlan, Plan, make_plan, radio_prefix
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef, Runtime
 from orchestrator.topology import load_topology
@@ -30,6 +32,10 @@ SERVING_TIMEOUT_S = 300.0
 # 50-node lab on a loaded host had not peered after 90 s although every missing pair was in range.
 PEERING_S_PER_NODE = 3.0
 SERVING_S_PER_NODE = 6.0
+PEERING_POLL_S = 0.5
+# Nodes set up at a time (radio, mesh point, veth): most of a node's set-up under TCG is the
+# kernel waiting (RCU grace periods when interfaces change netns), which overlaps across nodes.
+SETUP_WORKERS = 4
 
 
 def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = None,
@@ -85,20 +91,27 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     # opening hwsim and nl80211 sockets in each namespace (the kernel shows a moved phy only
     # inside the netns it was moved to), which made this step quadratic in the lab's size.
     existing = {r.name: r for r in radio.list_radios(radio_prefix(plan.lab))}
-    for node in plan.nodes:
+
+    def radio_and_mesh(node: NodePlan) -> None:
         mine = existing.get(node.radio)
         if mine is not None and mine.netns != node.netns:  # made by a crashed `up`, never moved
             radio.delete_radio(mine.name, mine.netns)
             mine = None
+        fresh = mine is None
         if mine is None:
             made = radio.create_radio(node.radio, mac=node.mac, netns=made_in)
             radio.move_phy(made.phy_index, rt.netns_path(refs[node.name]), from_netns=made_in)
-            mine = _radio_in(node.radio, node.netns)
-        if not _has_interface(node.netns, MESH_IFNAME):
+            # a wiphy keeps its index across netns; and a new radio has no interface (NO_VIF):
+            # no need to look for either, which costs sockets in the node's netns
+            mine = dataclasses.replace(made, netns=node.netns)
+        if fresh or not _has_interface(node.netns, MESH_IFNAME):
             mesh.create_mesh_point(node.netns, mine.phy_index, MESH_IFNAME, node.mac,
                                    cidr=f"{node.mesh_ip}/{plan.mesh_prefixlen}")
             if plan.security == "none":  # an SAE mesh is joined by wpa_supplicant, below
-                mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params)
+                mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params,
+                               plan.beacon_interval, plan.dtim_period)
+
+    for_each_node(plan.nodes, radio_and_mesh)
     state["radios"] = sorted(n.radio for n in plan.nodes)
     lab.write_state(lab_dir, state)
 
@@ -111,10 +124,9 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     owned = set(mgmt.owned_links(plan.lab))
     if plan.bridge not in owned:
         mgmt.create_bridge(plan.bridge, f"{plan.bridge_ip}/{plan.mgmt_prefixlen}", lab=plan.lab)
-    for node in plan.nodes:
-        if node.host_veth not in owned:
-            mgmt.add_node_link(plan.bridge, node.netns, node.host_veth, node_ifname=MGMT_IFNAME,
-                               cidr=f"{node.mgmt_ip}/{plan.mgmt_prefixlen}", lab=plan.lab)
+    for_each_node([n for n in plan.nodes if n.host_veth not in owned], lambda node: mgmt.add_node_link(
+        plan.bridge, node.netns, node.host_veth, node_ifname=MGMT_IFNAME,
+        cidr=f"{node.mgmt_ip}/{plan.mgmt_prefixlen}", lab=plan.lab))
     lab.write_state(lab_dir, state)
 
     step("waiting for peer links" + (" (and blocking out-of-range pairs)" if not plan.medium else ""))
@@ -160,6 +172,16 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
             "nodes": info["nodes"]}
 
 
+def for_each_node(nodes: Sequence[NodePlan], work: Callable[[NodePlan], None],
+                  workers: int = SETUP_WORKERS) -> None:
+    """work(node) for every node, `workers` at a time; the first failure is raised once all
+    have ended (work is idempotent: `up` again finishes what a failure left)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="up") as pool:
+        results = [pool.submit(work, node) for node in nodes]
+    for result in results:
+        result.result()
+
+
 def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
     try:
         state = lab.read_state(lab_dir)
@@ -200,6 +222,7 @@ def wait_for_peering(plan: Plan, timeout: float, elsewhere: frozenset[str] = fro
     blocked = {(a, b) for a, b in plan.plink_blocked} | {(b, a) for a, b in plan.plink_blocked}
     deadline = time.monotonic() + timeout
     while True:
+        round_start = time.monotonic()
         established: dict[str, list[str]] = {}
         missing = []
         for node in plan.nodes:
@@ -229,11 +252,9 @@ def wait_for_peering(plan: Plan, timeout: float, elsewhere: frozenset[str] = fro
             return established
         if time.monotonic() > deadline:
             raise TimeoutError(f"mesh peering incomplete after {timeout:.0f} s: " + "; ".join(missing))
-        time.sleep(0.5)
-
-
-def _radio_in(name: str, netns: str) -> radio.Radio | None:
-    return next((r for r in radio.list_radios(name, netns=netns) if r.name == name), None)
+        # Rest at least as long as the round took: under TCG a round over 50 nodes takes seconds
+        # of CPU that the medium and the kernel's peering need more than this loop does.
+        time.sleep(max(PEERING_POLL_S, time.monotonic() - round_start))
 
 
 def _has_interface(netns: str, ifname: str) -> bool:
