@@ -31,6 +31,21 @@ HWMP_PARAMS = {
     "mesh_hwmp_net_diameter_traversal_time": 200,
     "mesh_hwmp_max_preq_retries": 6,
 }
+# Peering timers for a medium that lags under TCG: with the kernel's 100 TU and 3 retries, a
+# 50-node lab's Open and Confirm frames came back after the sender had given up, so peer links
+# cycled through retries, holding and close (four in five frames through the medium were action
+# frames) and 202 of 270 link ends were still missing after 150 s. 255 TU is the kernel's
+# maximum; each retry waits up to twice the one before, so 8 retries span several seconds.
+PEERING_PARAMS = {
+    "mesh_retry_timeout": 255,
+    "mesh_confirm_timeout": 255,
+    "mesh_holding_timeout": 255,
+    "mesh_max_retries": 8,
+}
+# The kernel's own mesh beacon interval, stated: beacons were about one frame in ten through the
+# medium of a 50-node lab, and a longer interval would slow finding peers (a peer link starts
+# from a beacon heard) and starting over after a failed attempt.
+BEACON_INTERVAL_TU = 1000
 
 
 def grid(side: int, spacing: float, authorities: int) -> tuple[dict[str, tuple[float, float]], float]:
@@ -77,8 +92,14 @@ def _name(cells: list[tuple[float, float]], auth_cells: list[tuple[float, float]
 
 def render(lab: str, comment: str, nodes: dict[str, tuple[float, float]], range_m: float) -> str:
     lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
-    lines += [f"name: {lab}", "mesh:", "  id: meshpay", "  freq: 2412", "  params:"]
+    lines += [f"name: {lab}", "mesh:", "  id: meshpay", "  freq: 2412",
+              "  # a frame a second per radio; beacons are a tenth of a big lab's frames, and a peer",
+              "  # link starts from a beacon heard: longer would slow peering, not the medium",
+              f"  beacon_interval: {BEACON_INTERVAL_TU}", "  params:"]
     lines += [f"    {k}: {v}" for k, v in HWMP_PARAMS.items()]
+    lines += ["    # peering timers for a medium that lags under TCG (the kernel's 100 TU and 3 retries",
+              "    # gave up on Open and Confirm frames still on their way; links cycled, never formed)"]
+    lines += [f"    {k}: {v}" for k, v in PEERING_PARAMS.items()]
     # The medium delivers each frame only to radios in range: without it every hwsim radio gets
     # a copy of every frame (beacons included), which stalled a TCG guest at 50 radios.
     lines += ["medium:", "  model: free_space", "  loss: false", "defaults:", f"  range: {range_m:g}",

@@ -78,6 +78,10 @@ MESH_PARAMS: dict[str, str] = {
 }
 _PARAM_BY_ATTR = {attr: name for name, attr in MESH_PARAMS.items()}
 _ATTR_KIND = dict(MESHCONF_ATTRS)
+# Params the kernel holds to a narrower range than their size (nl80211_parse_mesh_config, 6.1):
+# outside it the whole join fails with EINVAL.
+_KERNEL_RANGES = {"mesh_retry_timeout": (1, 255), "mesh_confirm_timeout": (1, 255),
+                  "mesh_holding_timeout": (1, 255), "mesh_max_retries": (0, 16)}
 _RANGES = {"uint8": (0, 0xFF), "uint16": (0, 0xFFFF), "uint32": (0, 0xFFFFFFFF),
            "int32": (-(2**31), 2**31 - 1)}
 
@@ -118,7 +122,7 @@ def mesh_config_attrs(params: dict[str, int]) -> list[list[object]]:
         attr = MESH_PARAMS.get(name)
         if attr is None:
             raise ValueError(f"unknown mesh param {name!r}; known: {', '.join(sorted(MESH_PARAMS))}")
-        low, high = _RANGES[_ATTR_KIND[attr]]
+        low, high = _KERNEL_RANGES.get(name) or _RANGES[_ATTR_KIND[attr]]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"mesh param {name}={value!r}: want an integer in {low}..{high}")
         attrs.append([attr, value])

@@ -38,7 +38,10 @@ def test_mesh_params_map_to_nl80211_with_kernel_sizes() -> None:
 
 
 @pytest.mark.parametrize("params", [{"mesh_fwd": 1}, {"mesh_fwding": 256}, {"mesh_ttl": -1},
-                                    {"mesh_fwding": True}, {"mesh_fwding": "1"}])
+                                    {"mesh_fwding": True}, {"mesh_fwding": "1"},
+                                    # u16 and u8 on the wire, but the kernel takes 1..255 and 0..16
+                                    {"mesh_confirm_timeout": 1000}, {"mesh_retry_timeout": 0},
+                                    {"mesh_max_retries": 17}])
 def test_bad_mesh_params_are_refused_with_the_reason(params: dict) -> None:
     with pytest.raises(ValueError, match="mesh param"):
         mesh.mesh_config_attrs(params)
