@@ -8,7 +8,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from orchestrator.plan import make_plan
 from orchestrator.topology import load_topology
@@ -55,8 +58,29 @@ class Lab:
 def up(topology: str) -> Lab:
     # Not pytest's tmp_path: pytest prunes old base temp dirs while a VM may still share one.
     lab = Lab(Path(tempfile.mkdtemp(prefix="meshpay-e2e-")), topology)
-    lab.cli("up", str(lab.topology))
+    try:
+        lab.cli("up", str(lab.topology))
+    except BaseException:
+        # a failed `up` still leaves a VM running: left alone it would slow every later test
+        lab.cli("down", check=False)
+        raise
     return lab
+
+
+def lab_fixture(topology: str, name: str):
+    """A module-scoped fixture `name`: the lab of `topology`, up for the module's tests, down after
+    (unless a test took it down itself)."""
+
+    @pytest.fixture(scope="module", name=name)
+    def fixture() -> Iterator[Lab]:
+        lab = up(topology)
+        try:
+            yield lab
+        finally:
+            if lab.lab_dir.exists():
+                lab.cli("down", check=False)
+
+    return fixture
 
 
 def wait_for(what: str, check, timeout: float, every: float = 2.0):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .labdriver import Lab, up, wait_for
+from .labdriver import Lab, lab_fixture, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +44,7 @@ def heard(view: dict) -> dict[str, dict]:
     return {row["authority"]: row for row in view["authorities"] if row["heard"]}
 
 
-@pytest.fixture(scope="module")
-def lab():
-    lab = up("discovery.yaml")
-    yield lab
-    if lab.lab_dir.exists():
-        lab.cli("down", check=False)
+lab = lab_fixture("discovery.yaml", "lab")
 
 
 def test_configs_hold_no_authority_addresses(lab: Lab):

@@ -9,16 +9,11 @@ import subprocess
 
 import pytest
 
-from .labdriver import Lab, up
+from .labdriver import lab_fixture, up
 
 pytestmark = pytest.mark.e2e
 
-@pytest.fixture(scope="module")
-def demo():
-    lab = up("5auth3client.yaml")
-    yield lab
-    if lab.lab_dir.exists():
-        lab.cli("down", check=False)
+demo = lab_fixture("5auth3client.yaml", "demo")
 
 
 def test_every_node_peers_with_exactly_its_planned_neighbours_and_serves(demo):

@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from .labdriver import Lab, up, wait_for
+from .labdriver import Lab, lab_fixture, up, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -49,12 +49,7 @@ def ping(lab: Lab, src: str, dst: str, count: int = 3) -> bool:
     return done.returncode == 0
 
 
-@pytest.fixture(scope="module")
-def line():
-    lab = up("line5.yaml")
-    yield lab
-    if lab.lab_dir.exists():
-        lab.cli("down", check=False)
+line = lab_fixture("line5.yaml", "line")
 
 
 def test_distance_alone_makes_a_four_hop_line(line: Lab):

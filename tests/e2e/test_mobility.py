@@ -6,15 +6,13 @@ range), and `move` pins a moving node."""
 from __future__ import annotations
 
 import math
-import tempfile
 from functools import partial
-from pathlib import Path
 
 import pytest
 
 from orchestrator.mobility import Trajectory
 
-from .labdriver import Lab, wait_for
+from .labdriver import Lab, lab_fixture, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -25,15 +23,7 @@ TOLERANCE_M = 0.01
 LINK_EXPIRY_S = 100.0  # mesh_plink_timeout 10 s, checked by the kernel's once-a-minute housekeeping
 
 
-@pytest.fixture(scope="module")
-def mobile():
-    # Not labdriver.up: a failed `up` must still be taken down (the VM, the lab directory).
-    lab = Lab(Path(tempfile.mkdtemp(prefix="meshpay-e2e-")), "mobile.yaml")
-    try:
-        lab.cli("up", str(lab.topology))
-        yield lab
-    finally:
-        lab.cli("down", check=False)
+mobile = lab_fixture("mobile.yaml", "mobile")
 
 
 def medium(lab: Lab) -> dict:

@@ -5,25 +5,15 @@ SAE, and a transfer still completes among the nodes that hold the password."""
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from .labdriver import Lab
+from .labdriver import Lab, lab_fixture
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def sae():
-    lab = Lab(Path(tempfile.mkdtemp(prefix="meshpay-e2e-")), "sae5.yaml")
-    try:
-        lab.cli("up", str(lab.topology))
-        yield lab
-    finally:  # a failed `up` still leaves a VM to stop
-        if lab.lab_dir.exists():
-            lab.cli("down", check=False)
+sae = lab_fixture("sae5.yaml", "sae")
 
 
 def test_password_holders_peer_authorized_with_mfp_and_the_wrong_password_never_peers(sae: Lab):
