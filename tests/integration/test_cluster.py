@@ -15,7 +15,6 @@ import pytest
 from meshpay.localnet import LocalNet
 from meshpay.messages import (
     AccountInfoRequest,
-    AccountInfoResponse,
     ConfirmationOrder,
     ErrorCode,
     ErrorReply,
