@@ -339,6 +339,10 @@ def draw(
     _emit(data, fmt, render)
 
 
+# The name the medium issue gives the picture: one command, two names.
+app.command("topology", help="Same as `draw`: the mesh as it is now, as HTML and PNG.")(draw)
+
+
 image_app = typer.Typer(no_args_is_help=True, help="The node image of the docker runtime.")
 app.add_typer(image_app, name="image")
 

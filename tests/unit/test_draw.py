@@ -125,3 +125,15 @@ def test_run_writes_html_and_png_or_says_why_not(diamond, tmp_path, monkeypatch)
     out = draw.run(diamond, str(tmp_path / "bare"), "client1", fake_dispatch())
     assert out["png"] is None and "pip install 'meshpay-lab[plots]'" in out["png_problem"]
     assert (tmp_path / "bare" / "mesh.html").exists() and not (tmp_path / "bare" / "mesh.png").exists()
+
+
+def test_topology_is_the_same_command_as_draw():
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    runner = CliRunner()
+    topology, drawn = (runner.invoke(app, [name, "--help"]) for name in ("topology", "draw"))
+    assert topology.exit_code == 0 and "--from" in topology.output and "--out" in topology.output
+    options = [line for line in topology.output.splitlines() if line.strip().startswith("│ --")]
+    assert options and options == [line for line in drawn.output.splitlines() if line.strip().startswith("│ --")]
