@@ -265,6 +265,8 @@ def fault(
 @app.command(name="run")
 def run_(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML, e.g. scenarios/relay-failure.yaml")],
+    copy_to: Annotated[Optional[Path], typer.Option("--out", help="also write the record here: the lab's "
+                                                    "own copy goes with the lab at `down`")] = None,
     name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
 ) -> None:
     """Play a scenario's timeline of move/fault/transfer/wait steps against the lab; record each step."""
@@ -275,9 +277,14 @@ def run_(
         load_scenario(scenario)  # refuse a bad file before the lab is looked for
     except ScenarioError as exc:
         _fail(f"{exc}\nno step was played")
+    if copy_to is not None and not copy_to.parent.is_dir():
+        _fail(f"--out {copy_to}: no directory {copy_to.parent}; no step was played")
     lab_dir = _find(name, root)
     with out.status(f"playing {scenario}"):
         record = run_verb.run(lab_dir, str(scenario))
+    if copy_to is not None:
+        copy_to.write_text(json.dumps(record, indent=2) + "\n")
+        record["copy"] = str(copy_to)
 
     def render(d: dict) -> None:
         _table(f"scenario {d['scenario']} on lab {d['lab']}",
@@ -287,7 +294,8 @@ def run_(
         for h in d.get("healing", []):
             healed = "no transfer confirmed after it" if h["healing_s"] is None else f"healed in {h['healing_s']:.1f} s"
             out.print(f"isolated {h['node']} (step {h['step']}): {healed}")
-        out.print(f"played {d['played']} of {d['of']} steps in {d['duration_s']:.1f} s; record: {d['record']}")
+        out.print(f"played {d['played']} of {d['of']} steps in {d['duration_s']:.1f} s; record: {d['record']}"
+                  + (f", copied to {d['copy']}" if "copy" in d else ""))
 
     _emit(record, fmt, render)
     if not record["ok"]:

@@ -202,3 +202,29 @@ def test_a_retried_transfer_gives_up_at_its_deadline(tmp_path):
 def test_relay_on_path_says_why_there_is_none(paths, expected):
     with pytest.raises(LookupError, match=re.escape(expected)):
         run.relay_on_path(paths, "c1", "c2")
+
+
+WAIT_ONLY = "name: pause\nsteps:\n  - {at: 0, do: wait, seconds: 0.01}\n"
+
+
+def test_run_out_keeps_a_copy_outside_the_lab_and_a_missing_directory_is_refused_first(tmp_path):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    (tmp_path / "labs" / "demo").mkdir(parents=True)
+    (tmp_path / "labs" / "demo" / "state.json").write_text("{}")
+    scenario = tmp_path / "pause.yaml"
+    scenario.write_text(WAIT_ONLY)
+    base = ["run", str(scenario), "--labs-root", str(tmp_path / "labs"), "--format", "json"]
+    runner = CliRunner()
+
+    refused = runner.invoke(app, [*base, "--out", str(tmp_path / "missing" / "copy.json")])
+    assert refused.exit_code != 0 and "no directory" in refused.output
+    assert not (tmp_path / "labs" / "demo" / "runs").exists()  # nothing was played
+
+    done = runner.invoke(app, [*base, "--out", str(tmp_path / "copy.json")])
+    assert done.exit_code == 0, done.output
+    copy = json.loads((tmp_path / "copy.json").read_text())
+    assert copy["scenario"] == "pause" and copy["steps"][0]["ok"] is True
+    assert Path(copy["record"]).parent == tmp_path / "labs" / "demo" / "runs"
