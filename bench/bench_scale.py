@@ -1,13 +1,16 @@
 """The lab at scale: bring up meshes of 10, 50, 100 (and more) nodes in the lab's VM and measure.
 
-    python bench/bench_scale.py [--sizes 10 50 100] [--seconds 30] [--memory 8G]
+    python bench/bench_scale.py [--sizes 10 50 100] [--seconds 30] [--memory 8G] [--topology T.yaml]
 
 For each size N: a random placement of N nodes with bench/make_topology.py's seed (size 100 is
 exactly topologies/random100.yaml), one VM per size, `up` as the CLI runs it. Reports the time
 from the start of `up` (in the VM, boot excluded) to every planned peer link established and to
 every node serving, the time of each step of `up`, PSS per node process (from smaps_rollup), and
+one transfer between the leftmost and rightmost clients (and how long it took), then
 settled transfers per second while WORKERS callers make random client-to-client transfers through
-the REST APIs for a fixed period. Prints the figures and writes bench/results/scale.json.
+the REST APIs for a fixed period, and the medium's frames/s, CPU and frames by kind during `up`
+(sampled from medium-stats.json in the shared lab directory). Prints the figures and writes
+bench/results/scale-<sizes>.json.
 Not a test: figures depend on the machine and on what else runs on it (the host's load average
 is recorded with them).
 """
@@ -70,6 +73,60 @@ def guest_facts(port: int, node: str) -> dict:
             "mem_available_mb": mem.get("MemAvailable"), "top_cpu": [line[:120] for line in lines[4:]]}
 
 
+class MediumSampler:
+    """Reads the medium's stats file (the lab directory is shared with the VM) every few seconds
+    while `up` runs: is the medium the bottleneck, and which frames keep it busy?"""
+
+    def __init__(self, lab_dir: Path, every_s: float = 2.0) -> None:
+        self.path, self.every_s = lab_dir / "medium-stats.json", every_s
+        self.samples: list[dict] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        t0 = time.monotonic()
+        while not self.done.wait(self.every_s):
+            try:
+                data = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not self.samples or data.get("time") != self.samples[-1].get("time"):
+                self.samples.append({"t": round(time.monotonic() - t0, 1), **data})
+
+    def summary(self) -> dict:
+        self.done.set()
+        self.thread.join(timeout=5)
+        if not self.samples:
+            return {}
+        busy = [s for s in self.samples if s.get("frames_per_s", 0) > 0]
+        last = self.samples[-1]
+        keys = ("frames", "deliveries", "beacons", "actions", "other_mgmt", "data", "overruns",
+                "kernel_errors", "cpu_user_s", "cpu_sys_s", "uptime_s")
+        return {"frames_per_s_max": max(s.get("frames_per_s", 0) for s in self.samples),
+                "frames_per_s_mean": round(sum(s["frames_per_s"] for s in busy) / len(busy), 1) if busy else 0,
+                "cpu_pct_max": max(s.get("cpu_pct", 0) for s in self.samples),
+                "cpu_pct_mean": round(sum(s.get("cpu_pct", 0) for s in busy) / len(busy), 1) if busy else 0,
+                "last": {k: last.get(k) for k in keys},
+                "series": [(s["t"], s.get("frames_per_s"), s.get("cpu_pct")) for s in self.samples]}
+
+
+def one_transfer(info: dict, token: str, timeout_s: float = 300.0) -> dict:
+    """One transfer between the leftmost and the rightmost client, waited for as long as it takes (the
+    first one also waits for HWMP to find every path it needs): does the mesh settle at all?"""
+    clients = sorted((n for n, v in info["nodes"].items() if v["role"] == "client"),
+                     key=lambda n: info["nodes"][n]["position"])
+    src, dst = clients[0], clients[-1]
+    start = time.monotonic()
+    try:
+        r = httpx.post(f"{info['nodes'][src]['rest_url']}/transfers", json={"to": dst, "amount": 1},
+                       headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
+        outcome = r.json().get("outcome") if r.status_code == 200 else f"HTTP {r.status_code}: {r.text[:200]}"
+    except httpx.HTTPError as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    return {"from": src, "to": dst, "outcome": outcome, "seconds": round(time.monotonic() - start, 1)}
+
+
 def transfer_load(info: dict, token: str, seconds: float, seed: int) -> dict:
     """WORKERS threads post random client-to-client transfers of 1 for `seconds`; counts what settled."""
     clients = sorted(n for n, v in info["nodes"].items() if v["role"] == "client")
@@ -104,22 +161,29 @@ def transfer_load(info: dict, token: str, seconds: float, seed: int) -> dict:
             "latency_p50_s": round(lat[len(lat) // 2], 2) if lat else None}
 
 
-def run_size(size: int, seed: int, root: Path, seconds: float, memory: str) -> dict:
+def run_size(size: int, seed: int, root: Path, seconds: float, memory: str,
+             topology: Path | None = None) -> dict:
     root.mkdir(parents=True, exist_ok=True)
-    topo = write_topology(size, seed, root)
-    lab_dir = root / f"random{size}"
+    topo = topology or write_topology(size, seed, root)
+    lab_dir = root / topo.stem
     vm = LabVM()
     t0 = time.monotonic()
     record = vm.boot(lab_dir, agent_argv(lab_dir), memory=memory)
-    result: dict = {"nodes": size, "vm_memory": memory, "host_loadavg_before": os.getloadavg()}
+    result: dict = {"nodes": size, "topology": topo.name, "vm_memory": memory,
+                    "host_loadavg_before": os.getloadavg()}
+    sampler = MediumSampler(lab_dir)
     try:
         result["boot_s"] = round(vm.wait_ready(record, timeout=BOOT_TIMEOUT_S), 1)
         t_up = time.monotonic()
-        up = up_in_vm(lab_dir, topo)
+        try:
+            up = up_in_vm(lab_dir, topo)
+        finally:
+            result["medium"] = sampler.summary()
+            if (lab_dir / "progress.log").exists():
+                result["steps_s"] = step_durations(lab_dir / "progress.log")
         result["up_wall_s"] = round(time.monotonic() - t_up, 1)
         result["peering_s"] = up["timings"]["peering_s"]
         result["serving_s"] = up["timings"]["serving_s"]
-        result["steps_s"] = step_durations(lab_dir / "progress.log")
         record = VMRecord.load(lab_dir)
         state = lab.read_state(lab_dir)
         any_node = next(iter(up["nodes"]))
@@ -127,6 +191,8 @@ def run_size(size: int, seed: int, root: Path, seconds: float, memory: str) -> d
         result["pss_mb_per_node"] = {"mean": round(sum(pss) / len(pss), 1), "max": round(max(pss), 1),
                                      "count": len(pss)}
         result["guest_after_up"] = guest_facts(record.port, any_node)
+        token = (lab_dir / "token").read_text().strip()
+        result["one_transfer"] = one_transfer(lab.read_lab_json(lab_dir), token)
         result["transfers"] = transfer_load(lab.read_lab_json(lab_dir), (lab_dir / "token").read_text().strip(),
                                             seconds, seed)
         result["guest_after_transfers"] = guest_facts(record.port, any_node)
@@ -134,8 +200,11 @@ def run_size(size: int, seed: int, root: Path, seconds: float, memory: str) -> d
         result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
     finally:
         result["host_loadavg_after"] = os.getloadavg()
+        t_down = time.monotonic()
+        down = down_lab(lab_dir, keep_files=True)
+        result["down_s"] = round(time.monotonic() - t_down, 1)
+        result["down_error"] = down.get("error")
         result["total_wall_s"] = round(time.monotonic() - t0, 1)
-        down_lab(lab_dir, keep_files=True)
     return result
 
 
@@ -145,16 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=9)
     ap.add_argument("--seconds", type=float, default=30.0, help="length of the transfer period")
     ap.add_argument("--memory", default="8G", help="the VM's memory (100 nodes need more than 4G)")
+    ap.add_argument("--topology", type=Path, default=None,
+                    help="a topology file instead of a random placement (then give one size: its node count)")
     ap.add_argument("--root", type=Path, default=None, help="labs directory (default: a temporary one)")
     args = ap.parse_args(argv)
     root = args.root or Path(tempfile.mkdtemp(prefix="meshpay-scale-"))
-    out = ROOT / "bench" / "results" / "scale.json"
+    out = ROOT / "bench" / "results" / f"scale-{'-'.join(map(str, args.sizes))}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"command": "python bench/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "host_cpus": os.cpu_count(), "sizes": []}
     for size in args.sizes:
         print(f"== {size} nodes (labs in {root})", flush=True)
-        r = run_size(size, args.seed, root, args.seconds, args.memory)
+        r = run_size(size, args.seed, root, args.seconds, args.memory, args.topology)
         report["sizes"].append(r)
         print(json.dumps(r, indent=1), flush=True)
         out.write_text(json.dumps(report, indent=1))

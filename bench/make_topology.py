@@ -42,9 +42,9 @@ PEERING_PARAMS = {
     "mesh_holding_timeout": 255,
     "mesh_max_retries": 8,
 }
-# The kernel's own mesh beacon interval, stated: beacons were about one frame in ten through the
-# medium of a 50-node lab, and a longer interval would slow finding peers (a peer link starts
-# from a beacon heard) and starting over after a failed attempt.
+# The kernel's own mesh beacon interval, stated. Once peering settles, beacons are most of the
+# medium's frames (8461 of 9541 in a 50-node up) yet it stayed at 18 % CPU on average; a peer link
+# starts from a beacon heard, so a longer interval would slow finding peers and re-peering.
 BEACON_INTERVAL_TU = 1000
 
 
@@ -93,8 +93,8 @@ def _name(cells: list[tuple[float, float]], auth_cells: list[tuple[float, float]
 def render(lab: str, comment: str, nodes: dict[str, tuple[float, float]], range_m: float) -> str:
     lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
     lines += [f"name: {lab}", "mesh:", "  id: meshpay", "  freq: 2412",
-              "  # a frame a second per radio; beacons are a tenth of a big lab's frames, and a peer",
-              "  # link starts from a beacon heard: longer would slow peering, not the medium",
+              "  # one beacon a second per radio: most of the medium's frames, but it idles at 18 % CPU",
+              "  # for 50 nodes; a peer link starts from a beacon heard, so longer would slow peering",
               f"  beacon_interval: {BEACON_INTERVAL_TU}", "  params:"]
     lines += [f"    {k}: {v}" for k, v in HWMP_PARAMS.items()]
     lines += ["    # peering timers for a medium that lags under TCG (the kernel's 100 TU and 3 retries",
