@@ -177,7 +177,15 @@ class AuthorityService:
         if new != account:
             self.store.commit({order.sender: new})
             self.metrics.inc("meshpay_votes_signed_total", "Transfer orders voted for (and locked).")
+        else:
+            self._replayed("order", order)
         return vote
+
+    def _replayed(self, kind: str, order: TransferOrder) -> None:
+        # A client retrying over a lossy mesh looks the same as an attacker replaying: both get
+        # the answer already given and change nothing, and both are counted and logged.
+        self.metrics.inc("meshpay_replays_total", "Messages already handled, answered unchanged.", kind=kind)
+        log.info("event=replay kind=%s id=%s sequence=%d", kind, order.transfer_id, order.sequence)
 
     def _vote_for_anything(self, order: TransferOrder) -> Vote:
         # Fault injection: sign every well-signed order, ignoring lock, sequence and balance.
@@ -194,6 +202,8 @@ class AuthorityService:
             self.store.commit({order.sender: outcome.sender, order.recipient: outcome.recipient}, cert)
             self.metrics.inc("meshpay_confirmations_applied_total", "Certificates applied.")
             log.debug("event=confirmed id=%s amount=%d", order.transfer_id, order.amount)
+        else:
+            self._replayed("confirmation", order)
         return outcome.ack
 
     def _info(self, req: AccountInfoRequest) -> AccountInfoResponse:

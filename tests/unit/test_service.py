@@ -250,3 +250,26 @@ def test_votes_arriving_after_quorum_became_impossible_keep_the_order_pending(tm
         assert alice.pending_order() is not None
 
     run(tmp_path, scenario)
+
+
+def test_replayed_order_and_confirmation_are_answered_unchanged_counted_and_logged(tmp_path, caplog):
+    async def scenario(c: Cluster):
+        w = c.world
+        auth = c.authorities[0]
+        order = w.order(sender=2, recipient=0)
+        vote = await auth.handle(order)
+        before = auth.store.account(order.sender)
+        assert await auth.handle(order) == vote and auth.store.account(order.sender) == before
+        cert = w.certificate(order, signers=[0, 1, 2])
+        assert (await auth.handle(ConfirmationOrder(cert))).applied is True
+        after = auth.store.account(order.sender), auth.store.account(order.recipient)
+        assert (await auth.handle(ConfirmationOrder(cert))).applied is False
+        assert (auth.store.account(order.sender), auth.store.account(order.recipient)) == after
+        text = auth.metrics.render()
+        assert 'meshpay_replays_total{kind="order"} 1' in text
+        assert 'meshpay_replays_total{kind="confirmation"} 1' in text
+
+    with caplog.at_level("INFO", logger="meshpay.node"):
+        run(tmp_path, scenario)
+    replays = [r.getMessage() for r in caplog.records if "event=replay" in r.getMessage()]
+    assert [m.split()[1] for m in replays] == ["kind=order", "kind=confirmation"]
