@@ -35,7 +35,8 @@ def test_down_with_the_vm_stopping_lists_and_removes_nothing_but_state_files(mon
     rt = FakeRuntime()
     touched: list[str] = []
     monkeypatch.setattr(down, "runtime_for", lambda *a, **k: rt)
-    monkeypatch.setattr(down.radio, "list_radios", lambda prefix: [type("R", (), {"name": prefix + "auth1"})()])
+    monkeypatch.setattr(down.lab, "read_state", lambda d: {"lab": "l", "radios": ["mpl-l-auth1"]})
+    monkeypatch.setattr(down.radio, "list_radios", lambda prefix: touched.append("listed radios") or [])
     monkeypatch.setattr(down.radio, "sweep_radios", lambda prefix: touched.append("sweep") or [])
     monkeypatch.setattr(down.mgmt, "owned_links", lambda lab: ["mp1br", "mp1v1"])
     monkeypatch.setattr(down.mgmt, "delete_link", lambda name: touched.append(name))
@@ -44,7 +45,7 @@ def test_down_with_the_vm_stopping_lists_and_removes_nothing_but_state_files(mon
     found = down.run(lab_dir, lab_name="l", vm_stopping=True)
 
     assert found["nodes"] == ["mpl-l-auth1", "mpl-l-.medium"] and found["links"] == ["mp1br", "mp1v1"]
-    assert found["radios"] == [down.radio_prefix("l") + "auth1"]
+    assert found["radios"] == ["mpl-l-auth1"]
     assert found["leftover"] == [] and found["removed_by"] == "vm_stop"
     assert rt.calls == [] and touched == []
     assert not any((lab_dir / f).exists() for f in down.STATE_FILES)
