@@ -1,6 +1,8 @@
 """`down`: inside a VM about to power off it lists the lab and touches nothing on the kernel;
-`down_lab` of a VM lab asks for that, stops the VM and leaves no state file behind."""
+`down_lab` of a big VM lab asks for that (a small one is torn down for real first), stops the VM
+and leaves no state file behind."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,16 +54,32 @@ def test_down_with_the_vm_stopping_lists_and_removes_nothing_but_state_files(mon
     assert (lab_dir / "nodes").is_dir()  # node logs and databases stay for --keep-files
 
 
-def test_down_lab_of_a_vm_lab_asks_for_the_listing_then_stops_the_vm(monkeypatch, lab_dir):
+@pytest.fixture
+def vm_calls(monkeypatch) -> list:
+    """A running lab VM whose agent and stop are fakes; what down_lab asked of them, in order."""
     calls: list = []
     monkeypatch.setattr(vmlab.VMRecord, "load", staticmethod(lambda d: type("Record", (), {"port": 1})()))
     monkeypatch.setattr(vmlab, "vm_alive", lambda r: True)
     monkeypatch.setattr(vmlab, "agent_call", lambda port, verb, args: calls.append((verb, args)) or {
         "lab": "l", "nodes": ["n"], "radios": ["r"], "links": [], "leftover": []})
     monkeypatch.setattr(vmlab.LabVM, "stop", lambda self, r: calls.append("stop"))
+    return calls
+
+
+def test_down_lab_of_a_vm_lab_asks_for_the_listing_then_stops_the_vm(vm_calls, lab_dir):
+    big = {f"n{i}": {} for i in range(vmlab.FULL_TEARDOWN_MAX_NODES + 1)}
+    (lab_dir / "lab.json").write_text(json.dumps({"nodes": big}))
 
     removed = vmlab.down_lab(lab_dir, keep_files=True)
 
-    assert calls == [("down", {"vm_stopping": True}), "stop"]
+    assert vm_calls == [("down", {"vm_stopping": True}), "stop"]
     assert removed["vm"] is True and removed["radios"] == ["r"]
     assert not any((lab_dir / f).exists() for f in down.STATE_FILES)
+
+
+def test_down_lab_of_a_small_vm_lab_tears_it_down_node_by_node_before_stopping_the_vm(vm_calls, lab_dir):
+    (lab_dir / "lab.json").write_text(json.dumps({"nodes": {"auth1": {}, "client1": {}}}))
+
+    vmlab.down_lab(lab_dir, keep_files=True)
+
+    assert vm_calls == [("down", {}), "stop"]
