@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from meshpay.config import ConfigError, NodeConfig, load_config
@@ -35,6 +36,24 @@ class KeyValueFormatter(logging.Formatter):
         if record.exc_info:
             line += " exc=" + repr(self.formatException(record.exc_info))
         return line
+
+
+# How often the HTTP server refreshes its Date header (and checks a stop flag set other than
+# by a signal); uvicorn's own loop does this every second but wakes ten times a second.
+TICK_S = 1.0
+
+
+async def tick_until(on_tick: Callable[[int], Awaitable[bool]], wake: asyncio.Event, interval: float) -> None:
+    """Call `on_tick(0)` until it returns True: every `interval` seconds, and at once whenever
+    `wake` is set. One timer per tick, so an idle loop wakes once per interval."""
+    loop = asyncio.get_running_loop()
+    while not await on_tick(0):
+        timer = loop.call_later(interval, wake.set)
+        try:
+            await wake.wait()
+        finally:
+            timer.cancel()
+        wake.clear()
 
 
 async def serve(config: NodeConfig) -> None:
@@ -98,6 +117,24 @@ async def serve(config: NodeConfig) -> None:
         log.info("event=stopped name=%s", config.name)
 
     class Server(uvicorn.Server):
+        # uvicorn's main loop wakes every 0.1 s to see whether a signal asked it to stop and
+        # refreshes the Date header every tenth wake. Idle, those wakes were most of a node's
+        # CPU: 10 per second in each of 100 nodes on 2 emulated vCPUs. Here the loop wakes
+        # once per Date refresh, and a signal wakes it at once.
+        _wake: asyncio.Event | None = None
+        _loop: asyncio.AbstractEventLoop | None = None
+
+        async def main_loop(self) -> None:
+            self._loop = asyncio.get_running_loop()
+            self._wake = asyncio.Event()
+            # on_tick(0) refreshes the Date header and says whether should_exit is set.
+            await tick_until(self.on_tick, self._wake, TICK_S)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if self._loop is not None and self._wake is not None:
+                self._loop.call_soon_threadsafe(self._wake.set)
+
         # uvicorn re-raises SIGTERM once it has shut down, which ends the process before any
         # `finally` below runs: the goodbye on the mesh and closing the database happen here.
         async def shutdown(self, sockets: Any = None) -> None:
