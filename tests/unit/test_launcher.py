@@ -17,3 +17,9 @@ def test_an_unused_launcher_is_stopped_by_close():
     launcher = Launcher()
     launcher.close()
     assert launcher._proc.poll() is not None
+
+
+def test_the_api_warm_up_answers_health_in_process():
+    from orchestrator.launcher import warm_api
+
+    assert warm_api() == 200
