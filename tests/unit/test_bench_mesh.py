@@ -58,17 +58,7 @@ def test_results_are_written_as_json_and_a_png(tmp_path):
     assert files["png_missing"] is None
 
 
-def test_without_matplotlib_the_json_is_still_written_and_the_reason_given(tmp_path, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+def test_without_matplotlib_the_json_is_still_written_and_the_reason_given(tmp_path, no_matplotlib):
     files = bench_mesh.write_results(FIGURES, tmp_path, "x")
     assert Path(files["json"]).exists() and files["png"] is None
     assert "matplotlib is not installed" in files["png_missing"]

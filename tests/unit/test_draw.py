@@ -3,7 +3,6 @@ by following next hops; the SVG's geometry; the PNG, or a clear word when matplo
 
 from __future__ import annotations
 
-import builtins
 import json
 import re
 
@@ -108,20 +107,13 @@ def test_names_are_escaped():
     assert "<b>" not in page.replace("<body", "") and "&lt;b&gt;" in page and "a &amp; b" in page
 
 
-def test_run_writes_html_and_png_or_says_why_not(diamond, tmp_path, monkeypatch):
+def test_run_writes_html_and_png_or_says_why_not(diamond, tmp_path, request):
     out = draw.run(diamond, str(tmp_path / "pics"), "client1", fake_dispatch())
     assert (tmp_path / "pics" / "mesh.html").read_text().startswith("<!doctype html>")
     assert (tmp_path / "pics" / "mesh.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out["png_problem"] is None and out["links"] == len(LINKS)
 
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    request.getfixturevalue("no_matplotlib")  # only now: the first half draws the PNG
     out = draw.run(diamond, str(tmp_path / "bare"), "client1", fake_dispatch())
     assert out["png"] is None and "pip install 'meshpay-lab[plots]'" in out["png_problem"]
     assert (tmp_path / "bare" / "mesh.html").exists() and not (tmp_path / "bare" / "mesh.png").exists()
