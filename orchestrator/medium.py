@@ -324,10 +324,9 @@ class Medium:
         self.codec = Codec(resolve_family(self.sock))
         self._mtime = 0
         self.movers = Movers()
-        self.config = self._load()
-        self.air = Airspace(self.config)
         self.moved_at: float | None = None
-        self.move()
+        self.config = self._load()
+        self.place()
         self.stop = False
 
     def _load(self) -> MediumConfig:
@@ -337,19 +336,21 @@ class Medium:
                  sorted(cfg.isolated), sorted(r.name for r in cfg.radios if r.motion) if cfg.moving else [])
         return cfg
 
-    def move(self) -> None:
-        """Put the moving radios where they are now; nothing to do when none moves."""
-        if self.config.moving:
+    def place(self) -> None:
+        """Work out who hears whom from the configuration, with the moving radios where they are
+        now: one Airspace per configuration or step, its links are O(radios²) to compute."""
+        cfg = self.config
+        if cfg.moving:
             self.moved_at = time.time()
-            self.air = Airspace(self.movers.at(self.config, self.moved_at))
+            cfg = self.movers.at(cfg, self.moved_at)
+        self.air = Airspace(cfg)
 
     def maybe_reload(self) -> bool:
         """Re-read medium.json if it changed; True when a new configuration is in use."""
         try:
             if config_path(self.lab_dir).stat().st_mtime_ns != self._mtime:
                 self.config = self._load()
-                self.air = Airspace(self.config)
-                self.move()
+                self.place()
                 return True
         except (OSError, ValueError, KeyError) as exc:  # a verb mid-rewrite, or a bad edit
             log.warning("medium config not reloaded: %r", exc)
@@ -380,7 +381,8 @@ class Medium:
                     next_stats = now  # report the new version at once: `move` waits on it
                 next_check = now + RELOAD_CHECK_S
             if now >= next_move:
-                self.move()
+                if self.config.moving:
+                    self.place()
                 next_move = now + MOBILITY_STEP_S
             if now >= next_stats:
                 stats.write(self.config.version, self.mobility_report())
