@@ -65,8 +65,7 @@ def down_lab(lab_dir: Path, keep_files: bool = False) -> dict:
                 removed["error"] = f"teardown inside the VM failed: {exc}"
         LabVM().stop(record)
         removed["vm"] = True
-        for f in down_verb.STATE_FILES:  # the listing may have failed before it cleared them
-            (lab_dir / f).unlink(missing_ok=True)
+        down_verb.remove_state_files(lab_dir)  # the teardown inside may have failed before it did
     if not keep_files:
         shutil.rmtree(lab_dir, ignore_errors=True)
     return removed

@@ -33,7 +33,7 @@ def run(lab_dir: Path, lab_name: str | None = None, vm_stopping: bool = False) -
         # the radios `up` recorded: asking each netns for them took minutes with 100 busy nodes
         found = {"lab": name, "nodes": nodes, "radios": sorted(state.get("radios", [])),
                  "links": mgmt.owned_links(name), "leftover": [], "removed_by": "vm_stop"}
-        _remove_state_files(lab_dir)
+        remove_state_files(lab_dir)
         return found
     for netns in nodes:
         rt.stop(_ref(name, netns))
@@ -46,11 +46,12 @@ def run(lab_dir: Path, lab_name: str | None = None, vm_stopping: bool = False) -
     # a netns runtime listed (and removed) it with the nodes; any other runtime did not
     delete_medium_netns(name, medium_netns(name))
     sae.remove_run_dir(name)  # the supplicants' control sockets; they stopped with their netns
-    _remove_state_files(lab_dir)
+    remove_state_files(lab_dir)
     return {"lab": name, "nodes": nodes, "radios": radios, "links": links, "leftover": leftover(name, runtime)}
 
 
-def _remove_state_files(lab_dir: Path) -> None:
+def remove_state_files(lab_dir: Path) -> None:
+    """Remove the lab's state files; the rest of its directory (node logs, databases) stays."""
     for f in STATE_FILES:
         (lab_dir / f).unlink(missing_ok=True)
 
