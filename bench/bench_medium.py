@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator import medium  # noqa: E402
-from orchestrator.airspace import Airspace, mac_bytes  # noqa: E402
+from orchestrator.airspace import Airspace  # noqa: E402
 from orchestrator.mediumctl import config_for  # noqa: E402
 from orchestrator.plan import make_plan  # noqa: E402
 from orchestrator.topology import load_topology  # noqa: E402

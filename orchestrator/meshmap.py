@@ -79,7 +79,7 @@ def svg(m: MeshMap) -> str:
              f'viewBox="0 0 {WIDTH_PX:g} {f.height:g}" font-family="sans-serif" font-size="13">',
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
              f'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{COLOURS["route"]}"/></marker></defs>',
-             f'<rect width="100%" height="100%" fill="white"/>']
+             '<rect width="100%" height="100%" fill="white"/>']
     for n in m.nodes:  # ranges first: everything else draws over them
         cx, cy = f.px(n.position)
         parts.append(f'<circle cx="{cx}" cy="{cy}" r="{n.range * f.scale:.1f}" fill="none" '
