@@ -90,3 +90,20 @@ def test_created_netns_is_a_new_one_that_ip_netns_sees() -> None:
             create_netns(name)
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@needs_netns
+def test_static_neighbours_are_permanent_and_replace_idempotently(netns: str) -> None:
+    from orchestrator.mesh import set_static_neighbours
+
+    subprocess.run(["ip", "-n", netns, "link", "add", "mesh0", "type", "veth", "peer", "name", "peer0"], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", "mesh0", "up"], check=True)
+    table = {f"10.77.0.{i}": f"02:ab:cd:00:00:{i:02x}" for i in range(2, 60)}
+    set_static_neighbours(netns, "mesh0", table)
+    set_static_neighbours(netns, "mesh0", {**table, "10.77.0.2": "02:ab:cd:00:01:02"})  # a re-run of `up`
+    out = subprocess.run(["ip", "-n", netns, "neigh", "show", "dev", "mesh0"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    entries = {line.split()[0]: line.split() for line in out}
+    assert len(entries) == len(table)
+    assert entries["10.77.0.2"][2] == "02:ab:cd:00:01:02"
+    assert all(row[-1] == "PERMANENT" for row in entries.values())
