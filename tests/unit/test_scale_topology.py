@@ -34,6 +34,8 @@ def _hops_from(plan, start: str) -> dict[str, int]:
 def test_shipped_scale_topologies_are_reproducible(capsys):
     assert _generated(capsys, ["random", "--nodes", "100", "--seed", "9"]) == (ROOT / "topologies/random100.yaml").read_text()
     assert _generated(capsys, ["grid", "--side", "10"]) == (ROOT / "topologies/grid10x10.yaml").read_text()
+    assert (_generated(capsys, ["random", "--nodes", "32", "--seed", "9", "--authorities", "4", "--name", "random32"])
+            == (ROOT / "topologies/random32.yaml").read_text())
 
 
 def test_random_placement_is_connected_multihop_and_sparse(capsys):
