@@ -93,8 +93,17 @@ def health(lab_dir: Path, state: dict) -> dict:
         since = f"for {age:.0f} s" if age is not None else "at all"
         return {"state": "stalled", "pid": rec["pid"], **stats,
                 "detail": f"the medium process runs but has not reported {since}; see its log"}
-    return {"state": "running", "pid": rec["pid"], **stats,
-            "detail": f"{stats.get('frames_per_s', 0)} frames/s, {stats.get('cpu_pct', 0)} % CPU"}
+    return {"state": "running", "pid": rec["pid"], **stats, "detail": running_detail(stats)}
+
+
+def running_detail(stats: dict) -> str:
+    """One line for `status`: load, and frames the medium lost itself apart from those the model
+    dropped (a nonzero first figure is a fault of the lab, the second is the radio channel)."""
+    lost = stats.get("medium_lost", 0)
+    overruns = f" ({stats['overruns']} receive overflows)" if stats.get("overruns") else ""
+    return (f"{stats.get('frames_per_s', 0)} frames/s, {stats.get('cpu_pct', 0)} % CPU; "
+            f"lost by the medium: {lost}{overruns}; dropped by the model: {stats.get('model_dropped', 0)} "
+            f"({stats.get('dropped_range', 0)} out of range, {stats.get('dropped_loss', 0)} lost by a draw)")
 
 
 def read_stats(lab_dir: Path) -> dict:

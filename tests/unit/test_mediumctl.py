@@ -106,3 +106,10 @@ def test_medium_verbs_refuse_without_a_medium(lab_dir):
     lab.write_state(lab_dir, state)
     with pytest.raises(ValueError, match="medium: none"):
         fault.run(lab_dir, "isolate", "a")
+
+
+def test_status_line_shows_medium_losses_apart_from_model_drops():
+    line = mediumctl.running_detail({"frames_per_s": 12.0, "cpu_pct": 3.0, "medium_lost": 4, "overruns": 1,
+                                     "model_dropped": 9, "dropped_range": 7, "dropped_loss": 2})
+    assert "lost by the medium: 4 (1 receive overflows)" in line
+    assert "dropped by the model: 9 (7 out of range, 2 lost by a draw)" in line
