@@ -40,7 +40,9 @@ from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.airspace import Airspace, MediumConfig, Movers, Outcome, config_path, moving_positions, read_config
+from orchestrator.airspace import (Airspace, MediumConfig, Movers, Outcome, config_path, mac_bytes, moving_positions,
+                                   read_config)
+from orchestrator.capture import Capture, Captures
 
 log = logging.getLogger("orchestrator.medium")
 
@@ -228,10 +230,11 @@ class Counters:
 
 
 def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], default_freq: int,
-          counters: Counters, deaf: Container[bytes] = frozenset()) -> list[bytes]:
+          counters: Counters, deaf: Container[bytes] = frozenset(), capture: Capture | None = None) -> list[bytes]:
     """The messages that carry one transmitted frame to its receivers and its status back.
     `deaf`: receivers (MAC) the kernel lately refused deliveries to; they hear nothing, so a
-    unicast frame to one is reported unacknowledged, as when it is out of range."""
+    unicast frame to one is reported unacknowledged, as when it is out of range. `capture`: where
+    to record the frame, when a capture runs."""
     counters.frames += 1
     fc = tx.frame[0] if tx.frame else 0
     if fc & 0x0C == 0x08:
@@ -270,6 +273,9 @@ def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], d
     frame_attr = nla(A_FRAME, tx.frame)
     msgs = [codec.rx(link.mac, tx.frame, rate, link.signal_dbm, freq, frame_attr) for link, rate in delivered]
     counters.deliveries += len(msgs)
+    if capture is not None:
+        capture.frame(tx.transmitter, tx.frame, freq, [(link.mac, rate, link.signal_dbm) for link, rate in delivered],
+                      out.acked, out.tries)
     if not (dest[0] & 1):
         if out.acked:
             counters.acked += 1
@@ -280,7 +286,7 @@ def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], d
 
 
 def feed(view: memoryview, n: int, air: Airspace, codec: Codec, rand: Callable[[], float],
-         counters: Counters, deaf: dict[bytes, float] | None = None) -> list[bytes]:
+         counters: Counters, deaf: dict[bytes, float] | None = None, capture: Capture | None = None) -> list[bytes]:
     """The medium's per-frame path without its socket: one receive buffer of the kernel's
     messages in, the messages to send out. A refused delivery makes its receiver deaf (in
     `deaf`, MAC -> time.monotonic() until which) for DEAF_S."""
@@ -293,7 +299,7 @@ def feed(view: memoryview, n: int, air: Airspace, codec: Codec, rand: Callable[[
         if kind == family and view[pos + 16] == HWSIM_CMD_FRAME:
             tx = decode_frame(parse_attrs(view, pos + HDR_LEN, pos + length))
             if tx is not None:
-                out += route(air, codec, tx, rand, freq, counters, deaf_now)
+                out += route(air, codec, tx, rand, freq, counters, deaf_now, capture)
         elif kind == NLMSG_ERROR and _S32.unpack_from(view, pos + 16)[0]:
             refused_error(view[pos:pos + length], counters, deaf_now)
         pos += (length + 3) & ~3
@@ -476,6 +482,7 @@ class Medium:
         self.rand = rand
         self.counters = Counters()
         self.deaf: dict[bytes, float] = {}  # receivers the kernel refused a delivery to, until when
+        self.captures = Captures(lab_dir)
         self.sock = open_socket()
         self.codec = Codec(resolve_family(self.sock))
         self._mtime = 0
@@ -540,12 +547,16 @@ class Medium:
                 next_check = now + RELOAD_CHECK_S
                 for mac in [mac for mac, until in deaf.items() if until <= now]:
                     del deaf[mac]  # listening again, or it will refuse the next delivery
+                radios = {r.name: mac_bytes(r.mac) for r in self.config.radios}
+                if self.captures.poll(radios, self.air.rate_offset):
+                    next_stats = now  # `capture` waits to see it started or stopped
             if now >= next_move:
                 if self.config.moving:
                     self.place()
                 next_move = now + MOBILITY_STEP_S
             if now >= next_stats:
-                stats.write(self.config.version, self.mobility_report())
+                self.captures.flush()  # a capture is readable while it runs
+                stats.write(self.config.version, self.report())
                 next_stats = now + STATS_INTERVAL_S
             if not poller.poll(RELOAD_CHECK_S * 1000):
                 continue
@@ -560,8 +571,17 @@ class Medium:
                         counters.overruns += 1
                         continue
                     raise
-                sender.send(feed(view, n, self.air, self.codec, self.rand, counters, deaf))
-        stats.write(self.config.version, self.mobility_report())
+                sender.send(feed(view, n, self.air, self.codec, self.rand, counters, deaf, self.captures.active))
+        self.captures.stop()
+        stats.write(self.config.version, self.report())
+
+    def report(self) -> dict:
+        """What medium-stats.json carries besides the counters."""
+        extra = self.mobility_report()
+        capture = self.captures.report()
+        if capture:
+            extra["capture"] = capture
+        return extra
 
     def mobility_report(self) -> dict:
         """For medium-stats.json: where the moving radios are, and the wall-clock time that is for."""
