@@ -628,7 +628,8 @@ def _cpu() -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.medium", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lab-dir", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=None, help="seed the loss draws (reproducible runs)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the random draws (loss): `up` passes the topology's `medium: seed`")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("MESHPAY_LOG", "INFO"),
                         format="%(asctime)s medium %(levelname)s %(message)s")
@@ -645,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("registered with mac80211_hwsim family=%d pid=%d", medium.codec.family, os.getpid())
+    log.info("registered with mac80211_hwsim family=%d pid=%d seed=%s", medium.codec.family, os.getpid(), args.seed)
     medium.run()
     log.info("medium exit %s", asdict(medium.counters))
     return 0

@@ -68,8 +68,7 @@ def ensure_running(lab_dir: Path, plan: Plan, state: dict) -> int:
         write_config(lab_dir, config_for(plan))
     stats = lab_dir / STATS_FILE
     stats.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "orchestrator.medium", "--lab-dir", str(lab_dir)]
-    pid = NetnsRuntime().start(_ref(plan), argv, lab_dir / LOG_FILE)
+    pid = NetnsRuntime().start(_ref(plan), medium_argv(lab_dir, plan), lab_dir / LOG_FILE)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not stats.exists():  # written once it has registered with hwsim
         if not process_alive(pid) or time.monotonic() > deadline:
@@ -78,6 +77,12 @@ def ensure_running(lab_dir: Path, plan: Plan, state: dict) -> int:
         time.sleep(0.1)
     state["medium"] = {"pid": pid, "netns": plan.medium.netns, "log": str(lab_dir / LOG_FILE)}
     return pid
+
+
+def medium_argv(lab_dir: Path, plan: Plan) -> list[str]:
+    """The medium's command line, with the topology's seed for its random draws."""
+    assert plan.medium is not None
+    return [sys.executable, "-m", "orchestrator.medium", "--lab-dir", str(lab_dir), "--seed", str(plan.medium.seed)]
 
 
 def health(lab_dir: Path, state: dict) -> dict:
