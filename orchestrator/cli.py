@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -260,6 +262,37 @@ def fault(
     """Break a node or mend it: kill/restart its FastPay service, isolate/heal its radio."""
     data = _call(_find(name, root), "fault", action=action, node=node)
     _emit(data, fmt, lambda d: out.print_json(json.dumps(d)))
+
+
+@app.command()
+def capture(
+    nodes: Annotated[Optional[list[str]], typer.Argument(help="nodes whose radios to record (default: all)")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="seconds (default: until Ctrl-C)")] = None,
+    copy_to: Annotated[Optional[Path], typer.Option("--out", help="the pcapng file to write "
+                                                    "(default: the capture's name in this directory)")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="stop a capture started elsewhere")] = False,
+    name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
+) -> None:
+    """Record what the medium sees as pcapng (802.11 + radiotap: rate, signal, acked) for Wireshark or tshark."""
+    if copy_to is not None and not copy_to.parent.is_dir():
+        _fail(f"--out {copy_to}: no directory {copy_to.parent}; nothing was captured")
+    lab_dir = _find(name, root)
+    if not stop:
+        started = _call(lab_dir, "capture", action="start", nodes=nodes or None, duration=duration)
+        try:
+            with out.status(f"capturing {', '.join(nodes) if nodes else 'every radio'} to {started['file']}"
+                            + (f" for {duration:g} s" if duration else ": Ctrl-C to stop")):
+                time.sleep(duration if duration is not None else 1e9)
+        except KeyboardInterrupt:
+            pass
+    done = _call(lab_dir, "capture", action="stop")
+    dest = copy_to or Path.cwd() / Path(done["file"]).name
+    try:
+        shutil.copyfile(done["file"], dest)
+    except OSError as exc:
+        _fail(f"the capture is in {done['file']} but could not be copied to {dest}: {exc}")
+    done["out"] = str(dest)
+    _emit(done, fmt, lambda d: out.print(f"{d['records']} records in {d['out']}"))
 
 
 @app.command(name="run")

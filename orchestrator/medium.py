@@ -36,11 +36,13 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.airspace import Airspace, MediumConfig, Movers, config_path, moving_positions, read_config
+from orchestrator.airspace import (Airspace, MediumConfig, Movers, Outcome, config_path, mac_bytes, moving_positions,
+                                   read_config)
+from orchestrator.capture import Capture, Captures
 
 log = logging.getLogger("orchestrator.medium")
 
@@ -54,6 +56,12 @@ RCVBUF = 8 << 20
 DRAIN_BATCH = 256
 # Well under the socket's send buffer (net.core.wmem_default, 208 KiB), which bounds one send.
 SEND_BATCH_BYTES = 64 << 10
+# A radio the kernel refused a delivery to (down, off channel) hears nothing for this long: frames
+# to it are then unacknowledged, as out of range, instead of acknowledged and silently refused.
+DEAF_S = 1.0
+# How long one message is retried while the kernel refuses it for a moment (ENOBUFS, EAGAIN):
+# beyond this the kernel is out of memory for good, and the frame is counted lost.
+SEND_RETRY_S = 2.0
 
 NETLINK_GENERIC = 16
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
@@ -183,8 +191,26 @@ class Counters:
     acked: int = 0  # unicast frames acknowledged
     unacked: int = 0  # unicast frames whose every attempt was lost or out of range
     unknown: int = 0  # frames from a radio the configuration does not name
-    kernel_errors: int = 0  # deliveries the kernel refused (a receiver not up yet, off channel)
-    overruns: int = 0  # times the receive buffer overflowed (frames lost before we saw them)
+    # Frames the model dropped, as a real channel would: a unicast frame whose receiver is not in
+    # range (or is isolated, or refused the last delivery), and losses drawn from the SNR (a unicast
+    # frame whose every attempt was lost; one per receiver in range that lost a group frame).
+    dropped_range: int = 0
+    dropped_loss: int = 0
+    # Frames the medium itself lost: messages (deliveries, statuses) it could not hand to the
+    # kernel even after retrying and splitting; and times its receive buffer overflowed (the
+    # kernel then dropped frames before the medium saw them; how many, it does not say).
+    lost: int = 0
+    overruns: int = 0
+    send_retries: int = 0  # sends refused for a moment (ENOBUFS, EAGAIN) and made again
+    send_splits: int = 0  # batches the kernel refused whole, sent again in halves
+    # Replies the kernel sent back refusing a message, all kinds (kernel_errors), and by kind:
+    # `refused`, a delivery to a radio that is not listening (not up, off channel): the medium
+    # then treats it as out of range for DEAF_S, so senders are not told a lie of an ACK;
+    # `late_status`, a status for a frame the kernel had already given up on (its radio's queue
+    # of frames awaiting a status overflowed: the medium was behind).
+    kernel_errors: int = 0
+    refused: int = 0
+    late_status: int = 0
     # What the frames were (802.11 frame control): tells beacon load from peering, HWMP and data.
     beacons: int = 0
     actions: int = 0  # management action frames, of which:
@@ -193,10 +219,22 @@ class Counters:
     other_mgmt: int = 0
     data: int = 0
 
+    @property
+    def medium_lost(self) -> int:
+        """Frames the medium lost for its own reasons (overflows count once each: a lower bound)."""
+        return self.lost + self.overruns
+
+    @property
+    def model_dropped(self) -> int:
+        return self.dropped_range + self.dropped_loss
+
 
 def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], default_freq: int,
-          counters: Counters) -> list[bytes]:
-    """The messages that carry one transmitted frame to its receivers and its status back."""
+          counters: Counters, deaf: Container[bytes] = frozenset(), capture: Capture | None = None) -> list[bytes]:
+    """The messages that carry one transmitted frame to its receivers and its status back.
+    `deaf`: receivers (MAC) the kernel lately refused deliveries to; they hear nothing, so a
+    unicast frame to one is reported unacknowledged, as when it is out of range. `capture`: where
+    to record the frame, when a capture runs."""
     counters.frames += 1
     fc = tx.frame[0] if tx.frame else 0
     if fc & 0x0C == 0x08:
@@ -217,11 +255,28 @@ def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], d
         counters.unknown += 1
         return [codec.tx_status(tx, False, 0, ((0, 1),))]
     chain = tx.chain(11 - air.rate_offset) or [(0, 1)]
-    out = air.transmit(tx.transmitter, tx.dest, chain, rand)
+    dest = tx.dest
+    if not (dest[0] & 1) and dest in deaf:
+        out = Outcome((), False, tuple(chain), 0)
+    else:
+        out = air.transmit(tx.transmitter, dest, chain, rand)
+    delivered = out.delivered
+    if dest[0] & 1 or not air.knows(dest):  # everyone in range, no acknowledgement
+        counters.dropped_loss += len(air.links[tx.transmitter]) - len(delivered)
+        if deaf:
+            delivered = tuple(d for d in delivered if d[0].mac not in deaf)
+    elif not out.acked:
+        if dest in deaf or dest not in air.by_dest[tx.transmitter]:
+            counters.dropped_range += 1
+        else:
+            counters.dropped_loss += 1
     frame_attr = nla(A_FRAME, tx.frame)
-    msgs = [codec.rx(link.mac, tx.frame, rate, link.signal_dbm, freq, frame_attr) for link, rate in out.delivered]
+    msgs = [codec.rx(link.mac, tx.frame, rate, link.signal_dbm, freq, frame_attr) for link, rate in delivered]
     counters.deliveries += len(msgs)
-    if not (tx.dest[0] & 1):
+    if capture is not None:
+        capture.frame(tx.transmitter, tx.frame, freq, [(link.mac, rate, link.signal_dbm) for link, rate in delivered],
+                      out.acked, out.tries)
+    if not (dest[0] & 1):
         if out.acked:
             counters.acked += 1
         else:
@@ -231,22 +286,44 @@ def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], d
 
 
 def feed(view: memoryview, n: int, air: Airspace, codec: Codec, rand: Callable[[], float],
-         counters: Counters) -> list[bytes]:
+         counters: Counters, deaf: dict[bytes, float] | None = None, capture: Capture | None = None) -> list[bytes]:
     """The medium's per-frame path without its socket: one receive buffer of the kernel's
-    messages in, the messages to send out."""
+    messages in, the messages to send out. A refused delivery makes its receiver deaf (in
+    `deaf`, MAC -> time.monotonic() until which) for DEAF_S."""
     out: list[bytes] = []
     family, freq = codec.family, air.config.freq
+    deaf_now: dict[bytes, float] = {} if deaf is None else deaf
     pos = 0
     while pos + HDR_LEN <= n:
         length, kind = _NLHDR.unpack_from(view, pos)[:2]
         if kind == family and view[pos + 16] == HWSIM_CMD_FRAME:
             tx = decode_frame(parse_attrs(view, pos + HDR_LEN, pos + length))
             if tx is not None:
-                out += route(air, codec, tx, rand, freq, counters)
+                out += route(air, codec, tx, rand, freq, counters, deaf_now, capture)
         elif kind == NLMSG_ERROR and _S32.unpack_from(view, pos + 16)[0]:
-            counters.kernel_errors += 1
+            refused_error(view[pos:pos + length], counters, deaf_now)
         pos += (length + 3) & ~3
     return out
+
+
+# An error reply echoes the refused message (NETLINK_CAP_ACK is off): after the error code come its
+# netlink and generic headers, then its first attribute, which is the receiver's MAC in a
+# delivery and the transmitter's in a status (Codec puts it first).
+_ECHO_CMD = _NLHDR.size + 4 + _NLHDR.size
+_ECHO_MAC = _ECHO_CMD + _GENLHDR.size + _NLA.size
+
+
+def refused_error(msg: memoryview, counters: Counters, deaf: dict[bytes, float]) -> None:
+    """Count one error reply by what it refused; a refused delivery makes its receiver deaf."""
+    counters.kernel_errors += 1
+    if len(msg) < _ECHO_MAC + 6:
+        return
+    cmd = msg[_ECHO_CMD]
+    if cmd == HWSIM_CMD_FRAME:
+        counters.refused += 1
+        deaf[bytes(msg[_ECHO_MAC:_ECHO_MAC + 6])] = time.monotonic() + DEAF_S
+    elif cmd == HWSIM_CMD_TX_INFO_FRAME:
+        counters.late_status += 1
 
 
 def batches(msgs: list[bytes], limit: int = SEND_BATCH_BYTES) -> list[bytes]:
@@ -265,6 +342,90 @@ def batches(msgs: list[bytes], limit: int = SEND_BATCH_BYTES) -> list[bytes]:
     if batch:
         out.append(b"".join(batch))
     return out
+
+
+def message_ends(packet: bytes) -> list[int]:
+    """The offsets at which each netlink message of a batch ends (padded, as the kernel walks them)."""
+    ends, pos = [], 0
+    while pos + _NLHDR.size <= len(packet):
+        length = _U32.unpack_from(packet, pos)[0]
+        if length < _NLHDR.size:
+            break
+        pos = min(pos + ((length + 3) & ~3), len(packet))
+        ends.append(pos)
+    return ends
+
+
+# Errors that mean "not now" (the kernel is short of memory for a moment), not "never".
+RETRY_LATER = frozenset({errno.ENOBUFS, errno.EAGAIN, errno.ENOMEM})
+
+
+class Sender:
+    """Hands the medium's messages to the kernel, in order, without losing one for its own reasons.
+
+    A netlink send to the kernel is taken whole or refused whole: the error (ENOBUFS when no
+    buffer could be allocated, EMSGSIZE past the send buffer) comes before the kernel reads any
+    message, so sending a refused batch again duplicates nothing. A batch refused whole is split
+    in two at a message boundary (a smaller buffer is easier to find) until single messages are
+    left; a single message refused for a moment (RETRY_LATER) is sent again after a growing pause,
+    for up to SEND_RETRY_S; a short send (datagram sockets do not make them, but a count below the
+    length would mean it) goes on from the first message not sent whole. Only a message that
+    still fails after all that is counted in `counters.lost`, with a warning in the log."""
+
+    def __init__(self, send: Callable[[bytes], int], counters: Counters,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+        self._send, self.counters, self._sleep, self._clock = send, counters, sleep, clock
+        self._warned_at = -1e9
+
+    def send(self, msgs: list[bytes]) -> None:
+        for packet in batches(msgs):
+            self.send_batch(packet)
+
+    def send_batch(self, packet: bytes) -> None:
+        counters = self.counters
+        todo: list[tuple[bytes, float | None, int]] = [(packet, None, 0)]  # (bytes, retry deadline, tries)
+        while todo:
+            data, deadline, tries = todo.pop()
+            try:
+                sent = self._send(data)
+            except OSError as err:
+                ends = message_ends(data)
+                if len(ends) > 1:
+                    cut = ends[len(ends) // 2 - 1]
+                    counters.send_splits += 1
+                    todo += ((data[cut:], None, 0), (data[:cut], None, 0))
+                    continue
+                now = self._clock()
+                deadline = now + SEND_RETRY_S if deadline is None else deadline
+                if err.errno in RETRY_LATER and now < deadline:
+                    counters.send_retries += 1
+                    self._sleep(min(0.001 * 2 ** tries, 0.05))
+                    todo.append((data, deadline, tries + 1))
+                    continue
+                counters.lost += 1
+                self._warn(f"a message to the kernel was lost after {tries + 1} tries: {err}")
+                continue
+            if sent < len(data):
+                done = max((end for end in message_ends(data) if end <= sent), default=0)
+                if done == 0:  # no whole message went: as if refused for a moment
+                    now = self._clock()
+                    deadline = now + SEND_RETRY_S if deadline is None else deadline
+                    if now >= deadline:
+                        counters.lost += len(message_ends(data)) or 1
+                        self._warn(f"the kernel took {sent} of {len(data)} bytes again and again: lost")
+                        continue
+                    counters.send_retries += 1
+                    self._sleep(min(0.001 * 2 ** tries, 0.05))
+                    todo.append((data, deadline, tries + 1))
+                else:
+                    todo.append((data[done:], None, 0))
+
+    def _warn(self, text: str) -> None:
+        now = self._clock()
+        if now - self._warned_at >= 1.0:  # a struggling kernel must not also flood the log
+            self._warned_at = now
+            log.warning("%s (%d lost so far); the kernel is short of memory: give the VM more",
+                        text, self.counters.lost)
 
 
 class MediumError(RuntimeError):
@@ -320,6 +481,8 @@ class Medium:
         self.lab_dir = lab_dir
         self.rand = rand
         self.counters = Counters()
+        self.deaf: dict[bytes, float] = {}  # receivers the kernel refused a delivery to, until when
+        self.captures = Captures(lab_dir)
         self.sock = open_socket()
         self.codec = Codec(resolve_family(self.sock))
         self._mtime = 0
@@ -370,8 +533,10 @@ class Medium:
         view = memoryview(buf)
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
-        send, recv_into = self.sock.send, self.sock.recv_into
+        recv_into = self.sock.recv_into
         counters = self.counters
+        sender = Sender(self.sock.send, counters)
+        deaf = self.deaf
         next_check = next_stats = next_move = time.monotonic()
         stats = StatsWriter(self.lab_dir, counters)
         while not self.stop:
@@ -380,12 +545,18 @@ class Medium:
                 if self.maybe_reload():
                     next_stats = now  # report the new version at once: `move` waits on it
                 next_check = now + RELOAD_CHECK_S
+                for mac in [mac for mac, until in deaf.items() if until <= now]:
+                    del deaf[mac]  # listening again, or it will refuse the next delivery
+                radios = {r.name: mac_bytes(r.mac) for r in self.config.radios}
+                if self.captures.poll(radios, self.air.rate_offset):
+                    next_stats = now  # `capture` waits to see it started or stopped
             if now >= next_move:
                 if self.config.moving:
                     self.place()
                 next_move = now + MOBILITY_STEP_S
             if now >= next_stats:
-                stats.write(self.config.version, self.mobility_report())
+                self.captures.flush()  # a capture is readable while it runs
+                stats.write(self.config.version, self.report())
                 next_stats = now + STATS_INTERVAL_S
             if not poller.poll(RELOAD_CHECK_S * 1000):
                 continue
@@ -400,12 +571,17 @@ class Medium:
                         counters.overruns += 1
                         continue
                     raise
-                for packet in batches(feed(view, n, self.air, self.codec, self.rand, counters)):
-                    try:
-                        send(packet)
-                    except OSError:  # out of kernel memory for a moment: those frames are lost
-                        counters.kernel_errors += 1
-        stats.write(self.config.version, self.mobility_report())
+                sender.send(feed(view, n, self.air, self.codec, self.rand, counters, deaf, self.captures.active))
+        self.captures.stop()
+        stats.write(self.config.version, self.report())
+
+    def report(self) -> dict:
+        """What medium-stats.json carries besides the counters."""
+        extra = self.mobility_report()
+        capture = self.captures.report()
+        if capture:
+            extra["capture"] = capture
+        return extra
 
     def mobility_report(self) -> dict:
         """For medium-stats.json: where the moving radios are, and the wall-clock time that is for."""
@@ -436,7 +612,9 @@ class StatsWriter:
                 "uptime_s": round(time.time() - self.started, 1), "cpu_s": round(cpu, 2),
                 "cpu_user_s": round(t.user, 2), "cpu_sys_s": round(t.system, 2),
                 "frames_per_s": round((self.counters.frames - frames_then) / dt, 1),
-                "cpu_pct": round(100 * (cpu - cpu_then) / dt, 1), **asdict(self.counters), **(extra or {})}
+                "cpu_pct": round(100 * (cpu - cpu_then) / dt, 1), **asdict(self.counters),
+                "medium_lost": self.counters.medium_lost, "model_dropped": self.counters.model_dropped,
+                **(extra or {})}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data) + "\n")
         os.replace(tmp, self.path)
@@ -450,7 +628,8 @@ def _cpu() -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.medium", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lab-dir", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=None, help="seed the loss draws (reproducible runs)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the random draws (loss): `up` passes the topology's `medium: seed`")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("MESHPAY_LOG", "INFO"),
                         format="%(asctime)s medium %(levelname)s %(message)s")
@@ -467,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("registered with mac80211_hwsim family=%d pid=%d", medium.codec.family, os.getpid())
+    log.info("registered with mac80211_hwsim family=%d pid=%d seed=%s", medium.codec.family, os.getpid(), args.seed)
     medium.run()
     log.info("medium exit %s", asdict(medium.counters))
     return 0

@@ -68,8 +68,7 @@ def ensure_running(lab_dir: Path, plan: Plan, state: dict) -> int:
         write_config(lab_dir, config_for(plan))
     stats = lab_dir / STATS_FILE
     stats.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "orchestrator.medium", "--lab-dir", str(lab_dir)]
-    pid = NetnsRuntime().start(_ref(plan), argv, lab_dir / LOG_FILE)
+    pid = NetnsRuntime().start(_ref(plan), medium_argv(lab_dir, plan), lab_dir / LOG_FILE)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not stats.exists():  # written once it has registered with hwsim
         if not process_alive(pid) or time.monotonic() > deadline:
@@ -78,6 +77,12 @@ def ensure_running(lab_dir: Path, plan: Plan, state: dict) -> int:
         time.sleep(0.1)
     state["medium"] = {"pid": pid, "netns": plan.medium.netns, "log": str(lab_dir / LOG_FILE)}
     return pid
+
+
+def medium_argv(lab_dir: Path, plan: Plan) -> list[str]:
+    """The medium's command line, with the topology's seed for its random draws."""
+    assert plan.medium is not None
+    return [sys.executable, "-m", "orchestrator.medium", "--lab-dir", str(lab_dir), "--seed", str(plan.medium.seed)]
 
 
 def health(lab_dir: Path, state: dict) -> dict:
@@ -93,8 +98,17 @@ def health(lab_dir: Path, state: dict) -> dict:
         since = f"for {age:.0f} s" if age is not None else "at all"
         return {"state": "stalled", "pid": rec["pid"], **stats,
                 "detail": f"the medium process runs but has not reported {since}; see its log"}
-    return {"state": "running", "pid": rec["pid"], **stats,
-            "detail": f"{stats.get('frames_per_s', 0)} frames/s, {stats.get('cpu_pct', 0)} % CPU"}
+    return {"state": "running", "pid": rec["pid"], **stats, "detail": running_detail(stats)}
+
+
+def running_detail(stats: dict) -> str:
+    """One line for `status`: load, and frames the medium lost itself apart from those the model
+    dropped (a nonzero first figure is a fault of the lab, the second is the radio channel)."""
+    lost = stats.get("medium_lost", 0)
+    overruns = f" ({stats['overruns']} receive overflows)" if stats.get("overruns") else ""
+    return (f"{stats.get('frames_per_s', 0)} frames/s, {stats.get('cpu_pct', 0)} % CPU; "
+            f"lost by the medium: {lost}{overruns}; dropped by the model: {stats.get('model_dropped', 0)} "
+            f"({stats.get('dropped_range', 0)} out of range, {stats.get('dropped_loss', 0)} lost by a draw)")
 
 
 def read_stats(lab_dir: Path) -> dict:

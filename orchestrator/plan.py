@@ -75,6 +75,7 @@ class MediumPlan:
     exponent: float
     ref_distance_m: float
     loss: bool
+    seed: int = 1  # of the medium's random draws
 
 
 @dataclass(frozen=True)
@@ -238,4 +239,4 @@ def _medium_plan(topo: Topology) -> MediumPlan | None:
         return None
     return MediumPlan(netns=medium_netns(topo.name), model=m.model, tx_power_dbm=m.tx_power_dbm,
                       noise_dbm=m.noise_dbm, exponent=m.exponent, ref_distance_m=m.ref_distance_m,
-                      loss=m.loss)
+                      loss=m.loss, seed=m.seed)

@@ -150,6 +150,8 @@ class MediumSettings(_Strict):
     ref_distance_m: float = Field(default=1.0, gt=0, le=1000)
     # False: no random loss at all (signal still follows the model); for deterministic tests
     loss: bool = True
+    # The medium's random draws (loss) come from this seed: a lab's run repeats with it
+    seed: int = Field(default=1, ge=0, lt=2**63)
 
     @model_validator(mode="before")
     @classmethod

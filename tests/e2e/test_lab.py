@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from .capture_check import check_capture_on_line3
 from .labdriver import lab_fixture, up
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +84,7 @@ def test_line_has_a_three_hop_path_and_carries_transfers():
         lab.cli("exec", "auth1", "--", "ping", "-c", "3", "-i", "0.3", lab.plan.node("auth4").mesh_ip)
         hops = {p["destination_node"]: p["hop_count"] for p in lab.json("paths", "auth1")["paths"]}
         assert hops.get("auth4") == 3, hops
+        check_capture_on_line3(lab)  # issue 14, on this lab: see capture_check.py
     finally:
         removed = lab.json("down")
     assert removed["leftover"] == []

@@ -106,3 +106,24 @@ def test_medium_verbs_refuse_without_a_medium(lab_dir):
     lab.write_state(lab_dir, state)
     with pytest.raises(ValueError, match="medium: none"):
         fault.run(lab_dir, "isolate", "a")
+
+
+def test_status_line_shows_medium_losses_apart_from_model_drops():
+    line = mediumctl.running_detail({"frames_per_s": 12.0, "cpu_pct": 3.0, "medium_lost": 4, "overruns": 1,
+                                     "model_dropped": 9, "dropped_range": 7, "dropped_loss": 2})
+    assert "lost by the medium: 4 (1 receive overflows)" in line
+    assert "dropped by the model: 9 (7 out of range, 2 lost by a draw)" in line
+
+
+def test_up_starts_the_medium_with_the_topologys_seed(tmp_path):
+    plan = make_plan(parse_topology(TOPO.replace("exponent: 2.5}", "exponent: 2.5, seed: 42}")))
+    argv = mediumctl.medium_argv(tmp_path, plan)
+    assert argv[argv.index("--seed") + 1] == "42"
+    default = mediumctl.medium_argv(tmp_path, make_plan(parse_topology(TOPO)))
+    assert default[default.index("--seed") + 1] == "1"  # reproducible unless the topology says otherwise
+
+
+def test_a_bad_seed_is_refused():
+    from orchestrator.topology import TopologyError
+    with pytest.raises(TopologyError, match="seed"):
+        parse_topology(TOPO.replace("exponent: 2.5}", "exponent: 2.5, seed: -3}"))
