@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pyroute2.netlink.exceptions import NetlinkError
 
 from orchestrator.netlink import (
+    NETLINK_ROUTE,
     MESHCONF_ATTRS,
     NL80211_CMD_DEL_INTERFACE,
     NL80211_CMD_GET_INTERFACE,
@@ -28,7 +29,10 @@ from orchestrator.netlink import (
     NL80211_IFTYPE_MESH_POINT,
     NL80211_PLINK_ACTION_BLOCK,
     iproute,
+    neigh_replace_messages,
+    netns_socket,
     nl80211_socket,
+    send_with_acks,
     write_sysctl,
 )
 from orchestrator.topology import BEACON_INTERVAL_TU, DTIM_PERIOD
@@ -36,9 +40,6 @@ from orchestrator.topology import BEACON_INTERVAL_TU, DTIM_PERIOD
 log = logging.getLogger(__name__)
 
 MAX_IFNAME = 15
-
-# include/uapi/linux/neighbour.h
-NUD_PERMANENT = 0x80
 
 # enum nl80211_plink_state
 PLINK_STATES = ("LISTEN", "OPN_SNT", "OPN_RCVD", "CNF_RCVD", "ESTAB", "HOLDING", "BLOCKED")
@@ -181,8 +182,13 @@ def set_static_neighbours(netns: str, ifname: str, neighbours: dict[str, str]) -
         return
     with iproute(netns) as ipr:
         (index,) = ipr.link_lookup(ifname=ifname)
-        for address, mac in neighbours.items():
-            ipr.neigh("replace", dst=address, lladdr=mac, ifindex=index, state=NUD_PERMANENT)
+    sock = netns_socket(netns, NETLINK_ROUTE)
+    try:
+        send_with_acks(sock, neigh_replace_messages(index, neighbours), len(neighbours))
+    except OSError as err:
+        raise RuntimeError(f"{netns}/{ifname}: the kernel refused a static neighbour entry: {err}") from err
+    finally:
+        sock.close()
 
 
 def join_attrs(ifindex: int, mesh_id: str, freq_mhz: int, params: dict[str, int],

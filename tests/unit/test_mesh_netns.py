@@ -107,3 +107,20 @@ def test_static_neighbours_are_permanent_and_replace_idempotently(netns: str) ->
     assert len(entries) == len(table)
     assert entries["10.77.0.2"][2] == "02:ab:cd:00:01:02"
     assert all(row[-1] == "PERMANENT" for row in entries.values())
+
+
+@needs_netns
+def test_a_refused_neighbour_entry_is_an_error_with_the_kernels_errno(netns: str) -> None:
+    import errno
+    import socket as socketlib
+
+    from orchestrator.netlink import NETLINK_ROUTE, neigh_replace_messages, send_with_acks
+
+    sock = netns_socket(netns, NETLINK_ROUTE)
+    try:
+        with pytest.raises(OSError) as info:  # no interface 9999 in a fresh netns
+            send_with_acks(sock, neigh_replace_messages(9999, {"10.77.0.2": "02:00:00:00:00:02"}), 1)
+    finally:
+        sock.close()
+    assert info.value.errno == errno.ENODEV
+    assert isinstance(sock, socketlib.socket)
