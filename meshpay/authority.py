@@ -91,6 +91,12 @@ class Authority:
     ) -> Confirmation:
         """Apply a certified transfer exactly once; older certificates are acknowledged unchanged."""
         order = certificate.order
+        if sender is not None and order.sequence < sender.next_sequence:
+            # This (sender, sequence) slot is settled here already, and at most one certificate
+            # can exist for it, so nothing in this one can change state: answer before paying
+            # for any signature check (replays cost more than votes otherwise). The ack vouches
+            # for the slot, not for this certificate's signatures.
+            return Confirmation(sender, recipient or Account(balance=0), ConfirmationAck(order.sender, order.sequence, False))
         check_order_shape(order)
         self.committee.check_certificate(certificate)
         if sender is None:
@@ -99,8 +105,6 @@ class Authority:
             sender = Account(balance=0)
         if recipient is None:
             recipient = Account(balance=0)
-        if order.sequence < sender.next_sequence:
-            return Confirmation(sender, recipient, ConfirmationAck(order.sender, order.sequence, False))
         if order.sequence > sender.next_sequence:
             raise ProtocolError(
                 ErrorCode.SEQUENCE_GAP,

@@ -116,6 +116,28 @@ class AccountInfoResponse:
     received_cursor: int
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateLogRequest:
+    """An authority asks a peer for the certificates in its log after position `after`.
+
+    Positions are local to the peer (its SQLite row ids): the asker keeps one cursor per peer.
+    """
+
+    after: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateLogResponse:
+    """Certificates of the peer's log in the order it applied them, from just after the asked
+    position; `cursor` is the position of the last one sent, `head` the last in the log (a
+    `head` below the asker's cursor means the peer's log was rebuilt: start again from 0)."""
+
+    certificates: tuple[Certificate, ...]
+    cursor: int
+    head: int
+
+
 class ErrorCode(IntEnum):
     MALFORMED = 1
     BAD_SIGNATURE = 2
@@ -156,5 +178,7 @@ Message = (
     | ConfirmationAck
     | AccountInfoRequest
     | AccountInfoResponse
+    | CertificateLogRequest
+    | CertificateLogResponse
     | ErrorReply
 )

@@ -81,7 +81,7 @@ async def serve(config: NodeConfig) -> None:
     byzantine = os.environ.get("MESHPAY_BYZANTINE") or None
     service: AuthorityService | ClientService
     if config.role == "authority":
-        service = AuthorityService(config, store, metrics, byzantine)
+        service = AuthorityService(config, store, metrics, byzantine, pool)
         if byzantine:
             log.warning("event=fault_injection mode=%s", byzantine)
     else:
@@ -94,6 +94,8 @@ async def serve(config: NodeConfig) -> None:
     except OSError as exc:
         store.close()
         raise StartupError(f"cannot serve the wire on {config.wire_host}:{config.wire_port}: {exc.strerror}") from None
+    if isinstance(service, AuthorityService):
+        service.start()  # pulls what it missed from its peers while it serves
     # After the wire server: an announced authority must already be reachable.
     for discovery in (announcer, browser):
         if discovery is not None:
@@ -110,8 +112,7 @@ async def serve(config: NodeConfig) -> None:
             if discovery is not None:
                 await discovery.close()
         await wire_server.close()
-        if isinstance(service, ClientService):
-            await service.close()
+        await service.close()
         await pool.close()
         store.close()
         log.info("event=stopped name=%s", config.name)

@@ -195,6 +195,15 @@ class Store:
         ).fetchone()
         return row[0]
 
+    def certificate_log(self, after: int, limit: int) -> tuple[list[tuple[int, Certificate]], int]:
+        """(position, certificate) pairs after position `after` in application order, and the
+        log's last position (0 when empty)."""
+        rows = self._db.execute(
+            "SELECT id, body FROM certificates WHERE id>? ORDER BY id LIMIT ?", (after, limit)
+        ).fetchall()
+        head = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM certificates").fetchone()[0]
+        return [(r[0], _decode_certificate(r[1])) for r in rows], head
+
     def certificate_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
 

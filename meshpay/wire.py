@@ -16,6 +16,8 @@ from meshpay.messages import (
     AccountInfoRequest,
     AccountInfoResponse,
     Certificate,
+    CertificateLogRequest,
+    CertificateLogResponse,
     ConfirmationAck,
     ConfirmationOrder,
     ErrorCode,
@@ -40,6 +42,8 @@ _ACK = struct.Struct(">32sQB")
 _INFO_REQ = struct.Struct(">32sQQH")
 _INFO_HEAD = struct.Struct(">32sqQB")
 _U64 = struct.Struct(">Q")
+_LOG_REQ = struct.Struct(">QH")
+_LOG_TAIL = struct.Struct(">QQ")
 
 T_TRANSFER_ORDER = 1
 T_VOTE = 2
@@ -48,6 +52,8 @@ T_CONFIRMATION_ACK = 4
 T_ACCOUNT_INFO_REQUEST = 5
 T_ACCOUNT_INFO_RESPONSE = 6
 T_ERROR = 7
+T_LOG_REQUEST = 8
+T_LOG_RESPONSE = 9
 
 
 class WireError(ValueError):
@@ -176,6 +182,13 @@ def _encode_body(msg: Message) -> tuple[int, list[bytes]]:
             _put_certificates(out, msg.received)
             out.append(_U64.pack(msg.received_cursor))
             return T_ACCOUNT_INFO_RESPONSE, out
+        case CertificateLogRequest():
+            out.append(_LOG_REQ.pack(msg.after, msg.limit))
+            return T_LOG_REQUEST, out
+        case CertificateLogResponse():
+            _put_certificates(out, msg.certificates)
+            out.append(_LOG_TAIL.pack(msg.cursor, msg.head))
+            return T_LOG_RESPONSE, out
         case ErrorReply():
             text = msg.message.encode("utf-8")[:MAX_TEXT]
             # Cutting may split a multi-byte character; drop the broken tail so decoding stays strict.
@@ -230,6 +243,12 @@ def decode_payload(payload: bytes) -> tuple[int, Message]:
         received = _get_certificates(r)
         (cursor,) = r.unpack(_U64)
         msg = AccountInfoResponse(account, balance, next_sequence, pending, sent, received, cursor)
+    elif msg_type == T_LOG_REQUEST:
+        msg = CertificateLogRequest(*r.unpack(_LOG_REQ))
+    elif msg_type == T_LOG_RESPONSE:
+        certificates = _get_certificates(r)
+        cursor, head = r.unpack(_LOG_TAIL)
+        msg = CertificateLogResponse(certificates, cursor, head)
     elif msg_type == T_ERROR:
         (code,) = r.unpack(_U16)
         try:

@@ -162,3 +162,22 @@ def test_at_most_one_certificate_per_sequence_across_honest_authorities():
         votes[first] += 1
         assert refused(auth.handle_order, acct, second) == ErrorCode.CONFLICTING_ORDER
     assert sum(v >= w.committee.quorum_threshold for v in votes.values()) <= 1
+
+
+def test_replayed_certificate_is_recognized_before_any_signature_check(monkeypatch):
+    from meshpay import crypto
+
+    w = World()
+    auth = w.authorities[0]
+    cert = w.certificate(w.order(amount=5))
+    done = auth.handle_confirmation(funded(), funded(0), cert)
+    assert done.applied
+    calls = []
+    real_verify = crypto.verify
+    monkeypatch.setattr(crypto, "verify", lambda *a: calls.append(a) or real_verify(*a))
+    again = auth.handle_confirmation(done.sender, done.recipient, cert)
+    assert not again.applied and (again.sender, again.recipient) == (done.sender, done.recipient)
+    assert calls == []  # no ed25519 verification ran for the replay
+    # A new certificate still pays for every check: the counter does see verifications.
+    auth.handle_confirmation(done.sender, done.recipient, w.certificate(w.order(amount=5, sequence=1)))
+    assert len(calls) == 1 + auth.committee.quorum_threshold

@@ -37,10 +37,10 @@ class Cluster:
             })
 
         self.authorities = [
-            AuthorityService(config(f"auth{i + 1}", "authority", bytes([100 + i]) * 32, ports[i]), Store(tmp_path / f"a{i}.db"), Metrics())
+            AuthorityService(config(f"auth{i + 1}", "authority", bytes([100 + i]) * 32, ports[i]), Store(tmp_path / f"a{i}.db"), Metrics(), pool=PeerPool())
             for i in range(4)
         ]
-        self.pools = [PeerPool(), PeerPool()]
+        self.pools = [PeerPool(), PeerPool()] + [a.catch_up.pool for a in self.authorities]
         self.clients = [
             ClientService(config(f"client{i + 1}", "client", bytes([1 + i]) * 32, ports[4 + i]), Store(tmp_path / f"c{i}.db"), Metrics(), self.pools[i])
             for i in range(2)
@@ -50,11 +50,15 @@ class Cluster:
     async def __aenter__(self) -> "Cluster":
         for server in self.servers:
             await server.start()
+        for authority in self.authorities:
+            authority.start()
         return self
 
     async def __aexit__(self, *exc) -> None:
         for c in self.clients:
             await c.close()
+        for a in self.authorities:
+            await a.close()
         for pool in self.pools:
             await pool.close()
         for server in self.servers:
@@ -273,3 +277,50 @@ def test_replayed_order_and_confirmation_are_answered_unchanged_counted_and_logg
         run(tmp_path, scenario)
     replays = [r.getMessage() for r in caplog.records if "event=replay" in r.getMessage()]
     assert [m.split()[1] for m in replays] == ["kind=order", "kind=confirmation"]
+
+
+def test_authority_pulls_missed_certificates_from_peers_once_from_where_it_stands(tmp_path):
+    from meshpay.messages import CertificateLogRequest
+
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        lagger = c.authorities[3]
+        lagger.byzantine = "refuse"  # it misses every order and confirmation of these transfers
+        for _ in range(3):
+            await alice.transfer(bob.me, 10)
+        await bob.transfer(alice.me, 5)
+        lagger.byzantine = None
+        assert lagger.store.account(alice.me).next_sequence == 0
+        asked: list[int] = []
+        real_log = c.authorities[0]._log
+        c.authorities[0]._log = lambda req: asked.append(req.after) or real_log(req)
+        assert await lagger.catch_up.round() == 4
+        assert lagger.store.account(alice.me) == c.authorities[0].store.account(alice.me)
+        assert lagger.store.account(bob.me) == c.authorities[0].store.account(bob.me)
+        # The next round starts where the last one stopped: nothing is sent twice.
+        head = c.authorities[0].store.certificate_log(0, 1)[1]
+        assert await lagger.catch_up.round() == 0
+        assert asked[0] == 0 and asked[-1] == head
+        # A restarted authority keeps its cursors: the store remembers where it stood.
+        reply = await c.authorities[0].handle(CertificateLogRequest(head, 10))
+        assert reply.certificates == () and reply.head == head
+
+    run(tmp_path, scenario)
+
+
+def test_order_that_finds_the_authority_behind_waits_for_catch_up_and_gets_a_vote(tmp_path):
+    from meshpay.messages import Vote
+
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        lagger = c.authorities[3]
+        lagger.byzantine = "refuse"
+        await alice.transfer(bob.me, 10)
+        lagger.byzantine = None
+        assert lagger.store.account(alice.me).next_sequence == 0
+        # Sequence 1 is ahead of this authority: it pulls sequence 0 from its peers, then votes.
+        reply = await lagger.handle(c.world.order(sender=0, recipient=1, amount=1, sequence=1))
+        assert isinstance(reply, Vote)
+        assert 'meshpay_lag_waits_total 1' in lagger.metrics.render()
+
+    run(tmp_path, scenario)
