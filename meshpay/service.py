@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from meshpay.messages import (
     ConfirmationAck,
     ConfirmationOrder,
     ErrorCode,
+    MAX_SEQUENCE,
     ErrorReply,
     Message,
     ProtocolError,
@@ -88,12 +90,20 @@ def account_json(key: bytes, account: Account, config: NodeConfig) -> dict[str, 
     }
 
 
+TRANSFER_ID = re.compile(r"([0-9a-fA-F]{64})-([0-9]{1,19})")
+TRANSFER_ID_TEXT = f"<sender public key, 64 hex digits>-<sequence, 0..{MAX_SEQUENCE}>"
+
+
+def parse_transfer_id(transfer_id: str) -> tuple[bytes, int]:
+    """(sender key, sequence) from `<64 hex digits>-<decimal sequence>`; NodeError 400 otherwise."""
+    match = TRANSFER_ID.fullmatch(transfer_id)
+    if match is None or int(match[2]) > MAX_SEQUENCE:
+        raise NodeError(400, f"transfer id is {TRANSFER_ID_TEXT}, got {transfer_id[:200]!r}")
+    return bytes.fromhex(match[1]), int(match[2])
+
+
 def certificate_record(store: Store, config: NodeConfig, transfer_id: str) -> dict[str, Any]:
-    sender_hex, _, seq = transfer_id.rpartition("-")
-    try:
-        cert = store.certificate(bytes.fromhex(sender_hex), int(seq))
-    except ValueError:
-        raise NodeError(400, "transfer id is <sender public key hex>-<sequence>") from None
+    cert = store.certificate(*parse_transfer_id(transfer_id))
     if cert is None:
         raise NodeError(404, f"no transfer {transfer_id} known to {config.name}")
     return {"id": transfer_id, "outcome": "confirmed", "certificate": certificate_json(cert, config)}

@@ -324,3 +324,24 @@ def test_order_that_finds_the_authority_behind_waits_for_catch_up_and_gets_a_vot
         assert 'meshpay_lag_waits_total 1' in lagger.metrics.render()
 
     run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1])
+def test_out_of_range_integers_on_the_wire_get_malformed_not_internal(tmp_path, value):
+    from meshpay import wire
+    from meshpay.transport import read_payload
+
+    async def scenario(c: Cluster):
+        auth = c.authorities[0]
+        server = c.servers[0]
+        request = wire.encode_frame(7, AccountInfoRequest(c.clients[0].me, 0, 0, 10))
+        offsets = (wire.LENGTH.size + 6 + 32, wire.LENGTH.size + 6 + 40)  # sent_from, received_after
+        for offset in offsets:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request[:offset] + value.to_bytes(8, "big") + request[offset + 8:])
+            _, reply = wire.decode_payload(await read_payload(reader))
+            writer.close()
+            assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.MALFORMED, reply
+        assert "INTERNAL" not in auth.metrics.render()
+
+    run(tmp_path, scenario)
