@@ -145,3 +145,8 @@ def check_order_shape(order: TransferOrder) -> None:
         raise ProtocolError(ErrorCode.MALFORMED, f"sequence outside 0..{MAX_SEQUENCE}")
     if order.sender == order.recipient:
         raise ProtocolError(ErrorCode.INVALID_AMOUNT, "sender and recipient are the same account")
+    # Money sent to bytes that are no one's key is gone for good. The sender needs no check
+    # here: only an existing account can be debited, and every account entered as a checked
+    # genesis key or as a recipient that passed this line.
+    if not crypto.is_public_key(order.recipient):
+        raise ProtocolError(ErrorCode.INVALID_KEY, f"recipient {order.recipient.hex()} is not an ed25519 public key")

@@ -134,3 +134,12 @@ def test_largest_sequence_is_a_valid_id_that_names_no_transfer(authority_api):
 
     w, api = authority_api
     assert api.get(f"/transfers/{w.clients[0].public_key.hex()}-{MAX_SEQUENCE}").status_code == 404
+
+
+def test_transfer_to_bytes_that_are_no_key_is_404_and_sends_nothing(client_api):
+    w, api = client_api
+    for to in ("ff" * 32, "02" + "00" * 31, "01" + "00" * 31):
+        reply = api.post("/transfers", json={"to": to, "amount": 1})
+        assert reply.status_code == 404 and "not a known name nor an ed25519 public key" in reply.json()["detail"]
+        assert api.get(f"/accounts/{to}").status_code == 404
+    assert api.get("/accounts/client1").json()["pending"] is None

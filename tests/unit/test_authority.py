@@ -193,3 +193,12 @@ def test_replayed_certificate_is_recognized_before_any_signature_check(monkeypat
     # A new certificate still pays for every check: the counter does see verifications.
     auth.handle_confirmation(done.sender, done.recipient, w.certificate(w.order(amount=5, sequence=1)))
     assert len(calls) == 1 + auth.committee.quorum_threshold
+
+
+def test_recipient_that_is_not_a_public_key_is_refused_before_voting():
+    w = World()
+    auth = w.authorities[0]
+    for recipient in (b"\xff" * 32, b"\x02" + b"\x00" * 31, b"\x01" + b"\x00" * 31):
+        order = sign_order(w.clients[0], recipient, 1, 0)
+        assert refused(auth.handle_order, funded(), order) == ErrorCode.INVALID_KEY
+        assert refused(auth.handle_confirmation, funded(), None, w.certificate(order)) == ErrorCode.INVALID_KEY

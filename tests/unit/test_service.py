@@ -345,3 +345,20 @@ def test_out_of_range_integers_on_the_wire_get_malformed_not_internal(tmp_path, 
         assert "INTERNAL" not in auth.metrics.render()
 
     run(tmp_path, scenario)
+
+
+def test_order_to_a_non_point_recipient_is_refused_on_the_wire_with_invalid_key(tmp_path):
+    from meshpay.transport import Peer
+
+    async def scenario(c: Cluster):
+        server = c.servers[0]
+        order = sign_order(c.world.clients[0], b"\xff" * 32, 1, 0)
+        peer = Peer("127.0.0.1", server.port)
+        try:
+            reply = await peer.request(order, 5)
+        finally:
+            await peer.close()
+        assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.INVALID_KEY, reply
+        assert c.authorities[0].store.account(c.world.clients[0].public_key).pending is None
+
+    run(tmp_path, scenario)
