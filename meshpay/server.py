@@ -62,6 +62,7 @@ async def serve(config: NodeConfig) -> None:
 
     from meshpay.api import create_app
     from meshpay.metrics import Metrics
+    from meshpay.ratelog import RefusalLog
     from meshpay.service import AuthorityService, ClientService
     from meshpay.store import Store
     from meshpay.transport import PeerPool, WireServer
@@ -88,7 +89,8 @@ async def serve(config: NodeConfig) -> None:
         if byzantine:
             raise ConfigError("MESHPAY_BYZANTINE is for authorities only")
         service = ClientService(config, store, metrics, pool, browser)
-    wire_server = WireServer(service.handle, config.wire_host, config.wire_port)
+    wire_server = WireServer(service.handle, config.wire_host, config.wire_port,
+                             refusals=RefusalLog(logging.getLogger("meshpay.transport"), metrics))
     try:
         await wire_server.start()
     except OSError as exc:
