@@ -1,6 +1,8 @@
-"""FastPay on loopback: latency, confirmed transfers per second, authority orders per second.
+"""FastPay on loopback: latency, confirmed transfers per second, authority orders per second,
+and how fast an authority killed with SIGKILL under load catches up after its restart.
 
     python bench/bench_fastpay.py [--transfers 200] [--orders 10000]
+    python bench/bench_fastpay.py --only catchup     # just the SIGKILL + restart run
 
 Starts a local network (4 authorities, several clients) with meshpay.localnet, prints figures
 and writes bench/results/fastpay.json. Not a test: numbers depend on the machine.
@@ -15,6 +17,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -127,6 +130,107 @@ async def authority_orders(net: LocalNet, keys: list[KeyPair], connections: int,
     }
 
 
+def _sequences(net: LocalNet, auth: str) -> dict[str, int]:
+    status, body = net.request(auth, "GET", "/accounts", timeout=30)
+    if status != 200:
+        raise RuntimeError(f"GET /accounts on {auth}: {status} {body}")
+    return {a["id"]: a["next_sequence"] for a in body}
+
+
+def _lacking(mine: dict[str, int], peers: list[dict[str, int]]) -> int:
+    """Certificates held by some peer and not by `mine`. An authority applies a sender's
+    certificates in sequence order, so it holds (sender, n) exactly when next_sequence > n."""
+    held: dict[str, int] = {}
+    for view in peers:
+        for key, seq in view.items():
+            held[key] = max(held.get(key, 0), seq)
+    return sum(max(0, seq - mine.get(key, 0)) for key, seq in held.items())
+
+
+def catch_up_after_sigkill(tmp: str, clients: int, warmup: float, down: float, loaded: float, bound: float) -> dict:
+    """SIGKILL one authority under load from `clients` clients, restart it `down` s later and
+    measure (a) while the load goes on for `loaded` s: the first time it holds every certificate
+    its peers held 1 s before (a certificate younger than 1 s may still be on its way to
+    everyone); (b) after the load stops: the time until it holds every certificate its peers hold."""
+    net = LocalNet(tmp, authorities=4, clients=clients, balance=10**9)
+    net.start_all(timeout=180)
+    victim, peers = "auth4", ["auth1", "auth2", "auth3"]
+    stop = threading.Event()
+    confirmed = [0]
+
+    def load(sender: str, to: str) -> None:
+        while not stop.is_set():
+            status, _ = net.request(sender, "POST", "/transfers", {"to": to, "amount": 1}, timeout=60)
+            confirmed[0] += status == 200
+
+    names = [c.name for c in net.clients]
+    # Two requests in flight per client: a client takes one transfer at a time, the next queues.
+    threads = [threading.Thread(target=load, args=(n, names[(i + 1) % len(names)]), daemon=True)
+               for i, n in enumerate(names) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(warmup)
+        at_kill = _lacking({}, [_sequences(net, p) for p in peers])
+        net.kill(victim)
+        time.sleep(down)
+        before_restart = _lacking({}, [_sequences(net, p) for p in peers])
+        net.start(victim)
+        restarted = time.monotonic()
+        net.wait_ready([victim], timeout=60)
+        ready_s = time.monotonic() - restarted
+        history: list[tuple[float, list[dict[str, int]]]] = []
+        under_load_s = None
+        lacking_trace = []
+        while time.monotonic() - restarted < loaded:
+            now = time.monotonic()
+            history.append((now, [_sequences(net, p) for p in peers]))
+            mine = _sequences(net, victim)
+            old = [views for t, views in history if t <= now - 1.0]
+            if old:
+                missing = _lacking(mine, old[-1])
+                lacking_trace.append((round(now - restarted, 2), missing))
+                if under_load_s is None and missing == 0:
+                    under_load_s = now - restarted
+            time.sleep(0.25)
+        confirmed_under_load = confirmed[0]
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        stopped = time.monotonic()
+        after_stop_s = None
+        while time.monotonic() - stopped < bound:
+            missing = _lacking(_sequences(net, victim), [_sequences(net, p) for p in peers])
+            if missing == 0:
+                after_stop_s = time.monotonic() - stopped
+                break
+            time.sleep(0.1)
+        metrics = net.request(victim, "GET", "/metrics")[1]
+        wanted = ("meshpay_catchup_total", "meshpay_lag_waits_total", "meshpay_replays_total", "meshpay_confirmations_applied_total")
+        counters = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+                    if line.startswith(wanted)}
+        certificates = sum(_sequences(net, "auth1").values())
+    finally:
+        stop.set()
+        net.stop_all()
+    return {
+        "clients": clients,
+        "load_before_kill_s": warmup,
+        "down_s": down,
+        "peer_certificates_at_kill": at_kill,
+        "peer_certificates_at_restart": before_restart,
+        "restart_to_healthy_s": round(ready_s, 2),
+        "load_after_restart_s": loaded,
+        "confirmed_transfers_during_run": confirmed_under_load,
+        "caught_up_under_load_s": None if under_load_s is None else round(under_load_s, 2),
+        "caught_up_after_load_stopped_s": None if after_stop_s is None else round(after_stop_s, 2),
+        "certificates_at_end": certificates,
+        "lacking_trace_s_count": lacking_trace[:40],
+        "victim_counters": counters,
+        "targets": {"under_load_s": 30, "after_load_stopped_s": 10},
+    }
+
+
 def authority_profile(count: int) -> dict:
     """Cost of each step of voting on one order, in process, to explain the wire figure."""
     from meshpay.authority import Account, Authority
@@ -169,7 +273,23 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--orders", type=int, default=10000, help="orders for the authority throughput run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fastpay.json"))
+    parser.add_argument("--only", choices=["catchup"], help="run one part only (its JSON goes to --out)")
+    parser.add_argument("--catchup-load", type=float, default=40.0, help="seconds of load after the restart")
     args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="meshpay-catchup-") as tmp:
+        catchup = catch_up_after_sigkill(tmp, clients=3, warmup=15.0, down=1.0, loaded=args.catchup_load, bound=120.0)
+    print(f"catch-up after SIGKILL + restart under load ({catchup['clients']} clients, "
+          f"peers held {catchup['peer_certificates_at_kill']} certificates at the kill, {catchup['peer_certificates_at_restart']} at the restart):")
+    print(f"  holds every certificate its peers held 1 s earlier, load still running: {catchup['caught_up_under_load_s']} s after restart (target 30 s)")
+    print(f"  holds every certificate its peers hold after the load stopped:          {catchup['caught_up_after_load_stopped_s']} s after the stop (target 10 s)")
+    print(f"  victim counters: {catchup['victim_counters']}")
+    if args.only == "catchup":
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"catch_up": catchup, "load_average_at_end": os.getloadavg()}, indent=2))
+        print(f"wrote {out}")
+        return 0
 
     print(f"generating {args.orders} funded accounts for the authority run ...", flush=True)
     keys = [KeyPair.generate() for _ in range(args.orders)]
@@ -198,6 +318,7 @@ def main() -> int:
         "many_clients": many,
         "authority_wire": wire,
         "authority_profile_in_process": profile,
+        "catch_up": catchup,
         "load_average_at_end": os.getloadavg(),
     }
     out = Path(args.out)

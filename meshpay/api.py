@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from meshpay.config import NodeConfig
+from meshpay.messages import MAX_AMOUNT, MAX_SEQUENCE
 from meshpay.metrics import Metrics
 from meshpay.service import AuthorityService, ClientService, NodeError
 
@@ -21,7 +22,7 @@ class TransferRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: StrictStr = Field(min_length=1, max_length=200, description="recipient: a client name or a public key (hex)")
-    amount: StrictInt = Field(gt=0, le=2**62, description="amount to transfer, a positive integer")
+    amount: StrictInt = Field(gt=0, le=MAX_AMOUNT, description="amount to transfer, a positive integer")
 
 
 class BodyLimit:
@@ -131,7 +132,7 @@ def create_app(service: AuthorityService | ClientService, config: NodeConfig, me
 
     @app.get("/accounts")
     async def accounts(
-        limit: int = Query(1000, ge=1, le=10000), offset: int = Query(0, ge=0)
+        limit: int = Query(1000, ge=1, le=10000), offset: int = Query(0, ge=0, le=MAX_SEQUENCE)
     ) -> list[dict[str, Any]]:
         return service.accounts(limit, offset)
 

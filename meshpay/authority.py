@@ -12,6 +12,9 @@ from dataclasses import dataclass, replace
 from meshpay import crypto
 from meshpay.committee import Committee
 from meshpay.messages import (
+    BALANCE_LIMIT,
+    MAX_AMOUNT,
+    MAX_SEQUENCE,
     AccountInfoResponse,
     Certificate,
     ConfirmationAck,
@@ -21,10 +24,6 @@ from meshpay.messages import (
     Vote,
     sign_vote,
 )
-
-# Balances live in SQLite INTEGER and i64 wire fields; refusing credits past this bound keeps
-# every stored value representable without ever clamping money.
-MAX_BALANCE = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +90,12 @@ class Authority:
     ) -> Confirmation:
         """Apply a certified transfer exactly once; older certificates are acknowledged unchanged."""
         order = certificate.order
+        if sender is not None and order.sequence < sender.next_sequence:
+            # This (sender, sequence) slot is settled here already, and at most one certificate
+            # can exist for it, so nothing in this one can change state: answer before paying
+            # for any signature check (replays cost more than votes otherwise). The ack vouches
+            # for the slot, not for this certificate's signatures.
+            return Confirmation(sender, recipient or Account(balance=0), ConfirmationAck(order.sender, order.sequence, False))
         check_order_shape(order)
         self.committee.check_certificate(certificate)
         if sender is None:
@@ -99,18 +104,18 @@ class Authority:
             sender = Account(balance=0)
         if recipient is None:
             recipient = Account(balance=0)
-        if order.sequence < sender.next_sequence:
-            return Confirmation(sender, recipient, ConfirmationAck(order.sender, order.sequence, False))
         if order.sequence > sender.next_sequence:
             raise ProtocolError(
                 ErrorCode.SEQUENCE_GAP,
                 f"certificate for sequence {order.sequence} but the sender is at {sender.next_sequence}; "
                 "send the missing certificates first",
             )
-        if recipient.balance + order.amount > MAX_BALANCE:
-            raise ProtocolError(ErrorCode.INVALID_AMOUNT, "credit would overflow the recipient balance")
-        # The balance may go below zero here: a quorum already checked the funds, and this
-        # authority only lags on credits it will receive later (as in FastPay).
+        # The balance may go below zero here, or a credit above the supply: a quorum already
+        # checked the funds, and this authority only lags on certificates it will receive later
+        # (as in FastPay). A valid certificate is never refused for that; the 128-bit bound
+        # cannot be reached (messages.py), it only keeps every stored value representable.
+        if not -BALANCE_LIMIT < sender.balance - order.amount or not recipient.balance + order.amount < BALANCE_LIMIT:
+            raise ProtocolError(ErrorCode.INVALID_AMOUNT, "a balance would leave the range ±2^127")
         new_sender = Account(sender.balance - order.amount, sender.next_sequence + 1, None)
         new_recipient = replace(recipient, balance=recipient.balance + order.amount)
         return Confirmation(new_sender, new_recipient, ConfirmationAck(order.sender, order.sequence, True))
@@ -134,7 +139,14 @@ def check_order_shape(order: TransferOrder) -> None:
     """Refuse orders no honest client can produce, before spending time on signatures."""
     if order.amount <= 0:
         raise ProtocolError(ErrorCode.INVALID_AMOUNT, "amount must be positive")
-    if order.amount > MAX_BALANCE:
-        raise ProtocolError(ErrorCode.INVALID_AMOUNT, f"amount exceeds {MAX_BALANCE}")
+    if order.amount > MAX_AMOUNT:
+        raise ProtocolError(ErrorCode.INVALID_AMOUNT, f"amount exceeds {MAX_AMOUNT}")
+    if not 0 <= order.sequence <= MAX_SEQUENCE:
+        raise ProtocolError(ErrorCode.MALFORMED, f"sequence outside 0..{MAX_SEQUENCE}")
     if order.sender == order.recipient:
         raise ProtocolError(ErrorCode.INVALID_AMOUNT, "sender and recipient are the same account")
+    # Money sent to bytes that are no one's key is gone for good. The sender needs no check
+    # here: only an existing account can be debited, and every account entered as a checked
+    # genesis key or as a recipient that passed this line.
+    if not crypto.is_public_key(order.recipient):
+        raise ProtocolError(ErrorCode.INVALID_KEY, f"recipient {order.recipient.hex()} is not an ed25519 public key")

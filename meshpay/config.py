@@ -9,6 +9,7 @@ from typing import Any
 
 from meshpay import crypto
 from meshpay.committee import AuthorityInfo, Committee
+from meshpay.messages import MAX_AMOUNT
 
 ROLES = ("authority", "client")
 # "mdns": authorities announce themselves on the mesh and clients find committee members whose
@@ -151,10 +152,10 @@ def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
             key = crypto.parse_public_key(key_hex)
         except crypto.CryptoError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= 2**62:
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_AMOUNT:
             raise ConfigError(f"{where}: balance must be an integer in [0, 2^62]")
         genesis[key] = amount
-    if sum(genesis.values()) > 2**62:
+    if sum(genesis.values()) > MAX_AMOUNT:
         raise ConfigError(f"{source}: field 'genesis': total supply exceeds 2^62")
     deadline = data.get("transfer_deadline_s", 25.0)
     if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not 0 < deadline <= 3600:

@@ -12,6 +12,7 @@ from functools import lru_cache
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 SEED_SIZE = 32
 PUBLIC_KEY_SIZE = 32
@@ -73,12 +74,24 @@ def verify(public_key: bytes, signature: bytes, data: bytes) -> bool:
     return True
 
 
+@lru_cache(maxsize=65536)
+def is_public_key(raw: bytes) -> bool:
+    """True when `raw` is a key someone can hold: 32 bytes that decode to a point of the curve
+    in canonical form (RFC 8032 section 5.1.3), in the prime-order subgroup and not of small
+    order, as every ed25519 public key derived from a secret is (libsodium's
+    crypto_core_ed25519_is_valid_point, about 40 us; cached per key).
+
+    Why not `Ed25519PublicKey.from_public_bytes`: OpenSSL takes any 32 bytes there and fails
+    only at verification, so half of all random strings (no point at all) would pass."""
+    return len(raw) == PUBLIC_KEY_SIZE and bool(crypto_core_ed25519_is_valid_point(bytes(raw)))
+
+
 def parse_public_key(text: str) -> bytes:
-    """A public key from its hex form, checked to be a valid curve point."""
+    """A public key from its hex form, checked to be a valid ed25519 public key (is_public_key)."""
     try:
         raw = bytes.fromhex(text)
     except ValueError:
         raise CryptoError(f"public key is not hex: {text!r}") from None
-    if len(raw) != PUBLIC_KEY_SIZE or _load_public_key(raw) is None:
+    if not is_public_key(raw) or _load_public_key(raw) is None:
         raise CryptoError(f"not an ed25519 public key: {text!r}")
     return raw

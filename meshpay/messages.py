@@ -1,7 +1,14 @@
 """The FastPay protocol messages (frozen dataclasses), after fastpay_core/src/messages.rs.
 
-Accounts are named by their owner's ed25519 public key (32 raw bytes). Amounts and sequence
-numbers are non-negative integers that fit an unsigned 64-bit field on the wire.
+Accounts are named by their owner's ed25519 public key (32 raw bytes). Every integer has a
+range, checked where it enters (wire.py, api.py) and defined here once:
+- amounts: 1 ..= MAX_AMOUNT, and the total supply at genesis is at most MAX_AMOUNT too;
+- sequence numbers and positions in a log: 0 ..= MAX_SEQUENCE (they are SQLite INTEGERs);
+- balances: -BALANCE_LIMIT < balance < BALANCE_LIMIT (stored and sent as 128-bit signed).
+Why balances need more than 64 bits: an authority that missed some certificates (FastPay lets
+it lag on credits or on debits) sees an account's credits and debits out of step, and money
+that circulates can push that local view past any bound set by the supply. 2^127 is out of
+reach (2^65 moves of the whole supply), as in FastPay's i128 balances.
 """
 
 from __future__ import annotations
@@ -19,6 +26,10 @@ VOTE_DOMAIN = b"meshpay/vote/v1\x00"
 
 _BODY = struct.Struct(">32s32sQQ")
 U64_MAX = 2**64 - 1
+MAX_AMOUNT = 2**62
+# next_sequence = sequence + 1 must still fit SQLite's signed 64-bit INTEGER.
+MAX_SEQUENCE = 2**63 - 2
+BALANCE_LIMIT = 2**127
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,28 @@ class AccountInfoResponse:
     received_cursor: int
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateLogRequest:
+    """An authority asks a peer for the certificates in its log after position `after`.
+
+    Positions are local to the peer (its SQLite row ids): the asker keeps one cursor per peer.
+    """
+
+    after: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateLogResponse:
+    """Certificates of the peer's log in the order it applied them, from just after the asked
+    position; `cursor` is the position of the last one sent, `head` the last in the log (a
+    `head` below the asker's cursor means the peer's log was rebuilt: start again from 0)."""
+
+    certificates: tuple[Certificate, ...]
+    cursor: int
+    head: int
+
+
 class ErrorCode(IntEnum):
     MALFORMED = 1
     BAD_SIGNATURE = 2
@@ -129,6 +162,7 @@ class ErrorCode(IntEnum):
     WRONG_ROLE = 10
     REFUSED = 11
     INTERNAL = 12
+    INVALID_KEY = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,5 +190,7 @@ Message = (
     | ConfirmationAck
     | AccountInfoRequest
     | AccountInfoResponse
+    | CertificateLogRequest
+    | CertificateLogResponse
     | ErrorReply
 )

@@ -66,6 +66,7 @@ async def serve(config: NodeConfig) -> None:
 
     from meshpay.api import create_app
     from meshpay.metrics import Metrics
+    from meshpay.ratelog import RefusalLog
     from meshpay.service import AuthorityService, ClientService
     from meshpay.store import Store
     from meshpay.transport import PeerPool, WireServer
@@ -85,19 +86,22 @@ async def serve(config: NodeConfig) -> None:
     byzantine = os.environ.get("MESHPAY_BYZANTINE") or None
     service: AuthorityService | ClientService
     if config.role == "authority":
-        service = AuthorityService(config, store, metrics, byzantine)
+        service = AuthorityService(config, store, metrics, byzantine, pool)
         if byzantine:
             log.warning("event=fault_injection mode=%s", byzantine)
     else:
         if byzantine:
             raise ConfigError("MESHPAY_BYZANTINE is for authorities only")
         service = ClientService(config, store, metrics, pool, browser)
-    wire_server = WireServer(service.handle, config.wire_host, config.wire_port)
+    wire_server = WireServer(service.handle, config.wire_host, config.wire_port,
+                             refusals=RefusalLog(logging.getLogger("meshpay.transport"), metrics))
     try:
         await wire_server.start()
     except OSError as exc:
         store.close()
         raise StartupError(f"cannot serve the wire on {config.wire_host}:{config.wire_port}: {exc.strerror}") from None
+    if isinstance(service, AuthorityService):
+        service.start()  # pulls what it missed from its peers while it serves
     # After the wire server: an announced authority must already be reachable.
     for discovery in (announcer, browser):
         if discovery is not None:
@@ -114,8 +118,7 @@ async def serve(config: NodeConfig) -> None:
             if discovery is not None:
                 await discovery.close()
         await wire_server.close()
-        if isinstance(service, ClientService):
-            await service.close()
+        await service.close()
         await pool.close()
         store.close()
         log.info("event=stopped name=%s", config.name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -15,15 +16,19 @@ from typing import TYPE_CHECKING, Any
 from meshpay import client as client_logic
 from meshpay import wire
 from meshpay.authority import Account, Authority
+from meshpay.catchup import LOG_PAGE, CatchUp
 from meshpay.committee import AuthorityInfo
 from meshpay.config import NodeConfig
 from meshpay.messages import (
     AccountInfoRequest,
     AccountInfoResponse,
     Certificate,
+    CertificateLogRequest,
+    CertificateLogResponse,
     ConfirmationAck,
     ConfirmationOrder,
     ErrorCode,
+    MAX_SEQUENCE,
     ErrorReply,
     Message,
     ProtocolError,
@@ -56,6 +61,8 @@ PENDING_KEY = "pending_order"
 REDRIVE_PAUSE_S = (0.5, 1.0, 2.0)
 PENDING_RETRY_S = 5.0
 PENDING_RETRIES = 120
+# How long a request that found this authority behind waits for a catch-up round (catchup.py).
+CATCH_UP_WAIT = 3.0
 # How long a transfer waits for announcements from a quorum (a client just started, an
 # authority restarting) before it answers 503: mDNS answers in well under a second per hop.
 DISCOVERY_WAIT = 20.0
@@ -90,12 +97,20 @@ def account_json(key: bytes, account: Account, config: NodeConfig) -> dict[str, 
     }
 
 
+TRANSFER_ID = re.compile(r"([0-9a-fA-F]{64})-([0-9]{1,19})")
+TRANSFER_ID_TEXT = f"<sender public key, 64 hex digits>-<sequence, 0..{MAX_SEQUENCE}>"
+
+
+def parse_transfer_id(transfer_id: str) -> tuple[bytes, int]:
+    """(sender key, sequence) from `<64 hex digits>-<decimal sequence>`; NodeError 400 otherwise."""
+    match = TRANSFER_ID.fullmatch(transfer_id)
+    if match is None or int(match[2]) > MAX_SEQUENCE:
+        raise NodeError(400, f"transfer id is {TRANSFER_ID_TEXT}, got {transfer_id[:200]!r}")
+    return bytes.fromhex(match[1]), int(match[2])
+
+
 def certificate_record(store: Store, config: NodeConfig, transfer_id: str) -> dict[str, Any]:
-    sender_hex, _, seq = transfer_id.rpartition("-")
-    try:
-        cert = store.certificate(bytes.fromhex(sender_hex), int(seq))
-    except ValueError:
-        raise NodeError(400, "transfer id is <sender public key hex>-<sequence>") from None
+    cert = store.certificate(*parse_transfer_id(transfer_id))
     if cert is None:
         raise NodeError(404, f"no transfer {transfer_id} known to {config.name}")
     return {"id": transfer_id, "outcome": "confirmed", "certificate": certificate_json(cert, config)}
@@ -143,7 +158,8 @@ class NodeError(Exception):
 class AuthorityService:
     role = "authority"
 
-    def __init__(self, config: NodeConfig, store: Store, metrics: Metrics, byzantine: str | None = None) -> None:
+    def __init__(self, config: NodeConfig, store: Store, metrics: Metrics, byzantine: str | None = None,
+                 pool: PeerPool | None = None) -> None:
         if byzantine is not None and byzantine not in BYZANTINE_MODES:
             raise ValueError(f"MESHPAY_BYZANTINE must be one of {BYZANTINE_MODES}, got {byzantine!r}")
         self.config = config
@@ -153,11 +169,20 @@ class AuthorityService:
         self.byzantine = byzantine
         self.delay = float(os.environ.get("MESHPAY_BYZANTINE_DELAY", "3"))
         store.ensure_genesis(config.genesis)
+        self.catch_up = CatchUp(config.public_key, config.committee.members, pool or PeerPool(), store,
+                                self._apply_pulled, metrics)
+
+    def start(self) -> None:
+        """Start pulling missed certificates from peers (needs a running event loop)."""
+        self.catch_up.start()
+
+    async def close(self) -> None:
+        await self.catch_up.close()
 
     async def handle(self, msg: Message) -> Message | bytes:
         kind = type(msg).__name__
         self.metrics.inc("meshpay_wire_requests_total", "Wire requests received, by message type.", type=kind)
-        if self.byzantine is not None and not isinstance(msg, AccountInfoRequest):
+        if self.byzantine is not None and not isinstance(msg, (AccountInfoRequest, CertificateLogRequest)):
             if self.byzantine == "refuse":
                 return ErrorReply(ErrorCode.REFUSED, "fault injection: this authority refuses everything")
             if self.byzantine == "garbage":
@@ -168,15 +193,38 @@ class AuthorityService:
             if isinstance(msg, TransferOrder):
                 if self.byzantine == "conflict":
                     return self._vote_for_anything(msg)
-                return self._order(msg)
+                return await self._lag_tolerant(self._order, msg)
             if isinstance(msg, ConfirmationOrder):
-                return self._confirm(msg.certificate)
+                return await self._lag_tolerant(self._confirm, msg.certificate)
             if isinstance(msg, AccountInfoRequest):
                 return self._info(msg)
+            if isinstance(msg, CertificateLogRequest):
+                return self._log(msg)
             raise ProtocolError(ErrorCode.WRONG_ROLE, f"an authority does not take {kind}")
         except ProtocolError as exc:
             self.metrics.inc("meshpay_refusals_total", "Requests refused, by reason.", code=exc.code.name)
             return exc.reply()
+
+    async def _lag_tolerant(self, step: Any, arg: Any) -> Any:
+        """Run `step(arg)`; when it fails because this authority is behind, wait for one round of
+        catch-up from the peers and try once more. The client gets an answer from an authority
+        that is up to date, instead of having to resend its history."""
+        try:
+            return step(arg)
+        except ProtocolError as exc:
+            if not self._is_lag(exc, arg):
+                raise
+        self.metrics.inc("meshpay_lag_waits_total", "Requests that waited for a catch-up round.")
+        await self.catch_up.next_round(CATCH_UP_WAIT)
+        return step(arg)
+
+    def _is_lag(self, exc: ProtocolError, arg: TransferOrder | Certificate) -> bool:
+        if exc.code == ErrorCode.SEQUENCE_GAP or exc.code in (ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.UNKNOWN_ACCOUNT):
+            return True
+        if exc.code == ErrorCode.UNEXPECTED_SEQUENCE and isinstance(arg, TransferOrder):
+            account = self.store.account(arg.sender)
+            return account is not None and arg.sequence > account.next_sequence
+        return False
 
     def _order(self, order: TransferOrder) -> Vote:
         account = self.store.account(order.sender)
@@ -190,7 +238,7 @@ class AuthorityService:
 
     def _replayed(self, kind: str, order: TransferOrder) -> None:
         # A client retrying over a lossy mesh looks the same as an attacker replaying: both get
-        # the answer already given and change nothing, and both are counted and logged.
+        # the answer already given and change nothing, and both are counted.
         self.metrics.inc("meshpay_replays_total", "Messages already handled, answered unchanged.", kind=kind)
         log.info("event=replay kind=%s id=%s sequence=%d", kind, order.transfer_id, order.sequence)
 
@@ -200,7 +248,8 @@ class AuthorityService:
             raise ProtocolError(ErrorCode.BAD_SIGNATURE, "order signature does not verify")
         return sign_vote(self.config.keypair, order)
 
-    def _confirm(self, cert: Certificate) -> ConfirmationAck:
+    def _settle(self, cert: Certificate) -> bool:
+        """Apply a certificate if it is new here; True when it was applied."""
         order = cert.order
         sender = self.store.account(order.sender)
         recipient = self.store.account(order.recipient)
@@ -209,9 +258,27 @@ class AuthorityService:
             self.store.commit({order.sender: outcome.sender, order.recipient: outcome.recipient}, cert)
             self.metrics.inc("meshpay_confirmations_applied_total", "Certificates applied.")
             log.debug("event=confirmed id=%s amount=%d", order.transfer_id, order.amount)
-        else:
-            self._replayed("confirmation", order)
-        return outcome.ack
+        return outcome.applied
+
+    def _confirm(self, cert: Certificate) -> ConfirmationAck:
+        applied = self._settle(cert)
+        if not applied:
+            self._replayed("confirmation", cert.order)
+        return ConfirmationAck(cert.order.sender, cert.order.sequence, applied)
+
+    def _apply_pulled(self, cert: Certificate) -> bool | None:
+        """Apply a certificate pulled from a peer's log (catchup.py): True applied, False held
+        already or refused, None for a sequence gap (to be asked for again)."""
+        try:
+            applied = self._settle(cert)
+        except ProtocolError as exc:
+            if exc.code == ErrorCode.SEQUENCE_GAP:
+                return None
+            self.metrics.inc("meshpay_catchup_refused_total", "Certificates from peers' logs refused, by reason.", code=exc.code.name)
+            return False
+        self.metrics.inc("meshpay_catchup_total", "Certificates read from peers' logs, by outcome.",
+                         outcome="applied" if applied else "held")
+        return applied
 
     def _info(self, req: AccountInfoRequest) -> AccountInfoResponse:
         limit = min(req.limit, INFO_PAGE)
@@ -224,6 +291,12 @@ class AuthorityService:
             if received:
                 cursor = self.store.received_cursor(req.account, received[-1])
         return self.authority.account_info(req.account, self.store.account(req.account), sent, received, cursor)
+
+    def _log(self, req: CertificateLogRequest) -> CertificateLogResponse:
+        entries, head = self.store.certificate_log(req.after, min(req.limit, LOG_PAGE))
+        certs = _fit([c for _, c in entries], wire.MAX_FRAME - 1024)
+        cursor = entries[len(certs) - 1][0] if certs else req.after
+        return CertificateLogResponse(certs, cursor, head)
 
     # -- REST views ------------------------------------------------------------------------------
 
@@ -341,30 +414,16 @@ class ClientService:
         return task
 
     async def _bring_up_to_date(self, member: AuthorityInfo) -> None:
-        """Send an authority that lags on this account the certificates it missed."""
-        async def their_view() -> tuple[int, int | None]:
-            info = await self._ask(member, AccountInfoRequest(self.me))
-            if isinstance(info, AccountInfoResponse):
-                return info.next_sequence, info.balance
-            return 0, None  # it does not know this account at all
-
+        """Send an authority that lags on this account the certificates it sent and the authority
+        missed, from the sequence the authority stands at. Credits are not resent: authorities
+        pull what they missed from their peers' logs (catchup.py)."""
         try:
-            their_sequence, their_balance = await their_view()
-            missed = self.store.sent_certificates(self.me, their_sequence, INFO_PAGE)
-            for cert in missed:
+            info = await self._ask(member, AccountInfoRequest(self.me))
+            their_sequence = info.next_sequence if isinstance(info, AccountInfoResponse) else 0
+            for cert in self.store.sent_certificates(self.me, their_sequence, INFO_PAGE):
                 await self._ask(member, ConfirmationOrder(cert))
-            if missed:
-                their_sequence, their_balance = await their_view()
         except TransportError:
             return
-        if their_balance is None or their_balance < self.own_account().balance:
-            after = 0
-            while True:
-                certs, after = self.store.received_certificates(self.me, after, INFO_PAGE)
-                for cert in certs:
-                    await self._ask(member, ConfirmationOrder(cert))
-                if len(certs) < INFO_PAGE:
-                    break
 
     async def _collect_votes(
         self, order: TransferOrder, timings: dict[str, dict[str, Any]]

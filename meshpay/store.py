@@ -21,7 +21,7 @@ from meshpay.messages import Certificate, ConfirmationOrder, TransferOrder, Vote
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     key BLOB PRIMARY KEY,
-    balance INTEGER NOT NULL,
+    balance BLOB NOT NULL,
     next_sequence INTEGER NOT NULL,
     pending BLOB
 );
@@ -38,6 +38,17 @@ CREATE INDEX IF NOT EXISTS certificates_by_recipient ON certificates (recipient,
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS transfers (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 """
+# PRAGMA user_version of a database this code made. 2: balances as 16-byte signed big-endian
+# BLOBs (an authority's lagging view of a balance can leave 64 bits; see messages.py).
+SCHEMA_VERSION = 2
+
+
+def _balance_out(balance: int) -> bytes:
+    return balance.to_bytes(16, "big", signed=True)
+
+
+def _balance_in(blob: bytes) -> int:
+    return int.from_bytes(blob, "big", signed=True)
 
 
 class StoreError(RuntimeError):
@@ -67,7 +78,14 @@ class Store:
             self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous=NORMAL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+            if tables and version != SCHEMA_VERSION:
+                self._db.close()
+                raise StoreError(f"{self.path} has schema version {version}, this node needs {SCHEMA_VERSION}: move it "
+                                 "away and restart (an authority pulls every certificate back from its peers)")
             self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
         if self.path != ":memory:" and mode.lower() != "wal":
@@ -96,7 +114,7 @@ class Store:
         try:
             db.executemany(
                 "INSERT INTO accounts (key, balance, next_sequence, pending) VALUES (?, ?, 0, NULL)",
-                list(genesis.items()),
+                [(k, _balance_out(v)) for k, v in genesis.items()],
             )
             db.execute("INSERT INTO meta (key, value) VALUES ('genesis', ?)", (digest,))
             db.execute("COMMIT")
@@ -112,14 +130,14 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        return Account(row[0], row[1], None if row[2] is None else _decode(row[2]))
+        return Account(_balance_in(row[0]), row[1], None if row[2] is None else _decode(row[2]))
 
     def accounts(self, limit: int = 1000, offset: int = 0) -> list[tuple[bytes, Account]]:
         rows = self._db.execute(
             "SELECT key, balance, next_sequence, pending FROM accounts ORDER BY key LIMIT ? OFFSET ?",
             (limit, offset),
         ).fetchall()
-        return [(r[0], Account(r[1], r[2], None if r[3] is None else _decode(r[3]))) for r in rows]
+        return [(r[0], Account(_balance_in(r[1]), r[2], None if r[3] is None else _decode(r[3]))) for r in rows]
 
     def commit(
         self,
@@ -149,7 +167,7 @@ class Store:
                 "ON CONFLICT (key) DO UPDATE SET balance=excluded.balance, "
                 "next_sequence=excluded.next_sequence, pending=excluded.pending",
                 [
-                    (k, a.balance, a.next_sequence, None if a.pending is None else _encode(a.pending))
+                    (k, _balance_out(a.balance), a.next_sequence, None if a.pending is None else _encode(a.pending))
                     for k, a in accounts.items()
                 ],
             )
@@ -194,6 +212,15 @@ class Store:
             (cert.order.sender, cert.order.sequence, recipient),
         ).fetchone()
         return row[0]
+
+    def certificate_log(self, after: int, limit: int) -> tuple[list[tuple[int, Certificate]], int]:
+        """(position, certificate) pairs after position `after` in application order, and the
+        log's last position (0 when empty)."""
+        rows = self._db.execute(
+            "SELECT id, body FROM certificates WHERE id>? ORDER BY id LIMIT ?", (after, limit)
+        ).fetchall()
+        head = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM certificates").fetchone()[0]
+        return [(r[0], _decode_certificate(r[1])) for r in rows], head
 
     def certificate_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]

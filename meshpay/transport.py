@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from meshpay import wire
 from meshpay.messages import ErrorCode, ErrorReply, Message
+from meshpay.ratelog import RefusalLog
 
 log = logging.getLogger("meshpay.transport")
 
@@ -71,8 +72,10 @@ async def read_payload(reader: asyncio.StreamReader, frame_timeout: float | None
 
 class WireServer:
     def __init__(self, handler: Handler, host: str, port: int, frame_timeout: float = FRAME_TIMEOUT_S,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS, refusals: RefusalLog | None = None) -> None:
         self.handler = handler
+        # Counted always, logged at a bounded rate: hostile peers must not fill the disk.
+        self.refusals = refusals or RefusalLog(log)
         self.host = host
         self.port = port
         self.frame_timeout = frame_timeout
@@ -85,6 +88,7 @@ class WireServer:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        self.refusals.flush()
         if self._server is not None:
             self._server.close()
         for writer in list(self._connections):
@@ -95,8 +99,7 @@ class WireServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         if len(self._connections) >= self.max_connections:
-            log.warning("event=connection_refused peer=%s reason=%r", peer,
-                        f"already {len(self._connections)} connections")
+            self.refusals.refused("connection_refused", peer, f"already {len(self._connections)} connections")
             writer.close()
             return
         self._connections.add(writer)
@@ -110,14 +113,14 @@ class WireServer:
                     request_id, msg = wire.decode_payload(payload)
                 except wire.WireError as exc:
                     # After a bad frame the stream can no longer be trusted to be in step: say why, hang up.
-                    log.warning("event=bad_frame peer=%s error=%r", peer, str(exc))
+                    self.refusals.refused("bad_frame", peer, str(exc))
                     writer.write(wire.encode_frame(0, ErrorReply(ErrorCode.MALFORMED, str(exc))))
                     await writer.drain()
                     return
                 try:
                     reply = await self.handler(msg)
                 except Exception as exc:  # a handler bug must cost one reply, not the node
-                    log.exception("event=handler_error peer=%s", peer)
+                    self.refusals.refused("handler_error", peer, repr(exc), exc_info=True)
                     reply = ErrorReply(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
                 if isinstance(reply, bytes):
                     writer.write(wire.LENGTH.pack(len(reply)) + reply)
@@ -125,12 +128,12 @@ class WireServer:
                     try:
                         frame = wire.encode_frame(request_id, reply)
                     except wire.WireError as exc:
-                        log.error("event=unencodable_reply peer=%s error=%r", peer, str(exc))
+                        self.refusals.refused("unencodable_reply", peer, str(exc))
                         frame = wire.encode_frame(request_id, ErrorReply(ErrorCode.INTERNAL, "reply too large to encode"))
                     writer.write(frame)
                 await writer.drain()
         except wire.WireError as exc:  # oversized or stalled: nothing was decoded, nothing ran
-            log.warning("event=bad_frame peer=%s error=%r", peer, str(exc))
+            self.refusals.refused("bad_frame", peer, str(exc))
         except (ConnectionError, OSError):
             pass
         finally:

@@ -2,10 +2,11 @@
 
 Frame: u32 big-endian length of the payload, then the payload:
     version u8 | type u8 | request id u32 | body
-Bodies are fixed-width big-endian fields (keys 32 bytes, signatures 64, amounts and sequence
-numbers u64, balances i64) and u16-counted lists. Decoding refuses truncated input, trailing
-bytes, oversized frames and lists, unknown versions and types, and non-canonical values, always
-by raising WireError and never anything else.
+Bodies are fixed-width big-endian fields (keys 32 bytes, signatures 64, amounts, sequence
+numbers and log positions u64, balances i128) and u16-counted lists. Decoding refuses truncated
+input, trailing bytes, oversized frames and lists, unknown versions and types, non-canonical
+values and integers outside their range (messages.py), always by raising WireError and never
+anything else: a value that decodes is one the node can store and compute with.
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from meshpay.messages import (
     AccountInfoRequest,
     AccountInfoResponse,
     Certificate,
+    CertificateLogRequest,
+    CertificateLogResponse,
     ConfirmationAck,
     ConfirmationOrder,
+    BALANCE_LIMIT,
+    MAX_AMOUNT,
+    MAX_SEQUENCE,
     ErrorCode,
     ErrorReply,
     Message,
@@ -38,8 +44,10 @@ _KEY_SIG = struct.Struct(">32s64s")
 _U16 = struct.Struct(">H")
 _ACK = struct.Struct(">32sQB")
 _INFO_REQ = struct.Struct(">32sQQH")
-_INFO_HEAD = struct.Struct(">32sqQB")
+_INFO_HEAD = struct.Struct(">32s16sQB")
 _U64 = struct.Struct(">Q")
+_LOG_REQ = struct.Struct(">QH")
+_LOG_TAIL = struct.Struct(">QQ")
 
 T_TRANSFER_ORDER = 1
 T_VOTE = 2
@@ -48,6 +56,8 @@ T_CONFIRMATION_ACK = 4
 T_ACCOUNT_INFO_REQUEST = 5
 T_ACCOUNT_INFO_RESPONSE = 6
 T_ERROR = 7
+T_LOG_REQUEST = 8
+T_LOG_RESPONSE = 9
 
 
 class WireError(ValueError):
@@ -100,8 +110,18 @@ def _put_order(out: list[bytes], order: TransferOrder) -> None:
     out.append(_ORDER.pack(order.sender, order.recipient, order.amount, order.sequence, order.signature))
 
 
+def _in_range(value: int, high: int, what: str, low: int = 0) -> int:
+    if not low <= value <= high:
+        raise WireError(f"{what} {value} out of range {low}..{high}")
+    return value
+
+
 def _get_order(r: _Reader) -> TransferOrder:
-    return TransferOrder(*r.unpack(_ORDER))
+    sender, recipient, amount, sequence, signature = r.unpack(_ORDER)
+    # Zero is in range here: it is a well-formed order the protocol refuses (INVALID_AMOUNT).
+    _in_range(amount, MAX_AMOUNT, "amount")
+    _in_range(sequence, MAX_SEQUENCE, "sequence")
+    return TransferOrder(sender, recipient, amount, sequence, signature)
 
 
 def _put_vote(out: list[bytes], vote: Vote) -> None:
@@ -169,13 +189,23 @@ def _encode_body(msg: Message) -> tuple[int, list[bytes]]:
             out.append(_INFO_REQ.pack(msg.account, msg.sent_from, msg.received_after, msg.limit))
             return T_ACCOUNT_INFO_REQUEST, out
         case AccountInfoResponse():
-            out.append(_INFO_HEAD.pack(msg.account, msg.balance, msg.next_sequence, 0 if msg.pending is None else 1))
+            if not -BALANCE_LIMIT < msg.balance < BALANCE_LIMIT:
+                raise WireError(f"balance {msg.balance} out of range")
+            balance = msg.balance.to_bytes(16, "big", signed=True)
+            out.append(_INFO_HEAD.pack(msg.account, balance, msg.next_sequence, 0 if msg.pending is None else 1))
             if msg.pending is not None:
                 _put_vote(out, msg.pending)
             _put_certificates(out, msg.sent)
             _put_certificates(out, msg.received)
             out.append(_U64.pack(msg.received_cursor))
             return T_ACCOUNT_INFO_RESPONSE, out
+        case CertificateLogRequest():
+            out.append(_LOG_REQ.pack(msg.after, msg.limit))
+            return T_LOG_REQUEST, out
+        case CertificateLogResponse():
+            _put_certificates(out, msg.certificates)
+            out.append(_LOG_TAIL.pack(msg.cursor, msg.head))
+            return T_LOG_RESPONSE, out
         case ErrorReply():
             text = msg.message.encode("utf-8")[:MAX_TEXT]
             # Cutting may split a multi-byte character; drop the broken tail so decoding stays strict.
@@ -216,20 +246,35 @@ def decode_payload(payload: bytes) -> tuple[int, Message]:
         msg = ConfirmationOrder(_get_certificate(r))
     elif msg_type == T_CONFIRMATION_ACK:
         sender, sequence, applied = r.unpack(_ACK)
+        _in_range(sequence, MAX_SEQUENCE, "sequence")
         if applied > 1:
             raise WireError(f"boolean byte must be 0 or 1, got {applied}")
         msg = ConfirmationAck(sender, sequence, applied == 1)
     elif msg_type == T_ACCOUNT_INFO_REQUEST:
-        msg = AccountInfoRequest(*r.unpack(_INFO_REQ))
+        account, sent_from, received_after, limit = r.unpack(_INFO_REQ)
+        msg = AccountInfoRequest(account, _in_range(sent_from, MAX_SEQUENCE, "sent_from"),
+                                 _in_range(received_after, MAX_SEQUENCE, "received_after"), limit)
     elif msg_type == T_ACCOUNT_INFO_RESPONSE:
-        account, balance, next_sequence, has_pending = r.unpack(_INFO_HEAD)
+        account, balance_bytes, next_sequence, has_pending = r.unpack(_INFO_HEAD)
+        balance = _in_range(int.from_bytes(balance_bytes, "big", signed=True), BALANCE_LIMIT - 1, "balance", 1 - BALANCE_LIMIT)
+        _in_range(next_sequence, MAX_SEQUENCE + 1, "next_sequence")
         if has_pending > 1:
             raise WireError(f"boolean byte must be 0 or 1, got {has_pending}")
         pending = _get_vote(r) if has_pending else None
         sent = _get_certificates(r)
         received = _get_certificates(r)
         (cursor,) = r.unpack(_U64)
+        _in_range(cursor, MAX_SEQUENCE, "received_cursor")
         msg = AccountInfoResponse(account, balance, next_sequence, pending, sent, received, cursor)
+    elif msg_type == T_LOG_REQUEST:
+        after, limit = r.unpack(_LOG_REQ)
+        msg = CertificateLogRequest(_in_range(after, MAX_SEQUENCE, "after"), limit)
+    elif msg_type == T_LOG_RESPONSE:
+        certificates = _get_certificates(r)
+        cursor, head = r.unpack(_LOG_TAIL)
+        _in_range(cursor, MAX_SEQUENCE, "cursor")
+        _in_range(head, MAX_SEQUENCE, "head")
+        msg = CertificateLogResponse(certificates, cursor, head)
     elif msg_type == T_ERROR:
         (code,) = r.unpack(_U16)
         try:

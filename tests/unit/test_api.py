@@ -111,3 +111,35 @@ def test_client_account_views(client_api):
     assert api.get("/transfers/unknown").status_code == 400
     assert api.get(f"/transfers/{w.clients[1].public_key.hex()}-0").status_code == 404
     assert api.get("/info").json()["role"] == "client"
+
+
+@pytest.mark.parametrize("big", [2**63, 2**64, 10**30])
+def test_integers_out_of_range_are_4xx_never_500(authority_api, client_api, big):
+    w, api = authority_api
+    key = w.clients[0].public_key.hex()
+    for path in (f"/transfers/{big}", f"/transfers/{key}-{big}", f"/transfers/{key}--{big}", f"/transfers/{key}-{-big}"):
+        reply = api.get(path)
+        assert reply.status_code == 400 and "transfer id is" in reply.json()["detail"], (path, reply.text)
+    for query in (f"offset={big}", f"limit={big}", f"offset=-{big}"):
+        reply = api.get(f"/accounts?{query}")
+        assert reply.status_code == 422, (query, reply.text)
+    _, client = client_api
+    for amount in (big, -big):
+        reply = client.post("/transfers", json={"to": "client2", "amount": amount})
+        assert reply.status_code == 422 and reply.json()["detail"], reply.text
+
+
+def test_largest_sequence_is_a_valid_id_that_names_no_transfer(authority_api):
+    from meshpay.messages import MAX_SEQUENCE
+
+    w, api = authority_api
+    assert api.get(f"/transfers/{w.clients[0].public_key.hex()}-{MAX_SEQUENCE}").status_code == 404
+
+
+def test_transfer_to_bytes_that_are_no_key_is_404_and_sends_nothing(client_api):
+    w, api = client_api
+    for to in ("ff" * 32, "02" + "00" * 31, "01" + "00" * 31):
+        reply = api.post("/transfers", json={"to": to, "amount": 1})
+        assert reply.status_code == 404 and "not a known name nor an ed25519 public key" in reply.json()["detail"]
+        assert api.get(f"/accounts/{to}").status_code == 404
+    assert api.get("/accounts/client1").json()["pending"] is None

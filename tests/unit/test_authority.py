@@ -2,7 +2,8 @@ import dataclasses
 
 import pytest
 
-from meshpay.authority import MAX_BALANCE, Account, Authority
+from meshpay.authority import Account, Authority
+from meshpay.messages import BALANCE_LIMIT, MAX_AMOUNT
 from meshpay.messages import Certificate, ErrorCode, ProtocolError, sign_order
 
 from meshpay_helpers import World, funded, keypair
@@ -72,7 +73,7 @@ def test_zero_self_and_huge_amounts_are_refused():
     auth = w.authorities[0]
     assert refused(auth.handle_order, funded(), w.order(amount=0)) == ErrorCode.INVALID_AMOUNT
     assert refused(auth.handle_order, funded(), w.order(recipient=0)) == ErrorCode.INVALID_AMOUNT
-    assert refused(auth.handle_order, funded(), w.order(amount=MAX_BALANCE + 1)) == ErrorCode.INVALID_AMOUNT
+    assert refused(auth.handle_order, funded(), w.order(amount=MAX_AMOUNT + 1)) == ErrorCode.INVALID_AMOUNT
 
 
 def test_confirmation_moves_money_once():
@@ -130,9 +131,20 @@ def test_invalid_certificates_are_refused_without_effect():
         assert refused(auth.handle_confirmation, funded(), funded(0), c) in (ErrorCode.INVALID_CERTIFICATE, ErrorCode.BAD_SIGNATURE)
 
 
-def test_credit_overflow_is_refused():
+def test_a_lagging_view_past_the_supply_is_applied_not_refused():
+    # An authority behind on debits can see a balance above the whole supply (or, behind on
+    # credits, below zero): a valid certificate is applied all the same.
     w = World()
-    assert refused(w.authorities[0].handle_confirmation, funded(), funded(MAX_BALANCE), w.certificate(w.order())) == ErrorCode.INVALID_AMOUNT
+    auth = w.authorities[0]
+    done = auth.handle_confirmation(funded(-(2**63)), funded(MAX_AMOUNT * 4), w.certificate(w.order(amount=MAX_AMOUNT)))
+    assert done.applied and done.recipient.balance == MAX_AMOUNT * 5 and done.sender.balance == -(2**63) - MAX_AMOUNT
+
+
+def test_balance_past_128_bits_is_refused_with_a_protocol_error():
+    w = World()
+    auth = w.authorities[0]
+    assert refused(auth.handle_confirmation, funded(), funded(BALANCE_LIMIT - 5), w.certificate(w.order(amount=5))) == ErrorCode.INVALID_AMOUNT
+    assert refused(auth.handle_confirmation, funded(-BALANCE_LIMIT + 5), funded(0), w.certificate(w.order(amount=5))) == ErrorCode.INVALID_AMOUNT
 
 
 def test_account_info():
@@ -162,3 +174,31 @@ def test_at_most_one_certificate_per_sequence_across_honest_authorities():
         votes[first] += 1
         assert refused(auth.handle_order, acct, second) == ErrorCode.CONFLICTING_ORDER
     assert sum(v >= w.committee.quorum_threshold for v in votes.values()) <= 1
+
+
+def test_replayed_certificate_is_recognized_before_any_signature_check(monkeypatch):
+    from meshpay import crypto
+
+    w = World()
+    auth = w.authorities[0]
+    cert = w.certificate(w.order(amount=5))
+    done = auth.handle_confirmation(funded(), funded(0), cert)
+    assert done.applied
+    calls = []
+    real_verify = crypto.verify
+    monkeypatch.setattr(crypto, "verify", lambda *a: calls.append(a) or real_verify(*a))
+    again = auth.handle_confirmation(done.sender, done.recipient, cert)
+    assert not again.applied and (again.sender, again.recipient) == (done.sender, done.recipient)
+    assert calls == []  # no ed25519 verification ran for the replay
+    # A new certificate still pays for every check: the counter does see verifications.
+    auth.handle_confirmation(done.sender, done.recipient, w.certificate(w.order(amount=5, sequence=1)))
+    assert len(calls) == 1 + auth.committee.quorum_threshold
+
+
+def test_recipient_that_is_not_a_public_key_is_refused_before_voting():
+    w = World()
+    auth = w.authorities[0]
+    for recipient in (b"\xff" * 32, b"\x02" + b"\x00" * 31, b"\x01" + b"\x00" * 31):
+        order = sign_order(w.clients[0], recipient, 1, 0)
+        assert refused(auth.handle_order, funded(), order) == ErrorCode.INVALID_KEY
+        assert refused(auth.handle_confirmation, funded(), None, w.certificate(order)) == ErrorCode.INVALID_KEY

@@ -1,6 +1,7 @@
 import pytest
 
 from meshpay import crypto
+from meshpay.crypto import CryptoError, KeyPair
 from meshpay.messages import sign_order, sign_vote
 
 from meshpay_helpers import keypair
@@ -48,3 +49,49 @@ def test_order_signature_is_not_a_vote_signature():
     vote = sign_vote(keypair(9), order)
     assert vote.has_valid_signature()
     assert not crypto.verify(vote.authority, vote.signature, order.order_signing_bytes())
+
+
+# Encodings of the points of small order (identity, order 2, 4 and 8): on the curve, nobody's key.
+SMALL_ORDER = [
+    "01" + "00" * 31,
+    "ec" + "ff" * 30 + "7f",
+    "00" * 32,
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+]
+
+
+def test_real_keys_are_public_keys_and_non_points_are_not():
+    from meshpay.crypto import is_public_key, parse_public_key
+
+    for _ in range(50):
+        key = KeyPair.generate().public_key
+        assert is_public_key(key) and parse_public_key(key.hex()) == key
+    assert not is_public_key(b"\xff" * 32)  # y >= p: not canonical
+    assert not is_public_key(b"\x02" + b"\x00" * 31)  # y = 2: x^2 has no root, not on the curve
+    assert not is_public_key(b"\x01" + b"\x00" * 30 + b"\x80")  # x = 0 with a sign bit
+    for hexed in SMALL_ORDER:
+        assert not is_public_key(bytes.fromhex(hexed)), hexed
+    assert not is_public_key(b"\x00" * 31) and not is_public_key(b"")
+    with pytest.raises(CryptoError):
+        parse_public_key("ff" * 32)
+
+
+def test_a_real_key_plus_a_small_order_point_is_not_a_key():
+    from nacl.bindings import crypto_core_ed25519_add
+
+    from meshpay.crypto import is_public_key
+
+    key = KeyPair.generate().public_key
+    mixed = crypto_core_ed25519_add(key, bytes.fromhex(SMALL_ORDER[3]))
+    assert mixed != key and not is_public_key(mixed)
+
+
+def test_most_random_strings_are_refused():
+    import os
+
+    from meshpay.crypto import is_public_key
+
+    accepted = sum(is_public_key(os.urandom(32)) for _ in range(4000))
+    # About half of random strings decode to a point, one in eight of those in the subgroup.
+    assert accepted < 400

@@ -56,3 +56,51 @@ def test_random_schedules_conserve_money_and_never_double_certify(data):
     assert all(len(orders) == 1 for orders in certificates.values())
     for state in states:
         assert sum(a.balance for a in state.values()) == GENESIS * len(w.clients)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_any_arrival_order_of_certificates_at_full_supply_applies_all_and_stays_in_range(data):
+    """The whole allowed supply (2^62) circulates; one authority gets the certificates in any
+    order (retrying those that come before their sender's earlier ones, as catch-up does), and
+    stores every state in SQLite: nothing valid is refused, nothing overflows, supply holds."""
+    from meshpay.messages import BALANCE_LIMIT, MAX_AMOUNT, ErrorCode
+    from meshpay.store import Store
+
+    w = WORLD
+    keys = [c.public_key for c in w.clients]
+    genesis = {keys[0]: MAX_AMOUNT - 2, keys[1]: 1, keys[2]: 1}
+    truth = dict(genesis)
+    sequence = {k: 0 for k in keys}
+    certs = []
+    for _ in range(data.draw(st.integers(1, 12))):
+        sender = data.draw(st.sampled_from([i for i, k in enumerate(keys) if truth[k] > 0]))
+        recipient = data.draw(st.integers(0, 2).filter(lambda r: r != sender))
+        amount = data.draw(st.integers(1, truth[keys[sender]]))
+        order = sign_order(w.clients[sender], keys[recipient], amount, sequence[keys[sender]])
+        certs.append(w.certificate(order))
+        sequence[keys[sender]] += 1
+        truth[keys[sender]] -= amount
+        truth[keys[recipient]] += amount
+    arrival = data.draw(st.permutations(certs))
+    store = Store(":memory:")
+    store.ensure_genesis(genesis)
+    auth = w.authorities[0]
+    waiting = list(arrival)
+    while waiting:
+        progressed = False
+        for cert in list(waiting):
+            o = cert.order
+            try:
+                done = auth.handle_confirmation(store.account(o.sender), store.account(o.recipient), cert)
+            except ProtocolError as exc:
+                assert exc.code == ErrorCode.SEQUENCE_GAP, exc
+                continue
+            assert done.applied
+            assert all(-BALANCE_LIMIT < a.balance < BALANCE_LIMIT for a in (done.sender, done.recipient))
+            store.commit({o.sender: done.sender, o.recipient: done.recipient}, cert)
+            waiting.remove(cert)
+            progressed = True
+        assert progressed
+    final = {k: store.account(k).balance for k in keys}
+    assert final == truth and sum(final.values()) == MAX_AMOUNT

@@ -39,10 +39,10 @@ class Cluster:
             })
 
         self.authorities = [
-            AuthorityService(config(f"auth{i + 1}", "authority", bytes([100 + i]) * 32, ports[i]), Store(tmp_path / f"a{i}.db"), Metrics())
+            AuthorityService(config(f"auth{i + 1}", "authority", bytes([100 + i]) * 32, ports[i]), Store(tmp_path / f"a{i}.db"), Metrics(), pool=PeerPool())
             for i in range(4)
         ]
-        self.pools = [PeerPool(), PeerPool()]
+        self.pools = [PeerPool(), PeerPool()] + [a.catch_up.pool for a in self.authorities]
         self.clients = [
             ClientService(config(f"client{i + 1}", "client", bytes([1 + i]) * 32, ports[4 + i]), Store(tmp_path / f"c{i}.db"), Metrics(), self.pools[i])
             for i in range(2)
@@ -52,11 +52,15 @@ class Cluster:
     async def __aenter__(self) -> "Cluster":
         for server in self.servers:
             await server.start()
+        for authority in self.authorities:
+            authority.start()
         return self
 
     async def __aexit__(self, *exc) -> None:
         for c in self.clients:
             await c.close()
+        for a in self.authorities:
+            await a.close()
         for pool in self.pools:
             await pool.close()
         for server in self.servers:
@@ -331,3 +335,88 @@ def test_a_pending_order_is_finished_in_the_background(tmp_path, short_deadlines
         assert alice.transfer_record(record["id"])["outcome"] == "confirmed"
 
     run(tmp_path, scenario, SHORT)
+
+
+def test_authority_pulls_missed_certificates_from_peers_once_from_where_it_stands(tmp_path):
+    from meshpay.messages import CertificateLogRequest
+
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        lagger = c.authorities[3]
+        lagger.byzantine = "refuse"  # it misses every order and confirmation of these transfers
+        for _ in range(3):
+            await alice.transfer(bob.me, 10)
+        await bob.transfer(alice.me, 5)
+        lagger.byzantine = None
+        assert lagger.store.account(alice.me).next_sequence == 0
+        asked: list[int] = []
+        real_log = c.authorities[0]._log
+        c.authorities[0]._log = lambda req: asked.append(req.after) or real_log(req)
+        assert await lagger.catch_up.round() == 4
+        assert lagger.store.account(alice.me) == c.authorities[0].store.account(alice.me)
+        assert lagger.store.account(bob.me) == c.authorities[0].store.account(bob.me)
+        # The next round starts where the last one stopped: nothing is sent twice.
+        head = c.authorities[0].store.certificate_log(0, 1)[1]
+        assert await lagger.catch_up.round() == 0
+        assert asked[0] == 0 and asked[-1] == head
+        # A restarted authority keeps its cursors: the store remembers where it stood.
+        reply = await c.authorities[0].handle(CertificateLogRequest(head, 10))
+        assert reply.certificates == () and reply.head == head
+
+    run(tmp_path, scenario)
+
+
+def test_order_that_finds_the_authority_behind_waits_for_catch_up_and_gets_a_vote(tmp_path):
+    from meshpay.messages import Vote
+
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        lagger = c.authorities[3]
+        lagger.byzantine = "refuse"
+        await alice.transfer(bob.me, 10)
+        lagger.byzantine = None
+        assert lagger.store.account(alice.me).next_sequence == 0
+        # Sequence 1 is ahead of this authority: it pulls sequence 0 from its peers, then votes.
+        reply = await lagger.handle(c.world.order(sender=0, recipient=1, amount=1, sequence=1))
+        assert isinstance(reply, Vote)
+        assert 'meshpay_lag_waits_total 1' in lagger.metrics.render()
+
+    run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1])
+def test_out_of_range_integers_on_the_wire_get_malformed_not_internal(tmp_path, value):
+    from meshpay import wire
+    from meshpay.transport import read_payload
+
+    async def scenario(c: Cluster):
+        auth = c.authorities[0]
+        server = c.servers[0]
+        request = wire.encode_frame(7, AccountInfoRequest(c.clients[0].me, 0, 0, 10))
+        offsets = (wire.LENGTH.size + 6 + 32, wire.LENGTH.size + 6 + 40)  # sent_from, received_after
+        for offset in offsets:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request[:offset] + value.to_bytes(8, "big") + request[offset + 8:])
+            _, reply = wire.decode_payload(await read_payload(reader))
+            writer.close()
+            assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.MALFORMED, reply
+        assert "INTERNAL" not in auth.metrics.render()
+
+    run(tmp_path, scenario)
+
+
+def test_order_to_a_non_point_recipient_is_refused_on_the_wire_with_invalid_key(tmp_path):
+    from meshpay.transport import Peer
+
+    async def scenario(c: Cluster):
+        server = c.servers[0]
+        order = sign_order(c.world.clients[0], b"\xff" * 32, 1, 0)
+        peer = Peer("127.0.0.1", server.port)
+        try:
+            reply = await peer.request(order, 5)
+        finally:
+            await peer.close()
+        assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.INVALID_KEY, reply
+        assert c.authorities[0].store.account(c.world.clients[0].public_key).pending is None
+
+    run(tmp_path, scenario)

@@ -8,7 +8,12 @@ from meshpay import wire
 from meshpay.messages import (
     AccountInfoRequest,
     AccountInfoResponse,
+    BALANCE_LIMIT,
+    MAX_AMOUNT,
+    MAX_SEQUENCE,
     Certificate,
+    CertificateLogRequest,
+    CertificateLogResponse,
     ConfirmationAck,
     ConfirmationOrder,
     ErrorCode,
@@ -21,8 +26,9 @@ from meshpay_helpers import World
 
 keys = st.binary(min_size=32, max_size=32)
 sigs = st.binary(min_size=64, max_size=64)
-u64 = st.integers(min_value=0, max_value=2**64 - 1)
-orders = st.builds(TransferOrder, keys, keys, u64, u64, sigs)
+seqs = st.integers(min_value=0, max_value=MAX_SEQUENCE)
+amounts = st.integers(min_value=0, max_value=MAX_AMOUNT)
+orders = st.builds(TransferOrder, keys, keys, amounts, seqs, sigs)
 votes = st.builds(Vote, orders, keys, sigs)
 certs = st.builds(Certificate, orders, st.lists(st.tuples(keys, sigs), max_size=5).map(tuple))
 cert_lists = st.lists(certs, max_size=3).map(tuple)
@@ -30,17 +36,19 @@ messages = st.one_of(
     orders,
     votes,
     st.builds(ConfirmationOrder, certs),
-    st.builds(ConfirmationAck, keys, u64, st.booleans()),
-    st.builds(AccountInfoRequest, keys, u64, u64, st.integers(0, 65535)),
+    st.builds(ConfirmationAck, keys, seqs, st.booleans()),
+    st.builds(AccountInfoRequest, keys, seqs, seqs, st.integers(0, 65535)),
+    st.builds(CertificateLogRequest, seqs, st.integers(0, 65535)),
+    st.builds(CertificateLogResponse, cert_lists, seqs, seqs),
     st.builds(
         AccountInfoResponse,
         keys,
-        st.integers(-(2**63), 2**63 - 1),
-        u64,
+        st.integers(-BALANCE_LIMIT + 1, BALANCE_LIMIT - 1),
+        st.integers(0, MAX_SEQUENCE + 1),
         st.none() | votes,
         cert_lists,
         cert_lists,
-        u64,
+        seqs,
     ),
     st.builds(ErrorReply, st.sampled_from(list(ErrorCode)), st.text(max_size=200)),
 )
@@ -158,3 +166,58 @@ def test_random_bodies_behind_a_valid_header_only_raise_wire_error(msg_type, bod
         wire.decode_payload(struct.pack(">BBI", wire.VERSION, msg_type, 1) + body)
     except wire.WireError:
         pass
+
+
+def _frames_with_integer_fields() -> list[tuple[str, bytes, int]]:
+    """(field, a valid frame, offset of that u64 field in the frame) for every u64 field."""
+    w = World()
+    order = w.order()
+    cert = w.certificate(order)
+    body = wire.LENGTH.size + 6  # length prefix, then version, type, request id
+    info = wire.encode_frame(1, AccountInfoResponse(order.sender, 5, 1, None, (), (), 3))
+    log_reply = wire.encode_frame(1, CertificateLogResponse((cert,), 1, 1))
+    return [
+        ("TransferOrder.amount", wire.encode_frame(1, order), body + 64),
+        ("TransferOrder.sequence", wire.encode_frame(1, order), body + 72),
+        ("Vote.order.amount", wire.encode_frame(1, Vote(order, order.sender, order.signature)), body + 64),
+        ("Vote.order.sequence", wire.encode_frame(1, Vote(order, order.sender, order.signature)), body + 72),
+        ("ConfirmationOrder.amount", wire.encode_frame(1, ConfirmationOrder(cert)), body + 64),
+        ("ConfirmationOrder.sequence", wire.encode_frame(1, ConfirmationOrder(cert)), body + 72),
+        ("ConfirmationAck.sequence", wire.encode_frame(1, ConfirmationAck(order.sender, 1, True)), body + 32),
+        ("AccountInfoRequest.sent_from", wire.encode_frame(1, AccountInfoRequest(order.sender, 1, 2, 3)), body + 32),
+        ("AccountInfoRequest.received_after", wire.encode_frame(1, AccountInfoRequest(order.sender, 1, 2, 3)), body + 40),
+        ("AccountInfoResponse.next_sequence", info, body + 48),
+        ("AccountInfoResponse.received_cursor", info, len(info) - 8),
+        ("CertificateLogRequest.after", wire.encode_frame(1, CertificateLogRequest(1, 5)), body),
+        ("CertificateLogResponse.cursor", log_reply, len(log_reply) - 16),
+        ("CertificateLogResponse.head", log_reply, len(log_reply) - 8),
+    ]
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1])
+def test_every_u64_field_out_of_range_is_malformed(value):
+    for field, frame, offset in _frames_with_integer_fields():
+        wire.decode_frame(frame)  # the untouched frame is valid
+        bad = frame[:offset] + value.to_bytes(8, "big") + frame[offset + 8:]
+        with pytest.raises(wire.WireError, match="out of range"):
+            wire.decode_frame(bad)
+        print(field, "refused")
+
+
+@pytest.mark.parametrize("field", ["amount", "sequence"])
+def test_2_to_the_64_cannot_be_encoded(field):
+    import dataclasses
+
+    order = dataclasses.replace(World().order(), **{field: 2**64})
+    with pytest.raises(wire.WireError):
+        wire.encode_frame(1, order)
+
+
+def test_balance_at_the_128_bit_limit_is_malformed():
+    frame = wire.encode_frame(1, AccountInfoResponse(b"k" * 32, 0, 1, None, (), (), 3))
+    offset = wire.LENGTH.size + 6 + 32
+    bad = frame[:offset] + (-BALANCE_LIMIT).to_bytes(16, "big", signed=True) + frame[offset + 16:]
+    with pytest.raises(wire.WireError, match="out of range"):
+        wire.decode_frame(bad)
+    with pytest.raises(wire.WireError):
+        wire.encode_frame(1, AccountInfoResponse(b"k" * 32, BALANCE_LIMIT, 1, None, (), (), 3))
