@@ -1,21 +1,24 @@
 """Per-link impairments: from the topology's `links:` and the `impair` verb into medium.json, and
 what the medium's per-frame path does with them (loss, delay with jitter, a rate cap)."""
 
+import json
 import struct
 
 import pytest
+from test_draw import POSITIONS, fake_dispatch
 from test_medium import FAMILY, MACS, air, decode, kernel_frame
 from test_mediumctl import TOPO, lab_dir  # noqa: F401 - the fake-medium lab fixture
 
-from orchestrator import medium
-from orchestrator.airspace import (RATE_BACKLOG_S, Airspace, Impairment, MediumConfig, impairments_in_force,
-                                   mac_bytes, read_config)
+from orchestrator import medium, meshmap
+from orchestrator.airspace import (RATE_BACKLOG_S, Airspace, Impairment, MediumConfig, Radio, impairments_in_force,
+                                   mac_bytes, read_config, write_config)
 from orchestrator.mediumctl import config_for
 from orchestrator.plan import make_plan
+from orchestrator.propagation import Model
 from orchestrator.scenario import parse_scenario
 from orchestrator.shaping import Shaping
 from orchestrator.topology import TopologyError, parse_topology
-from orchestrator.verbs import impair
+from orchestrator.verbs import draw, impair
 
 
 def impaired_air(**ways: Impairment) -> Airspace:
@@ -154,3 +157,17 @@ steps:
                                                    "jitter_ms": 5.0, "rate_mbps": 0.0, "direction": "both",
                                                    "clear": False})
     assert scenario.steps[1].verb()[1]["clear"] is True
+
+
+def test_draw_marks_impaired_links_and_notes_each_direction(tmp_path):
+    nodes = {name: {"role": "authority" if name.startswith("auth") else "client", "position": list(pos),
+                    "range": 100.0, "mac": f"02:00:00:00:00:0{i}"} for i, (name, pos) in enumerate(POSITIONS.items())}
+    (tmp_path / "lab.json").write_text(json.dumps({"lab": "diamond", "nodes": nodes}))
+    radios = tuple(Radio(n, f"02:00:00:00:00:0{i}", pos, 100.0) for i, (n, pos) in enumerate(POSITIONS.items()))
+    write_config(tmp_path, MediumConfig(2412, Model("free_space"), radios, impairments={
+        ("client1", "relay1"): Impairment(loss_pct=100), ("relay1", "client1"): Impairment(delay_ms=5)}))
+    m = draw.snapshot(tmp_path, None, fake_dispatch())
+    assert m.impaired == {frozenset(("client1", "relay1")): "client1→relay1 loss 100%; relay1→client1 delay 5±0 ms"}
+    assert "impaired: client1→relay1 loss 100%; relay1→client1 delay 5±0 ms" in m.notes
+    picture = meshmap.svg(m)
+    assert picture.count('stroke-dasharray="8 4"') == 1 and "impaired: client1→relay1 loss 100%" in picture
