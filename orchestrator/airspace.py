@@ -81,6 +81,7 @@ class MediumConfig:
     mobility_epoch: float | None = None
     # Per direction (transmitter, receiver) by node name: set by topology `links:` and `impair`.
     impairments: dict[tuple[str, str], Impairment] = field(default_factory=dict)
+    airtime: bool = False  # frames take channel time, radios defer, overlaps collide (airtime.py)
 
     def radio(self, name: str) -> Radio:
         for r in self.radios:
@@ -100,6 +101,7 @@ class MediumConfig:
             "isolated": sorted(self.isolated),
             "mobility_epoch": self.mobility_epoch,
             "impairments": [{"from": a, "to": b, **imp.to_json()} for (a, b), imp in sorted(self.impairments.items())],
+            "airtime": self.airtime,
         }
 
     @classmethod
@@ -114,6 +116,7 @@ class MediumConfig:
             impairments={(str(i["from"]), str(i["to"])): Impairment(
                 float(i.get("loss_pct", 0)), float(i.get("delay_ms", 0)), float(i.get("jitter_ms", 0)),
                 float(i.get("rate_mbps", 0))) for i in data.get("impairments", ())},
+            airtime=bool(data.get("airtime", False)),
         )
 
     @property

@@ -39,7 +39,7 @@ def config_for(plan: Plan) -> MediumConfig:
         freq=plan.freq, loss=m.loss,
         model=Model(m.model, m.tx_power_dbm, m.noise_dbm, m.exponent, m.ref_distance_m),
         radios=tuple(Radio(n.name, n.mac, n.position, n.range, n.motion) for n in plan.nodes),
-        impairments=dict(m.impairments),
+        impairments=dict(m.impairments), airtime=m.airtime,
     )
 
 

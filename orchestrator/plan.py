@@ -77,6 +77,7 @@ class MediumPlan:
     ref_distance_m: float
     loss: bool
     seed: int = 1  # of the medium's random draws
+    airtime: bool = False
     # (transmitter, receiver) -> what `links:` impairs on that direction
     impairments: tuple[tuple[tuple[str, str], Impairment], ...] = ()
 
@@ -224,7 +225,7 @@ def _medium_plan(topo: Topology) -> MediumPlan | None:
         return None
     return MediumPlan(netns=medium_netns(topo.name), model=m.model, tx_power_dbm=m.tx_power_dbm,
                       noise_dbm=m.noise_dbm, exponent=m.exponent, ref_distance_m=m.ref_distance_m,
-                      loss=m.loss, seed=m.seed, impairments=link_impairments(topo))
+                      loss=m.loss, seed=m.seed, impairments=link_impairments(topo), airtime=m.airtime)
 
 
 def link_impairments(topo: Topology) -> tuple[tuple[tuple[str, str], Impairment], ...]:

@@ -144,6 +144,8 @@ class MediumSettings(_Strict):
     loss: bool = True
     # The medium's random draws (loss) come from this seed: a lab's run repeats with it
     seed: int = Field(default=1, ge=0, lt=2**63)
+    # Frames take channel time at their rate, radios defer, hidden terminals collide (docs/medium.md)
+    airtime: bool = False
 
     @model_validator(mode="before")
     @classmethod
