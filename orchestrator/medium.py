@@ -534,7 +534,10 @@ def resolve_family(sock: socket.socket, name: str = "MAC80211_HWSIM") -> int:
 
 
 class Medium:
-    def __init__(self, lab_dir: Path, rand: Callable[[], float] = random.random) -> None:
+    def __init__(self, lab_dir: Path, rand: Callable[[], float] = random.random,
+                 sock: socket.socket | None = None, family: int | None = None) -> None:
+        """`sock` and `family`: the kernel's netlink socket and hwsim's family id (tests pass a
+        stand-in; by default the socket is opened and the family asked for)."""
         self.lab_dir = lab_dir
         self.rand = rand
         self.counters = Counters()
@@ -542,8 +545,8 @@ class Medium:
         self.captures = Captures(lab_dir)
         self.shaping = Shaping()
         self.channel = Channel()
-        self.sock = open_socket()
-        self.codec = Codec(resolve_family(self.sock))
+        self.sock = open_socket() if sock is None else sock
+        self.codec = Codec(resolve_family(self.sock) if family is None else family)
         self._mtime = 0
         self.movers = Movers()
         self.moved_at: float | None = None
@@ -638,6 +641,7 @@ class Medium:
                     raise
                 sender.send(feed(view, n, self.air, self.codec, self.rand, counters, deaf, self.captures.active,
                                  shaping, self.channel))
+        sender.send(shaping.pop_due(float("inf")))  # held back a little: still the medium's to deliver
         self.captures.stop()
         stats.write(self.config.version, self.report())
 
