@@ -1,16 +1,19 @@
-"""The lab at scale: bring up meshes of 10, 50, 100 (and more) nodes in the lab's VM and measure.
+"""The lab at scale: bring up meshes of 10, 50, 100 (and more) nodes in the lab's VM, and pay across them.
 
-    python bench/bench_scale.py [--sizes 10 50 100] [--seconds 30] [--memory 8G] [--topology T.yaml]
+    python bench/bench_scale.py [--sizes 10 50 100] [--topology T.yaml] [--transfers 200] [--pings 200]
+                                [--workers 4] [--within 30] [--memory 8G]
 
 For each size N: a random placement of N nodes with bench/make_topology.py's seed (size 100 is
-exactly topologies/random100.yaml), one VM per size, `up` as the CLI runs it. Reports the time
-from the start of `up` (in the VM, boot excluded) to every planned peer link established and to
-every node serving, the time of each step of `up`, PSS per node process (from smaps_rollup), and
-one transfer between the leftmost and rightmost clients (and how long it took), then
-settled transfers per second while WORKERS callers make random client-to-client transfers through
-the REST APIs for a fixed period, and the medium's frames/s, CPU and frames by kind during `up`
-(sampled from medium-stats.json in the shared lab directory). Prints the figures and writes
-bench/results/scale-<sizes>.json.
+exactly topologies/random100.yaml), or the given topology; one VM per size, `up` as the CLI runs
+it. Reports the time from the start of `up` (in the VM, boot excluded) to every planned peer link
+and to every node serving, each step of `up`, PSS per node process (smaps_rollup), then, counted
+from the moment the lab serves: one transfer between the two clients farthest apart (its first
+attempt, the paths all cold), `--transfers` random client-to-client transfers `--workers` at a
+time (share confirmed within `--within` s, latency p50/p95/p99, why the others failed), `--pings`
+pings between random node pairs (share answered), and what the medium counted meanwhile (frames
+by kind, frames it lost itself vs frames its model dropped) with the CPU of the medium and of
+the node processes. Prints the figures, writes bench/results/scale-<sizes>.json and a PNG of the
+settled share and latency against lab size (with the plots extra).
 Not a test: figures depend on the machine and on what else runs on it (the host's load average
 is recorded with them).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -40,7 +44,6 @@ from orchestrator.dispatch import agent_call  # noqa: E402
 from orchestrator.vm import LabVM, VMRecord, agent_argv  # noqa: E402
 from orchestrator.vmlab import BOOT_TIMEOUT_S, down_lab, up_in_vm  # noqa: E402
 
-WORKERS = 8
 
 
 def write_topology(size: int, seed: int, out_dir: Path) -> Path:
@@ -111,64 +114,152 @@ class MediumSampler:
                 "series": [(s["t"], s.get("frames_per_s"), s.get("cpu_pct")) for s in self.samples]}
 
 
-def one_transfer(info: dict, token: str, within_s: float = 300.0) -> dict:
-    """One transfer between the leftmost and the rightmost client, tried again until it settles or
-    `within_s` has passed (the first tries also wait for HWMP to find the paths): does the mesh
-    settle a transfer at all, and how long does the first one take?"""
-    clients = sorted((n for n, v in info["nodes"].items() if v["role"] == "client"),
-                     key=lambda n: info["nodes"][n]["position"])
-    src, dst = clients[0], clients[-1]
-    start = time.monotonic()
-    attempts, outcome = 0, None
-    while outcome != "confirmed" and time.monotonic() - start < within_s:
-        attempts += 1
-        try:
-            r = httpx.post(f"{info['nodes'][src]['rest_url']}/transfers", json={"to": dst, "amount": 1},
-                           headers={"Authorization": f"Bearer {token}"}, timeout=within_s)
-            body = r.json()
-            outcome = body.get("outcome") if r.status_code == 200 else f"HTTP {r.status_code}: {json.dumps(body)[-600:]}"
-        except (httpx.HTTPError, ValueError) as exc:
-            outcome = f"{type(exc).__name__}: {exc}"
-    return {"from": src, "to": dst, "outcome": outcome, "attempts": attempts,
-            "seconds": round(time.monotonic() - start, 1)}
-
-
-def transfer_load(info: dict, token: str, seconds: float, seed: int) -> dict:
-    """WORKERS threads post random client-to-client transfers of 1 for `seconds`; counts what settled."""
+def farthest_clients(info: dict) -> tuple[str, str]:
+    """The two clients farthest apart by position: the longest multi-hop path a transfer takes."""
     clients = sorted(n for n, v in info["nodes"].items() if v["role"] == "client")
-    urls = {n: info["nodes"][n]["rest_url"] for n in clients}
-    settled, failed, lock = [], [], threading.Lock()
-    stop_at = time.monotonic() + seconds
+    return max(((a, b) for i, a in enumerate(clients) for b in clients[i + 1:]),
+               key=lambda ab: math.dist(info["nodes"][ab[0]]["position"], info["nodes"][ab[1]]["position"]))
 
-    def worker(i: int) -> None:
-        rng = random.Random(seed + i)
-        with httpx.Client(timeout=120, headers={"Authorization": f"Bearer {token}"}) as http:
-            while time.monotonic() < stop_at:
-                src, dst = rng.sample(clients, 2)
-                start = time.monotonic()
-                try:
-                    r = http.post(f"{urls[src]}/transfers", json={"to": dst, "amount": 1})
-                    ok = r.status_code == 200 and r.json().get("outcome") == "confirmed"
-                except httpx.HTTPError:
-                    ok = False
-                done = time.monotonic()
+
+def post_transfer(http: httpx.Client, info: dict, src: str, dst: str) -> dict:
+    """One REST transfer of 1 from `src` to `dst`: outcome, seconds, the node's rounds, and for a
+    transfer that was not confirmed, why (per authority that gave no vote)."""
+    start = time.monotonic()
+    try:
+        r = http.post(f"{info['nodes'][src]['rest_url']}/transfers", json={"to": dst, "amount": 1})
+        body = r.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"from": src, "to": dst, "outcome": f"{type(exc).__name__}", "error": str(exc)[:300],
+                "seconds": round(time.monotonic() - start, 3)}
+    row = {"from": src, "to": dst, "seconds": round(time.monotonic() - start, 3), "http": r.status_code,
+           "outcome": body.get("outcome") or f"HTTP {r.status_code}", "attempts": body.get("attempts")}
+    if row["outcome"] != "confirmed":
+        row["reasons"] = {name: entry.get("reason") or entry.get("vote")
+                          for name, entry in (body.get("authorities") or {}).items() if entry.get("vote") != "ok"}
+        row["error"] = (body.get("detail") or body.get("error") or "")[:300] if not body.get("authorities") else None
+    return row
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def transfer_run(info: dict, token: str, count: int, workers: int, seed: int, within_s: float) -> dict:
+    """`count` random client-to-client transfers, `workers` at a time (each worker sends its next
+    transfer when the last one returned): share confirmed within `within_s`, latency percentiles,
+    and why the others failed."""
+    clients = sorted(n for n, v in info["nodes"].items() if v["role"] == "client")
+    rng = random.Random(seed)
+    pairs = [tuple(rng.sample(clients, 2)) for _ in range(count)]
+    rows: list[dict] = []
+    lock = threading.Lock()
+    todo = iter(pairs)
+
+    def worker() -> None:
+        with httpx.Client(timeout=within_s * 4, headers={"Authorization": f"Bearer {token}"}) as http:
+            while True:
                 with lock:
-                    (settled if ok and done <= stop_at else failed).append(done - start)
+                    pair = next(todo, None)
+                if pair is None:
+                    return
+                row = post_transfer(http, info, *pair)
+                with lock:
+                    rows.append(row)
+                    if len(rows) % 20 == 0:
+                        ok = sum(r["outcome"] == "confirmed" for r in rows)
+                        print(f"   transfers: {len(rows)}/{count}, {ok} confirmed", flush=True)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(WORKERS)]
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    lat = sorted(settled)
-    return {"seconds": seconds, "workers": WORKERS, "settled": len(settled),
-            "not_settled_in_period": len(failed),
-            "settled_per_second": round(len(settled) / seconds, 2),
-            "latency_p50_s": round(lat[len(lat) // 2], 2) if lat else None}
+    wall = time.monotonic() - t0
+    ok = [r["seconds"] for r in rows if r["outcome"] == "confirmed" and r["seconds"] <= within_s]
+    reasons: dict[str, int] = {}
+    for r in rows:
+        for why in (r.get("reasons") or {}).values():
+            reasons[str(why)] = reasons.get(str(why), 0) + 1
+    return {"count": count, "workers": workers, "within_s": within_s, "wall_s": round(wall, 1),
+            "confirmed_within": len(ok), "confirmed_share": round(len(ok) / count, 4),
+            "latency_s": {"p50": percentile(ok, 0.50), "p95": percentile(ok, 0.95), "p99": percentile(ok, 0.99),
+                          "max": max(ok) if ok else None},
+            "not_confirmed": [r for r in rows if r["outcome"] != "confirmed" or r["seconds"] > within_s][:40],
+            "failure_reasons": reasons,
+            "multi_round": sum(1 for r in rows if (r.get("attempts") or 1) > 1)}
 
 
-def run_size(size: int, seed: int, root: Path, seconds: float, memory: str,
-             topology: Path | None = None) -> dict:
+def ping_run(port: int, info: dict, count: int, workers: int, seed: int) -> dict:
+    """`count` pings (one echo request each, 5 s to answer) between random node pairs, sent from
+    inside the source node: the share answered is meshnet-lab's measure of a mesh that works."""
+    nodes = sorted(info["nodes"])
+    rng = random.Random(seed + 1)
+    pairs = [tuple(rng.sample(nodes, 2)) for _ in range(count)]
+    answered: list[bool] = []
+    rtts: list[float] = []
+    lock = threading.Lock()
+    todo = iter(pairs)
+
+    def worker() -> None:
+        while True:
+            with lock:
+                pair = next(todo, None)
+            if pair is None:
+                return
+            src, dst = pair
+            try:
+                out = agent_call(port, "exec", {"node": src, "command": [
+                    "ping", "-n", "-c", "1", "-W", "5", info["nodes"][dst]["mesh_ip"]]})
+                text = out.get("stdout", "")
+                ok = " 0% packet loss" in text
+                rtt = float(text.split("time=")[1].split()[0]) if "time=" in text else None
+            except RuntimeError:
+                ok, rtt = False, None
+            with lock:
+                answered.append(ok)
+                if rtt is not None:
+                    rtts.append(rtt)
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"count": count, "answered": sum(answered), "answered_share": round(sum(answered) / count, 4),
+            "rtt_ms": {"p50": percentile(rtts, 0.5), "p95": percentile(rtts, 0.95)}}
+
+
+def node_cpu_s(port: int, node: str, pids: list[int]) -> float:
+    """CPU seconds (user + system) the node processes have used so far."""
+    script = "for p in " + " ".join(map(str, pids)) + "; do cat /proc/$p/stat 2>/dev/null; echo; done"
+    out = agent_call(port, "exec", {"node": node, "command": ["sh", "-c", script]})["stdout"]
+    ticks = 0
+    for line in out.splitlines():
+        fields = line.rsplit(")", 1)[-1].split()
+        if len(fields) > 12:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / 100.0  # USER_HZ
+
+
+def medium_now(lab_dir: Path) -> dict:
+    try:
+        return json.loads((lab_dir / "medium-stats.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def counter_delta(before: dict, after: dict) -> dict:
+    """What the medium counted between two reads of its stats file (frames by kind, lost, dropped)."""
+    return {k: after[k] - before.get(k, 0) for k, v in after.items()
+            if isinstance(v, int) and not isinstance(v, bool) and k not in ("pid", "version")}
+
+
+def run_size(size: int, seed: int, root: Path, memory: str, topology: Path | None = None, *,
+             transfers: int = 200, pings: int = 200, workers: int = 4, within_s: float = 30.0) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     topo = topology or write_topology(size, seed, root)
     lab_dir = root / topo.stem
@@ -198,9 +289,22 @@ def run_size(size: int, seed: int, root: Path, seconds: float, memory: str,
                                      "count": len(pss)}
         result["guest_after_up"] = guest_facts(record.port, any_node)
         token = (lab_dir / "token").read_text().strip()
-        result["one_transfer"] = one_transfer(lab.read_lab_json(lab_dir), token)
-        result["transfers"] = transfer_load(lab.read_lab_json(lab_dir), (lab_dir / "token").read_text().strip(),
-                                            seconds, seed)
+        info = lab.read_lab_json(lab_dir)
+        pids = list(state["pids"].values())
+        medium_before, cpu_before, t_phase = medium_now(lab_dir), node_cpu_s(record.port, any_node, pids), time.monotonic()
+        src, dst = farthest_clients(info)
+        with httpx.Client(timeout=within_s * 4, headers={"Authorization": f"Bearer {token}"}) as http:
+            result["first_transfer_farthest"] = post_transfer(http, info, src, dst)
+        print(f"   first transfer {src} -> {dst}: {result['first_transfer_farthest']['outcome']} "
+              f"in {result['first_transfer_farthest']['seconds']} s", flush=True)
+        result["transfers"] = transfer_run(info, token, transfers, workers, seed, within_s)
+        result["pings"] = ping_run(record.port, info, pings, workers, seed)
+        phase_s = time.monotonic() - t_phase
+        medium_after = medium_now(lab_dir)
+        result["medium_during_transfers"] = counter_delta(medium_before, medium_after)
+        result["medium_cpu_pct_during_transfers"] = round(100 * (medium_after.get("cpu_s", 0) - medium_before.get("cpu_s", 0)) / phase_s, 1)
+        result["node_cpu_pct_during_transfers"] = round(100 * (node_cpu_s(record.port, any_node, pids) - cpu_before) / phase_s, 1)
+        result["phase_s"] = round(phase_s, 1)
         result["guest_after_transfers"] = guest_facts(record.port, any_node)
     except Exception as exc:  # a size that does not fit is a figure too
         result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
@@ -214,11 +318,41 @@ def run_size(size: int, seed: int, root: Path, seconds: float, memory: str,
     return result
 
 
+def plot(report: dict, path: Path) -> None:
+    """Share of transfers confirmed and their latency against lab size (needs the plots extra)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no matplotlib (pip install 'meshpay-lab[plots]'): no PNG")
+        return
+    rows = [r for r in report["sizes"] if "transfers" in r]
+    if not rows:
+        return
+    sizes = [r["nodes"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(sizes, [100 * r["transfers"]["confirmed_share"] for r in rows], "o-", label="transfers confirmed")
+    left.plot(sizes, [100 * r["pings"]["answered_share"] for r in rows], "s--", label="pings answered")
+    left.set(xlabel="nodes", ylabel="%", ylim=(0, 105), title="settled share")
+    left.legend()
+    for q in ("p50", "p95", "p99"):
+        right.plot(sizes, [r["transfers"]["latency_s"][q] for r in rows], "o-", label=q)
+    right.set(xlabel="nodes", ylabel="seconds", title="transfer latency (confirmed)")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
     ap.add_argument("--seed", type=int, default=9)
-    ap.add_argument("--seconds", type=float, default=30.0, help="length of the transfer period")
+    ap.add_argument("--transfers", type=int, default=200, help="random client-to-client transfers per size")
+    ap.add_argument("--pings", type=int, default=200, help="pings between random node pairs per size")
+    ap.add_argument("--workers", type=int, default=4, help="transfers (and pings) in flight at once")
+    ap.add_argument("--within", type=float, default=30.0, help="a transfer counts as confirmed within this many s")
     ap.add_argument("--memory", default="8G", help="the VM's memory (100 nodes need more than 4G)")
     ap.add_argument("--topology", type=Path, default=None,
                     help="a topology file instead of a random placement (then give one size: its node count)")
@@ -231,16 +365,22 @@ def main(argv: list[str] | None = None) -> int:
               "host_cpus": os.cpu_count(), "sizes": []}
     for size in args.sizes:
         print(f"== {size} nodes (labs in {root})", flush=True)
-        r = run_size(size, args.seed, root, args.seconds, args.memory, args.topology)
+        r = run_size(size, args.seed, root, args.memory, args.topology, transfers=args.transfers,
+                     pings=args.pings, workers=args.workers, within_s=args.within)
         report["sizes"].append(r)
         print(json.dumps(r, indent=1), flush=True)
         out.write_text(json.dumps(report, indent=1))
-    print(f"{'nodes':>6} {'peered s':>9} {'serving s':>10} {'PSS MB':>7} {'transfers/s':>12}")
+    print(f"{'nodes':>6} {'peered s':>9} {'serving s':>10} {'PSS MB':>7} {'confirmed':>10} {'p50 s':>6} "
+          f"{'p95 s':>6} {'pings':>6} {'first':>10} {'lost':>5}")
     for r in report["sizes"]:
+        t, lat = r.get("transfers", {}), r.get("transfers", {}).get("latency_s", {})
         print(f"{r['nodes']:>6} {r.get('peering_s', '-'):>9} {r.get('serving_s', '-'):>10} "
-              f"{r.get('pss_mb_per_node', {}).get('mean', '-'):>7} "
-              f"{r.get('transfers', {}).get('settled_per_second', '-'):>12}  {r.get('error', '')[:80]}")
+              f"{r.get('pss_mb_per_node', {}).get('mean', '-'):>7} {t.get('confirmed_share', '-'):>10} "
+              f"{lat.get('p50', '-'):>6} {lat.get('p95', '-'):>6} {r.get('pings', {}).get('answered_share', '-'):>6} "
+              f"{r.get('first_transfer_farthest', {}).get('outcome', '-'):>10} "
+              f"{r.get('medium_during_transfers', {}).get('lost', '-'):>5}  {r.get('error', '')[:80]}")
     print(f"wrote {out}")
+    plot(report, out.with_suffix(".png"))
     return 0
 
 

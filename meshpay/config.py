@@ -43,6 +43,9 @@ class NodeConfig:
     clients: tuple[ClientInfo, ...]
     genesis: dict[bytes, int]
     discovery: str = "static"
+    # How long a client drives one order (seconds) before it answers with the order still
+    # pending and finishes it in the background; see ClientService._settle.
+    transfer_deadline_s: float = 25.0
 
     @property
     def public_key(self) -> bytes:
@@ -153,6 +156,9 @@ def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
         genesis[key] = amount
     if sum(genesis.values()) > 2**62:
         raise ConfigError(f"{source}: field 'genesis': total supply exceeds 2^62")
+    deadline = data.get("transfer_deadline_s", 25.0)
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not 0 < deadline <= 3600:
+        raise ConfigError(f"{source}: field 'transfer_deadline_s' must be a number of seconds in (0, 3600]")
     token = data.get("api_token")
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigError(f"{source}: field 'api_token' must be a non-empty string or null")
@@ -170,6 +176,7 @@ def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
         clients=tuple(clients),
         genesis=genesis,
         discovery=discovery,
+        transfer_deadline_s=float(deadline),
     )
     if role == "authority" and config.public_key not in committee.weights:
         raise ConfigError(f"{source}: this authority's seed does not match any committee public key")

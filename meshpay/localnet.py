@@ -66,10 +66,12 @@ class LocalNet:
         api_token: str | None = None,
         first_octet: int = 10,
         discovery: bool = False,
+        transfer_deadline_s: float = 25.0,
     ) -> None:
         self.directory = Path(directory)
         # True: clients get no authority addresses and find them by mDNS on loopback.
         self.discovery = discovery
+        self.transfer_deadline_s = transfer_deadline_s
         self.api_token = api_token
         self.nodes: dict[str, LocalNode] = {}
         # Extra accounts are funded at genesis but have no node: tests sign for them directly.
@@ -113,6 +115,7 @@ class LocalNet:
             ],
             "genesis": self.genesis,
             "discovery": "mdns" if self.discovery else "static",
+            "transfer_deadline_s": self.transfer_deadline_s,
         }
 
     def write_configs(self) -> None:

@@ -41,6 +41,10 @@ class KeyValueFormatter(logging.Formatter):
 # How often the HTTP server refreshes its Date header (and checks a stop flag set other than
 # by a signal); uvicorn's own loop does this every second but wakes ten times a second.
 TICK_S = 1.0
+# How long an idle REST connection stays open: longer than any client of ours keeps one in its
+# pool (the VM agent's proxy: 2 s), so the client always closes first and never sends a request
+# into a connection the server is closing (uvicorn's default is 5 s, httpx's pool expiry too).
+KEEP_ALIVE_S = 30
 
 
 async def tick_until(on_tick: Callable[[int], Awaitable[bool]], wake: asyncio.Event, interval: float) -> None:
@@ -142,7 +146,8 @@ async def serve(config: NodeConfig) -> None:
             await close_all()
 
     server = Server(
-        uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning", access_log=False, lifespan="off",
+                       timeout_keep_alive=KEEP_ALIVE_S)
     )
     log.info("event=started name=%s role=%s wire=%s:%d api=%s:%d", config.name, config.role, config.wire_host, config.wire_port, config.api_host, config.api_port)
     try:

@@ -49,6 +49,13 @@ RECIPIENT_WAIT = 1.0
 CONFIRM_RETRY_DELAYS = (0.5, 2.0)
 INFO_PAGE = 256
 PENDING_KEY = "pending_order"
+# A transfer drives its order again (same order, same signature: authorities that voted answer
+# with the same vote) until it is confirmed or rejected, or NodeConfig.transfer_deadline_s has
+# passed; the pause between rounds grows as listed. An order still pending then is finished in
+# the background, every PENDING_RETRY_S, so the client's next transfer finds its sequence free.
+REDRIVE_PAUSE_S = (0.5, 1.0, 2.0)
+PENDING_RETRY_S = 5.0
+PENDING_RETRIES = 120
 # How long a transfer waits for announcements from a quorum (a client just started, an
 # authority restarting) before it answers 503: mDNS answers in well under a second per hop.
 DISCOVERY_WAIT = 20.0
@@ -251,6 +258,7 @@ class ClientService:
         self._lock = asyncio.Lock()
         self._cursors: dict[bytes, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._finisher: asyncio.Task[Any] | None = None
         store.ensure_genesis({self.me: config.genesis.get(self.me, 0)})
 
     # -- state -----------------------------------------------------------------------------------
@@ -304,8 +312,8 @@ class ClientService:
             raise ConnectFailed(f"{member.name} has not been announced on the mesh (yet); see GET /discovery")
         return member.host, member.port
 
-    async def _ask(self, member: AuthorityInfo, msg: Message, timeout: float = REQUEST_TIMEOUT) -> Message:
-        return await self.pool.get(*self._address(member)).request(msg, timeout)
+    async def _ask(self, member: AuthorityInfo, msg: Message) -> Message:
+        return await self.pool.get(*self._address(member)).request(msg, REQUEST_TIMEOUT)
 
     async def _await_discovery(self) -> None:
         """With discovery, wait until a quorum has been heard, or refuse with what to do next."""
@@ -377,20 +385,29 @@ class ClientService:
                 if isinstance(reply, Vote):
                     collector.add_vote(member.public_key, reply)
                     entry["vote"] = "ok"
+                    entry.pop("reason", None)
                 elif isinstance(reply, ErrorReply):
                     collector.add_refusal(member.public_key, f"{reply.code.name}: {reply.message}")
                     unlocked.add(member.public_key)
                     entry["vote"] = f"refused {reply.code.name}: {reply.message}"
+                    entry["reason"] = f"refused by the authority ({reply.code.name})"
                 else:
                     collector.add_refusal(member.public_key, "unexpected reply")
                     entry["vote"] = f"unexpected reply {type(reply).__name__}"
+                    entry["reason"] = "unexpected reply"
             except ConnectFailed as exc:
                 collector.add_refusal(member.public_key, str(exc))
                 unlocked.add(member.public_key)
                 entry["vote"] = f"failed: {exc}"
-            except (TransportError, ProtocolError) as exc:
+                entry["reason"] = exc.reason
+            except TransportError as exc:
                 collector.add_refusal(member.public_key, str(exc))
                 entry["vote"] = f"failed: {exc}"
+                entry["reason"] = exc.reason
+            except ProtocolError as exc:
+                collector.add_refusal(member.public_key, str(exc))
+                entry["vote"] = f"failed: {exc}"
+                entry["reason"] = "invalid vote"
             entry["vote_ms"] = round((time.perf_counter() - start) * 1000, 3)
             if collector.has_quorum or collector.quorum_impossible:
                 decided.set()
@@ -474,7 +491,6 @@ class ClientService:
                 outcome = "pending"
             record.update(outcome=outcome, votes_weight=collector.weight, refusals=collector.refusals_text())
             self.store.put_transfer(order.transfer_id, record)
-            self.metrics.inc("meshpay_transfers_total", "Transfers attempted, by outcome.", outcome=outcome)
             return record
         cert = collector.certificate()
         certified = time.perf_counter()
@@ -488,9 +504,50 @@ class ClientService:
             latency_ms={"certificate": round((certified - start) * 1000, 3), "total": round((done - start) * 1000, 3)},
         )
         self.store.put_transfer(order.transfer_id, record)
-        self.metrics.inc("meshpay_transfers_total", "Transfers attempted, by outcome.", outcome="confirmed")
         self.metrics.observe("meshpay_transfer_seconds", "Time from order to quorum of confirmations.", done - start)
         return record
+
+    async def _settle(self, order: TransferOrder, deadline: float) -> dict[str, Any]:
+        """Drive `order` until it is confirmed or rejected, or `deadline` (event loop time) passes.
+
+        A round ends "pending" when some authorities could not be reached (no path yet, a node
+        restarting) and the votes fell short of a quorum: the same order is sent again, never
+        another one at its sequence number. The record's `attempts` counts the rounds.
+        """
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, 10_000):
+            record = await self._drive(order)
+            record["attempts"] = attempt
+            pause = REDRIVE_PAUSE_S[min(attempt - 1, len(REDRIVE_PAUSE_S) - 1)]
+            if record["outcome"] != "pending" or loop.time() + pause >= deadline:
+                break
+            await asyncio.sleep(pause)
+        self.store.put_transfer(order.transfer_id, record)
+        self.metrics.inc("meshpay_transfers_total", "Transfers attempted, by outcome.", outcome=record["outcome"])
+        return record
+
+    def _finish_later(self) -> None:
+        """Keep driving the pending order in the background until it is decided."""
+        if self._finisher is not None and not self._finisher.done():
+            return
+
+        async def finish() -> None:
+            for _ in range(PENDING_RETRIES):
+                await asyncio.sleep(PENDING_RETRY_S)
+                async with self._lock:
+                    pending = self.pending_order()
+                    if pending is None:
+                        return
+                    if pending.sequence < self.own_account().next_sequence:
+                        self.store.commit({}, meta={PENDING_KEY: None})
+                        return
+                    loop = asyncio.get_running_loop()
+                    record = await self._settle(pending, loop.time() + self.config.transfer_deadline_s)
+                    log.info("event=pending_retry transfer=%s outcome=%s", pending.transfer_id, record["outcome"])
+                    if record["outcome"] != "pending":
+                        return
+
+        self._finisher = self._spawn(finish())
 
     # -- API operations --------------------------------------------------------------------------
 
@@ -500,14 +557,20 @@ class ClientService:
         if amount <= 0:
             raise NodeError(400, "amount must be a positive integer")
         await self._await_discovery()
+        loop = asyncio.get_running_loop()
         async with self._lock:
             pending = self.pending_order()
             if pending is not None:
                 # A crash or a failed round left an order some authorities may have locked on:
                 # finish it first, or this sequence number would stay blocked.
-                previous = await self._drive(pending)
+                previous = await self._settle(pending, loop.time() + self.config.transfer_deadline_s)
                 if previous["outcome"] == "pending":
-                    raise NodeError(409, f"earlier order {pending.transfer_id} is still pending; POST /sync later")
+                    self._finish_later()
+                    unreachable = {name: entry.get("reason") for name, entry in previous["authorities"].items()
+                                   if entry.get("vote") != "ok"}
+                    raise NodeError(503, f"earlier order {pending.transfer_id} could not be finished in "
+                                         f"{self.config.transfer_deadline_s:g} s (no vote from {unreachable}); it is retried in "
+                                         "the background every few seconds: try again later")
             own = self.own_account()
             if amount > own.balance:
                 # Payments may have reached the authorities while this node was not listening.
@@ -518,7 +581,10 @@ class ClientService:
             order = sign_order(self.config.keypair, recipient, amount, own.next_sequence)
             # Persist before sending: after a crash we must resend this order, never sign another.
             self.store.commit({}, meta={PENDING_KEY: self.store.encode_order(order)})
-            return await self._drive(order)
+            record = await self._settle(order, loop.time() + self.config.transfer_deadline_s)
+            if record["outcome"] == "pending":
+                self._finish_later()
+            return record
 
     async def sync(self) -> dict[str, Any]:
         await self._await_discovery()
@@ -556,7 +622,7 @@ class ClientService:
             if pending.sequence < self.own_account().next_sequence:
                 self.store.commit({}, meta={PENDING_KEY: None})
             else:
-                completed = await self._drive(pending)
+                completed = await self._settle(pending, asyncio.get_running_loop().time() + self.config.transfer_deadline_s)
         own = self.own_account()
         lagging = [m for m in self.committee.members if m.public_key in responses and (
             responses[m.public_key].next_sequence < own.next_sequence or responses[m.public_key].balance < own.balance)]

@@ -7,6 +7,7 @@ an authority's work is short and CPU-bound, so per-request tasks would only add 
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,11 +23,30 @@ Handler = Callable[[Message], Awaitable[Message | bytes]]
 
 
 class TransportError(ConnectionError):
-    """The peer could not be reached, hung up, timed out or sent bytes that are not the protocol."""
+    """The peer could not be reached, hung up, timed out or sent bytes that are not the protocol.
+
+    `reason` is one of REASONS: a word a script can count, where the message is for people.
+    """
+
+    def __init__(self, message: str, reason: str = "connection lost") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ConnectFailed(TransportError):
     """No connection could be made: unlike a timeout, the peer certainly did not get the request."""
+
+
+# Why a request to a peer failed. "address not resolved": the kernel found no link-layer address
+# for the peer (ARP gave up: EHOSTUNREACH); "no route": no IP route to it (ENETUNREACH); "connect
+# timeout": SYNs went unanswered until the deadline (on a mesh: no HWMP path formed in time).
+REASONS = ("connection refused", "address not resolved", "no route", "connect timeout", "no answer",
+           "connection lost", "invalid frame")
+_CONNECT_ERRNO_REASONS = {errno.ECONNREFUSED: "connection refused", errno.EHOSTUNREACH: "address not resolved",
+                          errno.ENETUNREACH: "no route"}
+# Backoff between connection attempts that failed at once (refused, unreachable) within one
+# request's deadline: a cold multi-hop path, or a peer restarting, is usually there a moment later.
+CONNECT_RETRY_S = (0.2, 0.5, 1.0, 2.0)
 
 
 # Once a frame has begun, the rest must follow promptly: a peer that trickles bytes (or stops
@@ -119,34 +139,51 @@ class WireServer:
 
 
 class Peer:
-    """One kept-open connection to a node, reconnected on demand, with pipelined requests."""
+    """One kept-open connection to a node, reconnected on demand, with pipelined requests.
 
-    def __init__(self, host: str, port: int, connect_timeout: float = 3.0) -> None:
+    A request's timeout covers connecting too: a connection that is refused or unreachable is
+    tried again (CONNECT_RETRY_S) until the deadline, and a SYN unanswered is left to the kernel's
+    own retransmissions until then, because over a cold multi-hop 802.11s path the first SYNs
+    wait for HWMP path discovery (a second or more across a 100-node mesh under emulation).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.connect_timeout = connect_timeout
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._ids = itertools.count(1)
         self._connect_lock = asyncio.Lock()
 
-    async def _connect(self) -> asyncio.StreamWriter:
+    async def _connect(self, deadline: float) -> asyncio.StreamWriter:
+        """The open connection, or a new one made before `deadline` (event loop time)."""
+        loop = asyncio.get_running_loop()
         async with self._connect_lock:
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), self.connect_timeout
-                )
-            except (OSError, asyncio.TimeoutError) as exc:
-                raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc or 'timeout'}") from None
+            for attempt in itertools.count():
+                try:
+                    reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection(self.host, self.port), max(0.01, deadline - loop.time())
+                    )
+                    break
+                except asyncio.TimeoutError:
+                    raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: connect timeout "
+                                        f"({attempt + 1} attempts)", "connect timeout") from None
+                except OSError as exc:
+                    reason = _CONNECT_ERRNO_REASONS.get(exc.errno or 0, "connection refused")
+                    pause = CONNECT_RETRY_S[min(attempt, len(CONNECT_RETRY_S) - 1)]
+                    if loop.time() + pause >= deadline:
+                        raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {reason} "
+                                            f"({exc.strerror or exc}; {attempt + 1} attempts)", reason) from None
+                    await asyncio.sleep(pause)
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read_replies(reader, writer))
             return writer
 
     async def _read_replies(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        error: Exception = TransportError(f"{self.host}:{self.port} closed the connection")
+        error: Exception = TransportError(f"{self.host}:{self.port} closed the connection", "connection lost")
         try:
             while True:
                 request_id, msg = wire.decode_payload(await read_payload(reader))
@@ -154,7 +191,7 @@ class Peer:
                 if future is not None and not future.done():
                     future.set_result(msg)
         except wire.WireError as exc:
-            error = TransportError(f"{self.host}:{self.port} sent an invalid frame: {exc}")
+            error = TransportError(f"{self.host}:{self.port} sent an invalid frame: {exc}", "invalid frame")
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
@@ -167,18 +204,23 @@ class Peer:
             self._pending.clear()
 
     async def request(self, msg: Message, timeout: float) -> Message:
-        writer = await self._connect()
+        """Send `msg` and wait for its reply; `timeout` (seconds) covers connecting and answering."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        writer = await self._connect(deadline)
         request_id = next(self._ids) & 0xFFFFFFFF
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
             writer.write(wire.encode_frame(request_id, msg))
             await writer.drain()
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(future, max(0.01, deadline - loop.time()))
         except asyncio.TimeoutError:
-            raise TransportError(f"{self.host}:{self.port} did not answer within {timeout:g}s") from None
+            raise TransportError(f"{self.host}:{self.port} did not answer within {timeout:g}s", "no answer") from None
+        except TransportError:
+            raise
         except (ConnectionError, OSError) as exc:
-            raise TransportError(f"{self.host}:{self.port}: {exc}") from None
+            raise TransportError(f"{self.host}:{self.port}: {exc}", "connection lost") from None
         finally:
             self._pending.pop(request_id, None)
 

@@ -100,7 +100,11 @@ def create_app(
 ) -> FastAPI:
     """The agent's HTTP app; `on_exit` stops the server, `transport` lets tests fake the nodes."""
     # nodes answer slowly under TCG; a transfer waits on a quorum over the mesh
-    client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(120, connect=10))
+    # Kept-alive connections expire here well before the node's server closes them (uvicorn:
+    # meshpay.server.KEEP_ALIVE_S): reusing one the server is closing at that instant fails the request
+    # with an empty ReadError, which a bench saw as a lost transfer.
+    client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(120, connect=10),
+                               limits=httpx.Limits(keepalive_expiry=2.0))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -246,7 +250,9 @@ def main(argv: list[str] | None = None) -> None:
         server.should_exit = True
 
     app = create_app(args.lab_dir.resolve(), on_exit=stop_server)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    # Idle connections from the host's CLI and scripts stay open longer than httpx keeps them
+    # pooled (5 s): the client closes first, and never reuses a connection as it is closed here.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
     server = uvicorn.Server(config)
     log.info(
         "listening on %s:%d lab_dir=%s uptime=%.1f", args.host, args.port, args.lab_dir, _uptime()

@@ -20,13 +20,16 @@ import errno
 import logging
 import os
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
-from pyroute2.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg, nla
+from pyroute2.netlink import (NETLINK_GENERIC, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE,
+                              NLM_F_REQUEST, NLMSG_ERROR, genlmsg, nla)
+from pyroute2.netlink.rtnl import RTM_NEWNEIGH
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 from pyroute2.netlink.nl80211 import nl80211cmd
@@ -324,3 +327,43 @@ def _genl(family: str, msg_class: type[genlmsg], netns: str | None, missing: str
         yield sock
     finally:
         sock.close()
+
+
+# include/uapi/linux/neighbour.h (pyroute2 names the rest)
+NDA_DST, NDA_LLADDR = 1, 2
+NUD_PERMANENT = 0x80
+_NLMSGHDR = struct.Struct("=IHHII")
+_NEIGH = struct.Struct("=IHHII BBHiHBB HH4s HH6s2x")  # nlmsghdr, ndmsg, NDA_DST, NDA_LLADDR (padded)
+
+
+def neigh_replace_messages(ifindex: int, entries: dict[str, str]) -> bytes:
+    """RTM_NEWNEIGH (create or replace, permanent) for each IPv4 address -> MAC of `entries`, as
+    one buffer for one send: built with struct because pyroute2 spends ~0.2 ms of Python per
+    message, seconds per node for a 250-node lab's table under TCG."""
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+    return b"".join(
+        _NEIGH.pack(_NEIGH.size, RTM_NEWNEIGH, flags, seq, 0,
+                    socket.AF_INET, 0, 0, ifindex, NUD_PERMANENT, 0, 0,
+                    8, NDA_DST, socket.inet_aton(address),
+                    10, NDA_LLADDR, bytes.fromhex(mac.replace(":", "")))
+        for seq, (address, mac) in enumerate(entries.items(), 1)
+    )
+
+
+def send_with_acks(sock: socket.socket, buffer: bytes, count: int) -> None:
+    """Send `count` netlink requests (each with NLM_F_ACK) in one buffer and read their acks;
+    raises OSError with the kernel's errno for the first refused one."""
+    sock.sendto(buffer, (0, 0))
+    acked, first_error = 0, 0
+    while acked < count:
+        data = sock.recv(1 << 20)
+        offset = 0
+        while offset + _NLMSGHDR.size <= len(data):
+            length, kind, _, _, _ = _NLMSGHDR.unpack_from(data, offset)
+            if kind == NLMSG_ERROR:
+                (error,) = struct.unpack_from("=i", data, offset + _NLMSGHDR.size)
+                acked += 1
+                first_error = first_error or -error
+            offset += (length + 3) & ~3 or len(data)
+    if first_error:
+        raise OSError(first_error, os.strerror(first_error))

@@ -106,6 +106,22 @@ class Plan:
     discovery: str = "static"
     beacon_interval: int | None = None  # TU; None: the joiner's default
     dtim_period: int | None = None
+    # Mesh params authorities take on top of `mesh_params` (HWMP root mode, say).
+    authority_mesh_params: dict[str, int] = field(default_factory=dict)
+    address_resolution: str = "static"  # or "arp"
+
+    def mesh_params_of(self, node: NodePlan) -> dict[str, int]:
+        """The kernel mesh params `node` joins with."""
+        if node.role == "authority":
+            return {**self.mesh_params, **self.authority_mesh_params}
+        return self.mesh_params
+
+    def static_neighbours(self, node: NodePlan) -> dict[str, str]:
+        """Mesh address -> MAC of every other node, for `node`'s neighbour table; empty unless
+        `address_resolution` is static."""
+        if self.address_resolution != "static":
+            return {}
+        return {n.mesh_ip: n.mac for n in self.nodes if n.name != node.name}
 
     @property
     def plink_blocked(self) -> tuple[tuple[str, str], ...]:
@@ -204,6 +220,8 @@ def make_plan(topo: Topology) -> Plan:
         discovery=topo.discovery,
         beacon_interval=topo.mesh.beacon_interval,
         dtim_period=topo.mesh.dtim_period,
+        authority_mesh_params=dict(topo.mesh.authority_params),
+        address_resolution=topo.mesh.address_resolution,
     )
 
 

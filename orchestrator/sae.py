@@ -104,7 +104,7 @@ def _apply_params_when_joined(lab_dir: Path, plan: Plan, node: NodePlan, pid: in
                                "check that wpa_supplicant (package wpasupplicant) has mesh support")
         try:
             # An empty update still fails with ENOLINK until the mesh is joined: it doubles as the probe.
-            mesh.set_mesh_params(node.netns, MESH_IFNAME, plan.mesh_params)
+            mesh.set_mesh_params(node.netns, MESH_IFNAME, plan.mesh_params_of(node))
             return
         except mesh.NotJoined:
             pass

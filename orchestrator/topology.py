@@ -57,6 +57,14 @@ class MeshSettings(_Strict):
     freq: int = Field(default=2412, ge=2412, le=5885, description="channel centre frequency, MHz")
     # Kernel mesh parameters, passed to the mesh interface as they are (`iw dev mesh0 set mesh_param`).
     params: dict[str, int] = Field(default_factory=dict)
+    # Mesh parameters authorities take on top of `params`: the authorities are known in advance,
+    # so they can be HWMP roots (`mesh_hwmp_rootmode`), keeping every node's path to them fresh
+    # proactively instead of one PREQ flood per client-authority pair.
+    authority_params: dict[str, int] = Field(default_factory=dict)
+    # `static`: every node's neighbour table is given every other node's mesh address and MAC at
+    # `up` (the lab knows both), so no ARP request is ever flooded over the mesh; `arp`: the
+    # kernel resolves addresses itself, each request re-broadcast by every mesh point.
+    address_resolution: Literal["static", "arp"] = "static"
     # `sae`: wpa_supplicant authenticates every peer link (SAE) and protects frames (MFP, CCMP).
     security: Literal["none", "sae"] = "none"
     # The SAE password of the whole mesh; without one `up` makes a random per-lab secret.
@@ -76,7 +84,7 @@ class MeshSettings(_Strict):
             raise ValueError("a mesh id is 1 to 32 printable ASCII characters without spaces")
         return mesh_id
 
-    @field_validator("params")
+    @field_validator("params", "authority_params")
     @classmethod
     def _known_params(cls, params: dict[str, int]) -> dict[str, int]:
         unknown = sorted(set(params) - MESH_PARAMS)

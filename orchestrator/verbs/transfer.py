@@ -15,7 +15,12 @@ from orchestrator import lab, mesh, meshmetrics
 from orchestrator.plan import MESH_IFNAME
 
 
-def run(lab_dir: Path, src: str, dst: str, amount: int, timeout: float = 60.0) -> dict:
+# A node drives an order for up to its transfer_deadline_s (25 s), after finishing an earlier
+# pending one first: room for both rounds.
+TIMEOUT_S = 120.0
+
+
+def run(lab_dir: Path, src: str, dst: str, amount: int, timeout: float = TIMEOUT_S) -> dict:
     lab_dir = Path(lab_dir)
     sender = lab.lab_node(lab_dir, src)
     lab.lab_node(lab_dir, dst)
@@ -38,5 +43,8 @@ def run(lab_dir: Path, src: str, dst: str, amount: int, timeout: float = 60.0) -
     for name, entry in (body.get("authorities") or {}).items():
         if name in hops:
             entry["hop_count"] = hops[name]
+            # Unanswered, and the sender's mesh holds no HWMP path to it: the mesh found no path.
+            if entry.get("reason") in ("connect timeout", "no answer") and hops[name] is None:
+                entry["reason"] = "no path"
     body["metrics"] = meshmetrics.transfer_metrics(body, hops)
     return body

@@ -108,8 +108,11 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
             mesh.create_mesh_point(node.netns, mine.phy_index, MESH_IFNAME, node.mac,
                                    cidr=f"{node.mesh_ip}/{plan.mesh_prefixlen}")
             if plan.security == "none":  # an SAE mesh is joined by wpa_supplicant, below
-                mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params,
+                mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params_of(node),
                                plan.beacon_interval, plan.dtim_period)
+        # Every time, not only for a new mesh point: cheap, and a lab re-run with a changed
+        # topology gets the table it now implies.
+        mesh.set_static_neighbours(node.netns, MESH_IFNAME, plan.static_neighbours(node))
 
     for_each_node(plan.nodes, radio_and_mesh)
     state["radios"] = sorted(n.radio for n in plan.nodes)
@@ -281,7 +284,8 @@ def lab_info(plan: Plan, state: dict) -> dict:
         "runtime": plan.runtime,
         "discovery": plan.discovery,
         "mesh": {"id": plan.mesh_id, "freq": plan.freq, "params": plan.mesh_params,
-                 "security": plan.security},
+                 "authority_params": plan.authority_mesh_params,
+                 "address_resolution": plan.address_resolution, "security": plan.security},
         # State-changing REST calls need `Authorization: Bearer $(cat token)`.
         "token_file": "token",
         "nodes": {

@@ -90,3 +90,35 @@ def test_created_netns_is_a_new_one_that_ip_netns_sees() -> None:
             create_netns(name)
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@needs_netns
+def test_static_neighbours_are_permanent_and_replace_idempotently(netns: str) -> None:
+    from orchestrator.mesh import set_static_neighbours
+
+    subprocess.run(["ip", "-n", netns, "link", "add", "mesh0", "type", "veth", "peer", "name", "peer0"], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", "mesh0", "up"], check=True)
+    table = {f"10.77.0.{i}": f"02:ab:cd:00:00:{i:02x}" for i in range(2, 60)}
+    set_static_neighbours(netns, "mesh0", table)
+    set_static_neighbours(netns, "mesh0", {**table, "10.77.0.2": "02:ab:cd:00:01:02"})  # a re-run of `up`
+    out = subprocess.run(["ip", "-n", netns, "neigh", "show", "dev", "mesh0"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    entries = {line.split()[0]: line.split() for line in out}
+    assert len(entries) == len(table)
+    assert entries["10.77.0.2"][2] == "02:ab:cd:00:01:02"
+    assert all(row[-1] == "PERMANENT" for row in entries.values())
+
+
+@needs_netns
+def test_a_refused_neighbour_entry_is_an_error_with_the_kernels_errno(netns: str) -> None:
+    import errno
+
+    from orchestrator.netlink import NETLINK_ROUTE, neigh_replace_messages, send_with_acks
+
+    sock = netns_socket(netns, NETLINK_ROUTE)
+    try:
+        with pytest.raises(OSError) as info:  # no interface 9999 in a fresh netns
+            send_with_acks(sock, neigh_replace_messages(9999, {"10.77.0.2": "02:00:00:00:00:02"}), 1)
+    finally:
+        sock.close()
+    assert info.value.errno == errno.ENODEV

@@ -54,3 +54,32 @@ def test_mesh_addresses_stay_valid_past_250_nodes():
     plan = make_plan(parse_topology("name: big\nnodes:\n" + nodes))
     assert plan.nodes[249].mesh_ip == "10.77.0.250"
     assert all(int(octet) <= 255 for n in plan.nodes for octet in n.mesh_ip.split("."))
+
+
+def test_static_neighbours_name_every_other_node_and_authorities_get_their_params():
+    plan = make_plan(parse_topology("""
+name: roots
+mesh:
+  params: {mesh_hwmp_rootmode: 0, mesh_ttl: 20}
+  authority_params: {mesh_hwmp_rootmode: 2, mesh_hwmp_root_interval: 5000}
+nodes:
+  auth1: {role: authority, position: [0, 0]}
+  client1: {role: client, position: [50, 0]}
+  client2: {role: client, position: [100, 0]}
+"""))
+    auth, client = plan.node("auth1"), plan.node("client1")
+    table = plan.static_neighbours(client)
+    assert table == {n.mesh_ip: n.mac for n in plan.nodes if n.name != "client1"}
+    assert plan.mesh_params_of(auth) == {"mesh_hwmp_rootmode": 2, "mesh_ttl": 20, "mesh_hwmp_root_interval": 5000}
+    assert plan.mesh_params_of(client) == {"mesh_hwmp_rootmode": 0, "mesh_ttl": 20}
+
+
+def test_arp_address_resolution_leaves_the_neighbour_table_to_the_kernel():
+    plan = make_plan(parse_topology("""
+name: arp
+mesh: {address_resolution: arp}
+nodes:
+  auth1: {role: authority, position: [0, 0]}
+  client1: {role: client, position: [50, 0]}
+"""))
+    assert plan.static_neighbours(plan.node("client1")) == {}

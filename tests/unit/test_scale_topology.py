@@ -34,6 +34,8 @@ def _hops_from(plan, start: str) -> dict[str, int]:
 def test_shipped_scale_topologies_are_reproducible(capsys):
     assert _generated(capsys, ["random", "--nodes", "100", "--seed", "9"]) == (ROOT / "topologies/random100.yaml").read_text()
     assert _generated(capsys, ["grid", "--side", "10"]) == (ROOT / "topologies/grid10x10.yaml").read_text()
+    assert (_generated(capsys, ["random", "--nodes", "32", "--seed", "9", "--authorities", "4", "--name", "random32"])
+            == (ROOT / "topologies/random32.yaml").read_text())
 
 
 def test_random_placement_is_connected_multihop_and_sparse(capsys):
@@ -43,3 +45,29 @@ def test_random_placement_is_connected_multihop_and_sparse(capsys):
     assert max(hops.values()) >= 4  # multi-hop
     assert all(1 <= len(plan.neighbours(n.name)) <= make_topology.MAX_DEGREE for n in plan.nodes)
     assert sum(n.role == "authority" for n in plan.nodes) == 7
+
+
+def test_the_250_node_lab_puts_most_clients_several_hops_from_most_authorities(capsys):
+    text = _generated(capsys, ["random", "--nodes", "250", "--seed", "9", "--authorities", "50"])
+    assert text == (ROOT / "topologies/random250.yaml").read_text()
+    plan = make_plan(parse_topology(text))
+    authorities = [n.name for n in plan.nodes if n.role == "authority"]
+    clients = [n.name for n in plan.nodes if n.role == "client"]
+    assert (len(authorities), len(clients)) == (50, 200)
+    adjacency = {n.name: plan.neighbours(n.name) for n in plan.nodes}
+    distances = [hops[c] for a in authorities for hops in [_bfs(adjacency, a)] for c in clients]
+    assert len(distances) == 200 * 50  # every authority reachable from every client
+    assert sum(d >= 3 for d in distances) / len(distances) > 0.8
+    # within the kernel's default mesh TTL (31): no path is longer than the mesh forwards
+    assert max(distances) < 31
+
+
+def _bfs(adjacency: dict[str, list[str]], start: str) -> dict[str, int]:
+    seen, todo = {start: 0}, deque([start])
+    while todo:
+        here = todo.popleft()
+        for there in adjacency[here]:
+            if there not in seen:
+                seen[there] = seen[here] + 1
+                todo.append(there)
+    return seen

@@ -8,6 +8,7 @@ from meshpay.config import parse_config
 from meshpay.localnet import free_port
 from meshpay.messages import AccountInfoRequest, ConfirmationOrder, ErrorCode, ErrorReply, sign_order
 from meshpay.metrics import Metrics
+from meshpay import service
 from meshpay.service import PENDING_KEY, AuthorityService, ClientService, NodeError
 from meshpay.store import Store
 from meshpay.transport import PeerPool, WireServer
@@ -16,7 +17,7 @@ from meshpay_helpers import World
 
 
 class Cluster:
-    def __init__(self, world: World, tmp_path) -> None:
+    def __init__(self, world: World, tmp_path, deadline: float = 25.0) -> None:
         self.world = world
         ports = [free_port("127.0.0.1") for _ in range(6)]
         committee = [
@@ -34,6 +35,7 @@ class Cluster:
                 "name": name, "role": role, "seed": seed.hex(), "db_path": str(tmp_path / name / "state.db"),
                 "wire_host": "127.0.0.1", "wire_port": port, "api_host": "127.0.0.1", "api_port": 1,
                 "api_token": None, "committee": committee, "clients": clients, "genesis": genesis,
+                "transfer_deadline_s": deadline,
             })
 
         self.authorities = [
@@ -61,9 +63,9 @@ class Cluster:
             await server.close()
 
 
-def run(tmp_path, scenario):
+def run(tmp_path, scenario, deadline: float = 25.0):
     async def main():
-        async with Cluster(World(n_clients=3), tmp_path) as cluster:
+        async with Cluster(World(n_clients=3), tmp_path, deadline) as cluster:
             await scenario(cluster)
 
     asyncio.run(asyncio.wait_for(main(), 60))
@@ -237,7 +239,16 @@ def test_received_payment_can_be_looked_up_on_the_recipient(tmp_path):
     run(tmp_path, scenario)
 
 
-def test_votes_arriving_after_quorum_became_impossible_keep_the_order_pending(tmp_path):
+# Rounds of a second, not the mesh's 25 s: these tests make authorities unreachable on purpose.
+SHORT = 1.5
+
+
+@pytest.fixture
+def short_deadlines(monkeypatch):
+    monkeypatch.setattr(service, "REQUEST_TIMEOUT", 0.5)
+
+
+def test_votes_arriving_after_quorum_became_impossible_keep_the_order_pending(tmp_path, short_deadlines):
     async def scenario(c: Cluster):
         alice, bob = c.clients
         for server in c.servers[2:4]:  # auth3 and auth4 refuse connections at once
@@ -249,7 +260,7 @@ def test_votes_arriving_after_quorum_became_impossible_keep_the_order_pending(tm
         assert record["authorities"]["auth1"]["vote"] == "ok"
         assert alice.pending_order() is not None
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, SHORT)
 
 
 def test_replayed_order_and_confirmation_are_answered_unchanged_counted_and_logged(tmp_path, caplog):
@@ -273,3 +284,50 @@ def test_replayed_order_and_confirmation_are_answered_unchanged_counted_and_logg
         run(tmp_path, scenario)
     replays = [r.getMessage() for r in caplog.records if "event=replay" in r.getMessage()]
     assert [m.split()[1] for m in replays] == ["kind=order", "kind=confirmation"]
+
+
+def test_a_pending_order_is_finished_before_the_next_transfer_instead_of_a_409(tmp_path, short_deadlines, monkeypatch):
+    monkeypatch.setattr(service, "PENDING_RETRY_S", 60.0)  # the next transfer finishes it, not the background
+
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        away = c.servers[2:4]
+        for server in away:  # auth3 and auth4 unreachable: no quorum, the order stays pending
+            await server.close()
+        record = await alice.transfer(bob.me, 10)
+        assert record["outcome"] == "pending" and record["attempts"] >= 2, record
+        # Each authority that did not vote says why, in words a script can count.
+        assert record["authorities"]["auth3"]["reason"] == "connection refused"
+        assert "reason" not in record["authorities"]["auth1"]
+        for server in away:
+            await server.start()
+        second = await alice.transfer(bob.me, 5)
+        assert second["outcome"] == "confirmed" and second["sequence"] == 1
+        assert alice.transfer_record(record["id"])["outcome"] == "confirmed"
+        own = alice.own_account()
+        assert (own.balance, own.next_sequence) == (85, 2) and alice.pending_order() is None
+
+    run(tmp_path, scenario, SHORT)
+
+
+def test_a_pending_order_is_finished_in_the_background(tmp_path, short_deadlines, monkeypatch):
+    monkeypatch.setattr(service, "PENDING_RETRY_S", 0.2)
+
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        away = c.servers[2:4]
+        for server in away:
+            await server.close()
+        record = await alice.transfer(bob.me, 10)
+        assert record["outcome"] == "pending"
+        for server in away:
+            await server.start()
+        for _ in range(200):  # no new request: the client finishes its own order
+            if alice.transfer_record(record["id"])["outcome"] == "confirmed":
+                break
+            await asyncio.sleep(0.05)
+        assert alice.pending_order() is None
+        assert alice.own_account().balance == 90
+        assert alice.transfer_record(record["id"])["outcome"] == "confirmed"
+
+    run(tmp_path, scenario, SHORT)

@@ -5,20 +5,22 @@ import pytest
 
 from meshpay import wire
 from meshpay.messages import AccountInfoRequest, ConfirmationAck, ErrorCode, ErrorReply
-from meshpay.transport import Peer, TransportError, WireServer
+from meshpay.localnet import free_port
+from meshpay.transport import ConnectFailed, Peer, TransportError, WireServer
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
-async def echo_server(handler=None) -> WireServer:
-    async def default(msg):
-        if isinstance(msg, AccountInfoRequest) and msg.limit:
-            await asyncio.sleep(msg.limit / 1000)
-        return ConfirmationAck(msg.account, msg.sent_from, True)
+async def echo_handler(msg):
+    if isinstance(msg, AccountInfoRequest) and msg.limit:
+        await asyncio.sleep(msg.limit / 1000)
+    return ConfirmationAck(msg.account, msg.sent_from, True)
 
-    server = WireServer(handler or default, "127.0.0.1", 0)
+
+async def echo_server(handler=None) -> WireServer:
+    server = WireServer(handler or echo_handler, "127.0.0.1", 0)
     await server.start()
     return server
 
@@ -148,3 +150,38 @@ def test_connections_beyond_the_limit_are_closed_at_once(caplog):
     with caplog.at_level("WARNING", logger="meshpay.transport"):
         run(main())
     assert "event=connection_refused" in caplog.text
+
+
+def test_a_connection_refused_is_tried_again_until_the_deadline():
+    # A cold multi-hop path or a restarting peer: the listener appears a moment after the request.
+    async def main():
+        port = free_port("127.0.0.1")
+        peer = Peer("127.0.0.1", port)
+        server = WireServer(echo_handler, "127.0.0.1", port)
+
+        async def start_later():
+            await asyncio.sleep(0.6)
+            await server.start()
+
+        starter = asyncio.create_task(start_later())
+        assert isinstance(await peer.request(AccountInfoRequest(b"a" * 32), 5), ConfirmationAck)
+        await starter
+        await peer.close()
+        await server.close()
+
+    run(main())
+
+
+def test_a_peer_that_never_listens_fails_with_its_reason_after_the_deadline():
+    async def main():
+        peer = Peer("127.0.0.1", free_port("127.0.0.1"))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(ConnectFailed) as info:
+            await peer.request(AccountInfoRequest(b"a" * 32), 1.0)
+        assert info.value.reason == "connection refused"
+        assert "attempts" in str(info.value)
+        # It kept trying for (most of) the deadline instead of giving up at the first refusal.
+        assert loop.time() - start >= 0.5
+
+    run(main())
