@@ -33,6 +33,42 @@ class Radio:
 
 
 @dataclass(frozen=True)
+class Impairment:
+    """What one direction of a link suffers on top of the radio model, as netem does for a wire:
+    each attempt is lost with `loss_pct` % more; a delivery arrives `delay_ms` later, give or take
+    up to `jitter_ms` (uniform); at most `rate_mbps` of frames pass (0: no cap), the rest wait in
+    line, and a frame that would wait over RATE_BACKLOG_S is dropped."""
+
+    loss_pct: float = 0.0
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    rate_mbps: float = 0.0
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in (("loss_pct", self.loss_pct), ("delay_ms", self.delay_ms),
+                                  ("jitter_ms", self.jitter_ms), ("rate_mbps", self.rate_mbps)) if v}
+
+    @property
+    def none(self) -> bool:
+        return not (self.loss_pct or self.delay_ms or self.jitter_ms or self.rate_mbps)
+
+    def describe(self) -> str:
+        parts = []
+        if self.loss_pct:
+            parts.append(f"loss {self.loss_pct:g}%")
+        if self.delay_ms or self.jitter_ms:
+            parts.append(f"delay {self.delay_ms:g}±{self.jitter_ms:g} ms")
+        if self.rate_mbps:
+            parts.append(f"rate ≤{self.rate_mbps:g} Mb/s")
+        return ", ".join(parts) or "none"
+
+
+# A rate-capped link holds at most this much airtime in line; frames past it are dropped (as a
+# netem/tbf queue limit would), so a cap cannot build seconds of delay.
+RATE_BACKLOG_S = 0.5
+
+
+@dataclass(frozen=True)
 class MediumConfig:
     freq: int
     model: Model
@@ -43,6 +79,9 @@ class MediumConfig:
     # Wall-clock time (time.time()) at which moving radios set off; None: not yet (`up` sets it
     # once the lab serves, so the first peering happens at the topology's positions).
     mobility_epoch: float | None = None
+    # Per direction (transmitter, receiver) by node name: set by topology `links:` and `impair`.
+    impairments: dict[tuple[str, str], Impairment] = field(default_factory=dict)
+    airtime: bool = False  # frames take channel time, radios defer, overlaps collide (airtime.py)
 
     def radio(self, name: str) -> Radio:
         for r in self.radios:
@@ -61,6 +100,8 @@ class MediumConfig:
                        for r in self.radios],
             "isolated": sorted(self.isolated),
             "mobility_epoch": self.mobility_epoch,
+            "impairments": [{"from": a, "to": b, **imp.to_json()} for (a, b), imp in sorted(self.impairments.items())],
+            "airtime": self.airtime,
         }
 
     @classmethod
@@ -72,12 +113,23 @@ class MediumConfig:
                          for r in data["radios"]),
             isolated=frozenset(data.get("isolated", ())), version=int(data.get("version", 0)),
             mobility_epoch=None if data.get("mobility_epoch") is None else float(data["mobility_epoch"]),
+            impairments={(str(i["from"]), str(i["to"])): Impairment(
+                float(i.get("loss_pct", 0)), float(i.get("delay_ms", 0)), float(i.get("jitter_ms", 0)),
+                float(i.get("rate_mbps", 0))) for i in data.get("impairments", ())},
+            airtime=bool(data.get("airtime", False)),
         )
 
     @property
     def moving(self) -> bool:
         """True when some radio follows a trajectory now."""
         return self.mobility_epoch is not None and any(r.motion for r in self.radios)
+
+
+def impairments_in_force(cfg: MediumConfig) -> list[dict]:
+    """Every impairment in force, one row per direction ({"from", "to", values, "summary"}): what
+    `status`, `peers` and `impair` show."""
+    return [{"from": tx, "to": rx, **imp.to_json(), "summary": imp.describe()}
+            for (tx, rx), imp in sorted(cfg.impairments.items())]
 
 
 def config_path(lab_dir: Path) -> Path:
@@ -140,6 +192,10 @@ class Link:
     mac: bytes
     signal_dbm: int
     loss: tuple[float, ...]
+    # impairments (Impairment): seconds of delay and of jitter, and the rate cap in bits/s (0: none)
+    delay_s: float = 0.0
+    jitter_s: float = 0.0
+    rate_bps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -161,10 +217,14 @@ class Airspace:
     config: MediumConfig
     links: dict[bytes, tuple[Link, ...]] = field(init=False)
     by_dest: dict[bytes, dict[bytes, Link]] = field(init=False)
+    # True when some link delays or rate-caps its frames: the medium's per-frame path only then
+    # looks at each delivery's delay
+    shaped: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
         self.links, self.by_dest = {}, {}
+        self.shaped = False
         for tx in cfg.radios:
             heard = []
             if tx.name not in cfg.isolated:
@@ -176,7 +236,15 @@ class Airspace:
                         continue
                     sig = signal_dbm(cfg.model, d, cfg.freq)
                     loss = loss_by_rate(sig - cfg.model.noise_dbm) if cfg.loss else NO_LOSS
-                    heard.append(Link(rx.name, mac_bytes(rx.mac), round(sig), loss))
+                    imp = cfg.impairments.get((tx.name, rx.name))
+                    if imp is None:
+                        heard.append(Link(rx.name, mac_bytes(rx.mac), round(sig), loss))
+                        continue
+                    keep = 1.0 - imp.loss_pct / 100.0  # the impairment's loss on top of the model's
+                    loss = tuple(1.0 - (1.0 - p) * keep for p in loss)
+                    heard.append(Link(rx.name, mac_bytes(rx.mac), round(sig), loss, imp.delay_ms / 1000.0,
+                                      imp.jitter_ms / 1000.0, imp.rate_mbps * 1e6))
+                    self.shaped = self.shaped or bool(imp.delay_ms or imp.jitter_ms or imp.rate_mbps)
             self.links[mac_bytes(tx.mac)] = tuple(heard)
             self.by_dest[mac_bytes(tx.mac)] = {link.mac: link for link in heard}
 

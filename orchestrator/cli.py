@@ -265,6 +265,24 @@ def fault(
 
 
 @app.command()
+def impair(
+    a: str, b: str,
+    loss: Annotated[float, typer.Option("--loss", help="% of attempts lost on top of the radio model")] = 0.0,
+    delay: Annotated[float, typer.Option("--delay", help="ms added to each delivery")] = 0.0,
+    jitter: Annotated[float, typer.Option("--jitter", help="ms, up to which the delay varies either way")] = 0.0,
+    rate: Annotated[float, typer.Option("--rate", help="Mb/s cap (0: none)")] = 0.0,
+    direction: Annotated[str, typer.Option("--direction", help="both | a_to_b | b_to_a")] = "both",
+    clear: Annotated[bool, typer.Option("--clear", help="remove the link's impairments")] = False,
+    name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
+) -> None:
+    """Impair the link between A and B (loss, delay with jitter, a rate cap; per direction) while the lab runs."""
+    data = _call(_find(name, root), "impair", a=a, b=b, loss_pct=loss, delay_ms=delay, jitter_ms=jitter,
+                 rate_mbps=rate, direction=direction, clear=clear)
+    _emit(data, fmt, lambda d: _table(f"impairments in force (medium version {d['medium_version']})",
+                                      d["impairments"], ["from", "to", "summary"]))
+
+
+@app.command()
 def capture(
     nodes: Annotated[Optional[list[str]], typer.Argument(help="nodes whose radios to record (default: all)")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", help="seconds (default: until Ctrl-C)")] = None,

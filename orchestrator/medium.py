@@ -40,9 +40,12 @@ from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.airspace import (Airspace, MediumConfig, Movers, Outcome, config_path, mac_bytes, moving_positions,
-                                   read_config)
+from orchestrator import airtime
+from orchestrator.airspace import (Airspace, Link, MediumConfig, Movers, Outcome, config_path, mac_bytes,
+                                   moving_positions, read_config)
 from orchestrator.capture import Capture, Captures
+from orchestrator.airtime import Channel
+from orchestrator.shaping import Shaping
 
 log = logging.getLogger("orchestrator.medium")
 
@@ -196,6 +199,9 @@ class Counters:
     # frame whose every attempt was lost; one per receiver in range that lost a group frame).
     dropped_range: int = 0
     dropped_loss: int = 0
+    dropped_rate: int = 0  # deliveries past a link's rate cap with its line full (Impairment)
+    collisions: int = 0  # with airtime on: attempts lost at a receiver to an overlapping frame
+    delayed: int = 0  # deliveries held back by a link's delay or rate cap, then delivered
     # Frames the medium itself lost: messages (deliveries, statuses) it could not hand to the
     # kernel even after retrying and splitting; and times its receive buffer overflowed (the
     # kernel then dropped frames before the medium saw them; how many, it does not say).
@@ -226,15 +232,19 @@ class Counters:
 
     @property
     def model_dropped(self) -> int:
-        return self.dropped_range + self.dropped_loss
+        return self.dropped_range + self.dropped_loss + self.dropped_rate + self.collisions
 
 
 def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], default_freq: int,
-          counters: Counters, deaf: Container[bytes] = frozenset(), capture: Capture | None = None) -> list[bytes]:
+          counters: Counters, deaf: Container[bytes] = frozenset(), capture: Capture | None = None,
+          shaping: Shaping | None = None, channel: Channel | None = None) -> list[bytes]:
     """The messages that carry one transmitted frame to its receivers and its status back.
     `deaf`: receivers (MAC) the kernel lately refused deliveries to; they hear nothing, so a
     unicast frame to one is reported unacknowledged, as when it is out of range. `capture`: where
-    to record the frame, when a capture runs."""
+    to record the frame, when a capture runs. `shaping`: where deliveries on delayed or
+    rate-capped links wait (those are not in the returned messages). `channel`: the channel's
+    time when airtime is on (the configuration says); then every delivery and the status wait in
+    `shaping` until the frame's end and its ACK."""
     counters.frames += 1
     fc = tx.frame[0] if tx.frame else 0
     if fc & 0x0C == 0x08:
@@ -256,8 +266,16 @@ def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], d
         return [codec.tx_status(tx, False, 0, ((0, 1),))]
     chain = tx.chain(11 - air.rate_offset) or [(0, 1)]
     dest = tx.dest
+    timed = channel is not None and shaping is not None and air.config.airtime
+    deliver_at = status_at = 0.0
     if not (dest[0] & 1) and dest in deaf:
         out = Outcome((), False, tuple(chain), 0)
+    elif timed:
+        assert channel is not None
+        collisions = channel.collisions
+        out, deliver_at, status_at = airtime.transmit(air, channel, tx.transmitter, dest, chain, len(tx.frame),
+                                                      time.monotonic(), rand)
+        counters.collisions += channel.collisions - collisions
     else:
         out = air.transmit(tx.transmitter, dest, chain, rand)
     delivered = out.delivered
@@ -271,22 +289,61 @@ def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], d
         else:
             counters.dropped_loss += 1
     frame_attr = nla(A_FRAME, tx.frame)
+    acked = out.acked
+    reached = delivered  # all that will arrive, now or held back
+    if shaping is not None and (air.shaped or timed):
+        delivered, reached, acked = shape(tx, delivered, acked, codec, freq, frame_attr, rand, counters, shaping,
+                                          deliver_at if timed else None)
     msgs = [codec.rx(link.mac, tx.frame, rate, link.signal_dbm, freq, frame_attr) for link, rate in delivered]
     counters.deliveries += len(msgs)
     if capture is not None:
-        capture.frame(tx.transmitter, tx.frame, freq, [(link.mac, rate, link.signal_dbm) for link, rate in delivered],
-                      out.acked, out.tries)
+        capture.frame(tx.transmitter, tx.frame, freq, [(link.mac, rate, link.signal_dbm) for link, rate in reached],
+                      acked, out.tries)
     if not (dest[0] & 1):
-        if out.acked:
+        if acked:
             counters.acked += 1
         else:
             counters.unacked += 1
-    msgs.append(codec.tx_status(tx, out.acked, out.ack_signal_dbm, out.tries))
+    status = codec.tx_status(tx, acked, out.ack_signal_dbm if acked else 0, out.tries)
+    if timed:
+        assert shaping is not None
+        shaping.hold(status_at, status)  # mac80211 hears of the frame once its exchange is over
+        return msgs
+    msgs.append(status)
     return msgs
 
 
+def shape(tx: TxFrame, delivered: tuple[tuple[Link, int], ...], acked: bool, codec: Codec, freq: int,
+          frame_attr: bytes, rand: Callable[[], float], counters: Counters,
+          shaping: Shaping, on_air_until: float | None = None
+          ) -> tuple[tuple[tuple[Link, int], ...], tuple[tuple[Link, int], ...], bool]:
+    """Hold back the deliveries on delayed or rate-capped links; returns the ones to send now, all
+    that will arrive (now or later), and whether the frame still counts as acknowledged (not when its one delivery was dropped by a
+    full rate-cap line). The sender's status goes now: on a wire under netem, too, the sender is
+    done once the frame is on its way. With airtime on (`on_air_until`, the end of the frame on
+    the air), every delivery waits at least until then."""
+    send_now, reached = [], []
+    now = time.monotonic() if on_air_until is None else on_air_until
+    for link, rate in delivered:
+        if on_air_until is None and not (link.delay_s or link.jitter_s or link.rate_bps):
+            send_now.append((link, rate))
+            reached.append((link, rate))
+            continue
+        due = shaping.due_at(tx.transmitter, link, len(tx.frame), now, rand)
+        if due is None:
+            counters.dropped_rate += 1
+            acked = False
+            continue
+        shaping.hold(due, codec.rx(link.mac, tx.frame, rate, link.signal_dbm, freq, frame_attr))
+        reached.append((link, rate))
+        counters.delayed += 1
+        counters.deliveries += 1
+    return tuple(send_now), tuple(reached), acked
+
+
 def feed(view: memoryview, n: int, air: Airspace, codec: Codec, rand: Callable[[], float],
-         counters: Counters, deaf: dict[bytes, float] | None = None, capture: Capture | None = None) -> list[bytes]:
+         counters: Counters, deaf: dict[bytes, float] | None = None, capture: Capture | None = None,
+         shaping: Shaping | None = None, channel: Channel | None = None) -> list[bytes]:
     """The medium's per-frame path without its socket: one receive buffer of the kernel's
     messages in, the messages to send out. A refused delivery makes its receiver deaf (in
     `deaf`, MAC -> time.monotonic() until which) for DEAF_S."""
@@ -299,7 +356,7 @@ def feed(view: memoryview, n: int, air: Airspace, codec: Codec, rand: Callable[[
         if kind == family and view[pos + 16] == HWSIM_CMD_FRAME:
             tx = decode_frame(parse_attrs(view, pos + HDR_LEN, pos + length))
             if tx is not None:
-                out += route(air, codec, tx, rand, freq, counters, deaf_now, capture)
+                out += route(air, codec, tx, rand, freq, counters, deaf_now, capture, shaping, channel)
         elif kind == NLMSG_ERROR and _S32.unpack_from(view, pos + 16)[0]:
             refused_error(view[pos:pos + length], counters, deaf_now)
         pos += (length + 3) & ~3
@@ -477,14 +534,19 @@ def resolve_family(sock: socket.socket, name: str = "MAC80211_HWSIM") -> int:
 
 
 class Medium:
-    def __init__(self, lab_dir: Path, rand: Callable[[], float] = random.random) -> None:
+    def __init__(self, lab_dir: Path, rand: Callable[[], float] = random.random,
+                 sock: socket.socket | None = None, family: int | None = None) -> None:
+        """`sock` and `family`: the kernel's netlink socket and hwsim's family id (tests pass a
+        stand-in; by default the socket is opened and the family asked for)."""
         self.lab_dir = lab_dir
         self.rand = rand
         self.counters = Counters()
         self.deaf: dict[bytes, float] = {}  # receivers the kernel refused a delivery to, until when
         self.captures = Captures(lab_dir)
-        self.sock = open_socket()
-        self.codec = Codec(resolve_family(self.sock))
+        self.shaping = Shaping()
+        self.channel = Channel()
+        self.sock = open_socket() if sock is None else sock
+        self.codec = Codec(resolve_family(self.sock) if family is None else family)
         self._mtime = 0
         self.movers = Movers()
         self.moved_at: float | None = None
@@ -536,7 +598,7 @@ class Medium:
         recv_into = self.sock.recv_into
         counters = self.counters
         sender = Sender(self.sock.send, counters)
-        deaf = self.deaf
+        deaf, shaping = self.deaf, self.shaping
         next_check = next_stats = next_move = time.monotonic()
         stats = StatsWriter(self.lab_dir, counters)
         while not self.stop:
@@ -558,7 +620,13 @@ class Medium:
                 self.captures.flush()  # a capture is readable while it runs
                 stats.write(self.config.version, self.report())
                 next_stats = now + STATS_INTERVAL_S
-            if not poller.poll(RELOAD_CHECK_S * 1000):
+            if len(shaping):
+                sender.send(shaping.pop_due(now))
+            wait = RELOAD_CHECK_S
+            due = shaping.next_due()
+            if due is not None:
+                wait = min(wait, max(0.0, due - time.monotonic()))
+            if not poller.poll(wait * 1000):
                 continue
             # drain what is queued (a batch at most) before looking at the clock again
             for _ in range(DRAIN_BATCH):
@@ -571,7 +639,9 @@ class Medium:
                         counters.overruns += 1
                         continue
                     raise
-                sender.send(feed(view, n, self.air, self.codec, self.rand, counters, deaf, self.captures.active))
+                sender.send(feed(view, n, self.air, self.codec, self.rand, counters, deaf, self.captures.active,
+                                 shaping, self.channel))
+        sender.send(shaping.pop_due(float("inf")))  # held back a little: still the medium's to deliver
         self.captures.stop()
         stats.write(self.config.version, self.report())
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator import lab
-from orchestrator.airspace import MediumConfig, Radio, read_config, write_config
+from orchestrator.airspace import MediumConfig, Radio, impairments_in_force, read_config, write_config
 from orchestrator.health import process_alive
 from orchestrator.medium import STATS_FILE, STATS_INTERVAL_S
 from orchestrator.plan import Plan
@@ -39,6 +39,7 @@ def config_for(plan: Plan) -> MediumConfig:
         freq=plan.freq, loss=m.loss,
         model=Model(m.model, m.tx_power_dbm, m.noise_dbm, m.exponent, m.ref_distance_m),
         radios=tuple(Radio(n.name, n.mac, n.position, n.range, n.motion) for n in plan.nodes),
+        impairments=dict(m.impairments), airtime=m.airtime,
     )
 
 
@@ -98,7 +99,14 @@ def health(lab_dir: Path, state: dict) -> dict:
         since = f"for {age:.0f} s" if age is not None else "at all"
         return {"state": "stalled", "pid": rec["pid"], **stats,
                 "detail": f"the medium process runs but has not reported {since}; see its log"}
-    return {"state": "running", "pid": rec["pid"], **stats, "detail": running_detail(stats)}
+    try:
+        impaired = impairments_in_force(read_config(lab_dir))
+    except (LookupError, OSError, ValueError):
+        impaired = []
+    detail = running_detail(stats)
+    if impaired:
+        detail += "; impaired: " + "; ".join(f"{i['from']}→{i['to']} {i['summary']}" for i in impaired)
+    return {"state": "running", "pid": rec["pid"], **stats, "impairments": impaired, "detail": detail}
 
 
 def running_detail(stats: dict) -> str:

@@ -16,7 +16,7 @@ MAX_HEIGHT_PX = 900.0
 MARGIN_PX = 70.0
 NODE_R_PX = 14.0
 COLOURS = {"authority": "#1f77b4", "client": "#2ca02c", "isolated": "#9e9e9e", "link": "#555555",
-           "route": "#ff7f0e", "range": "#bbbbbb"}
+           "route": "#ff7f0e", "range": "#bbbbbb", "impaired": "#d62728"}
 PNG_MISSING = "no PNG: matplotlib is not installed (pip install 'meshpay-lab[plots]'); the HTML page has the same picture"
 
 
@@ -38,6 +38,8 @@ class MeshMap:
     # a route HWMP did not know (yet) past its last node
     routes: tuple[tuple[str, ...], ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # node pair -> what the medium's impairments do to that link ("a→b loss 100%; ...")
+    impaired: dict[frozenset[str], str] = field(default_factory=dict)
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -86,8 +88,12 @@ def svg(m: MeshMap) -> str:
                      f'stroke="{COLOURS["range"]}" stroke-dasharray="3 4"/>')
     for a, b in sorted(tuple(sorted(link)) for link in m.links):
         (x1, y1), (x2, y2) = f.px(m.node(a).position), f.px(m.node(b).position)
-        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{COLOURS["link"]}" stroke-width="2">'
-                     f'<title>{_e(a)} – {_e(b)}: peer link established</title></line>')
+        impaired = m.impaired.get(frozenset((a, b)))
+        look = (f'stroke="{COLOURS["impaired"]}" stroke-width="3" stroke-dasharray="8 4"' if impaired
+                else f'stroke="{COLOURS["link"]}" stroke-width="2"')
+        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" {look}>'
+                     f'<title>{_e(a)} – {_e(b)}: peer link established'
+                     f'{f", impaired: {_e(impaired)}" if impaired else ""}</title></line>')
     for a, b in sorted(route_edges(m.routes)):
         (x1, y1), (x2, y2) = _shorten(f.px(m.node(a).position), f.px(m.node(b).position), NODE_R_PX + 3)
         parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{COLOURS["route"]}" '
@@ -127,7 +133,10 @@ def png(m: MeshMap, path: Path, title: str) -> str | None:
         ax.add_patch(plt.Circle(n.position, n.range, fill=False, ls=":", color=COLOURS["range"]))
     for a, b in (tuple(link) for link in m.links):
         (x1, y1), (x2, y2) = m.node(a).position, m.node(b).position
-        ax.plot([x1, x2], [y1, y2], color=COLOURS["link"], lw=1.5, zorder=1)
+        if frozenset((a, b)) in m.impaired:
+            ax.plot([x1, x2], [y1, y2], color=COLOURS["impaired"], lw=2.5, ls="--", zorder=1)
+        else:
+            ax.plot([x1, x2], [y1, y2], color=COLOURS["link"], lw=1.5, zorder=1)
     for a, b in route_edges(m.routes):
         ax.annotate("", xy=m.node(b).position, xytext=m.node(a).position, zorder=2,
                     arrowprops={"arrowstyle": "-|>", "color": COLOURS["route"], "lw": 3.5, "alpha": 0.85,
@@ -141,6 +150,7 @@ def png(m: MeshMap, path: Path, title: str) -> str | None:
                           ("isolated", COLOURS["isolated"])):
         ax.scatter([], [], s=120, color=colour, edgecolors="black", label=label)
     ax.plot([], [], color=COLOURS["link"], label="peer link")
+    ax.plot([], [], color=COLOURS["impaired"], lw=2.5, ls="--", label="impaired link")
     ax.plot([], [], color=COLOURS["route"], lw=3.5, label="route of the transfer")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9)
     xs, ys = [n.position[0] for n in m.nodes], [n.position[1] for n in m.nodes]
@@ -160,7 +170,7 @@ def png(m: MeshMap, path: Path, title: str) -> str | None:
 def _legend() -> str:
     rows = [("circle", COLOURS["authority"], "authority"), ("circle", COLOURS["client"], "client"),
             ("circle", COLOURS["isolated"], "isolated"), ("line", COLOURS["link"], "peer link"),
-            ("line", COLOURS["route"], "route of the transfer")]
+            ("line", COLOURS["impaired"], "impaired link"), ("line", COLOURS["route"], "route of the transfer")]
     out = ['<g transform="translate(10, 10)">']
     for i, (shape, colour, label) in enumerate(rows):
         y = 10 + 18 * i

@@ -10,6 +10,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
+from orchestrator.airspace import Impairment
 from orchestrator.mobility import Motion
 from orchestrator.topology import Topology
 
@@ -76,6 +77,9 @@ class MediumPlan:
     ref_distance_m: float
     loss: bool
     seed: int = 1  # of the medium's random draws
+    airtime: bool = False
+    # (transmitter, receiver) -> what `links:` impairs on that direction
+    impairments: tuple[tuple[tuple[str, str], Impairment], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ def make_plan(topo: Topology) -> Plan:
         )
         for i, (name, spec) in enumerate(topo.nodes.items())
     )
-    link_blocked = {tuple(sorted((link.a, link.b))) for link in topo.links}
+    link_blocked = {tuple(sorted((link.a, link.b))) for link in topo.links if link.blocks}
     blocked = set(link_blocked)
     for i, a in enumerate(nodes):
         for b in nodes[i + 1 :]:
@@ -239,4 +243,16 @@ def _medium_plan(topo: Topology) -> MediumPlan | None:
         return None
     return MediumPlan(netns=medium_netns(topo.name), model=m.model, tx_power_dbm=m.tx_power_dbm,
                       noise_dbm=m.noise_dbm, exponent=m.exponent, ref_distance_m=m.ref_distance_m,
-                      loss=m.loss, seed=m.seed)
+                      loss=m.loss, seed=m.seed, impairments=link_impairments(topo), airtime=m.airtime)
+
+
+def link_impairments(topo: Topology) -> tuple[tuple[tuple[str, str], Impairment], ...]:
+    """The impairments of the topology's `links:` entries, by direction (a later entry wins)."""
+    out: dict[tuple[str, str], Impairment] = {}
+    for link in topo.links:
+        if link.impairs:
+            imp = Impairment(link.loss_pct, link.delay_ms, link.jitter_ms, link.rate_mbps)
+            for way in (("a_to_b", (link.a, link.b)), ("b_to_a", (link.b, link.a))):
+                if link.direction in ("both", way[0]):
+                    out[way[1]] = imp
+    return tuple(sorted(out.items()))

@@ -97,6 +97,25 @@ class TransferStep(_Step):
         return "transfer", {"src": self.src, "dst": self.dst, "amount": self.amount}
 
 
+class ImpairStep(_Step):
+    """`impair` while the scenario plays (verbs/impair.py): zeros (or `clear`) lift the impairment."""
+
+    do: Literal["impair"]
+    a: str
+    b: str
+    loss_pct: float = Field(default=0.0, ge=0, le=100)
+    delay_ms: float = Field(default=0.0, ge=0, le=10_000)
+    jitter_ms: float = Field(default=0.0, ge=0, le=10_000)
+    rate_mbps: float = Field(default=0.0, ge=0, le=1_000)
+    direction: Literal["both", "a_to_b", "b_to_a"] = "both"
+    clear: bool = False
+
+    def verb(self) -> tuple[str, dict]:
+        return "impair", {"a": self.a, "b": self.b, "loss_pct": self.loss_pct, "delay_ms": self.delay_ms,
+                          "jitter_ms": self.jitter_ms, "rate_mbps": self.rate_mbps, "direction": self.direction,
+                          "clear": self.clear}
+
+
 class WaitStep(_Step):
     do: Literal["wait"]
     seconds: float = Field(gt=0, le=MAX_AT_S)
@@ -105,7 +124,7 @@ class WaitStep(_Step):
         return None  # the player sleeps; nothing reaches the lab
 
 
-Step = Annotated[Union[MoveStep, FaultStep, TransferStep, WaitStep], Field(discriminator="do")]
+Step = Annotated[Union[MoveStep, FaultStep, TransferStep, ImpairStep, WaitStep], Field(discriminator="do")]
 
 
 class Scenario(BaseModel):
@@ -143,7 +162,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
 def _yaml_loc(loc: tuple) -> tuple:
     # a discriminated union puts the step kind in the path (steps.2.fault.node): the YAML has no such key
     return tuple(p for i, p in enumerate(loc)
-                 if not (i == 2 and loc[0] == "steps" and p in ("move", "fault", "transfer", "wait")))
+                 if not (i == 2 and loc[0] == "steps" and p in ("move", "fault", "transfer", "impair", "wait")))
 
 
 def load_scenario(path: str | Path) -> Scenario:

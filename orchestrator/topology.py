@@ -152,6 +152,8 @@ class MediumSettings(_Strict):
     loss: bool = True
     # The medium's random draws (loss) come from this seed: a lab's run repeats with it
     seed: int = Field(default=1, ge=0, lt=2**63)
+    # Frames take channel time at their rate, radios defer, hidden terminals collide (docs/medium.md)
+    airtime: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -247,8 +249,24 @@ class NodeSpec(_Strict):
 class LinkSpec(_Strict):
     a: str
     b: str
-    # `block` forbids peering between a and b (plink_action block), whatever their distance.
-    peering: Literal["block"] = "block"
+    # `block` forbids peering between a and b (plink_action block), whatever their distance;
+    # `allow` leaves it to range. Unsaid: block, unless the entry impairs the link.
+    peering: Literal["block", "allow"] | None = None
+    # Impairments the medium applies on top of its radio model (airspace.Impairment), in both
+    # directions unless `direction` names one
+    loss_pct: float = Field(default=0.0, ge=0, le=100)
+    delay_ms: float = Field(default=0.0, ge=0, le=10_000)
+    jitter_ms: float = Field(default=0.0, ge=0, le=10_000)
+    rate_mbps: float = Field(default=0.0, ge=0, le=1_000)
+    direction: Literal["both", "a_to_b", "b_to_a"] = "both"
+
+    @property
+    def impairs(self) -> bool:
+        return bool(self.loss_pct or self.delay_ms or self.jitter_ms or self.rate_mbps)
+
+    @property
+    def blocks(self) -> bool:
+        return self.peering == "block" or (self.peering is None and not self.impairs)
 
 
 class Topology(_Strict):
@@ -293,6 +311,9 @@ class Topology(_Strict):
                     raise ValueError(f"links[{i}] names unknown node {end!r}")
             if link.a == link.b:
                 raise ValueError(f"links[{i}] joins {link.a!r} to itself")
+            if link.impairs and not self.medium.enabled:
+                raise ValueError(f"links[{i}] impairs {link.a}-{link.b}, which needs the wireless medium: "
+                                 "drop `medium: none`")
         if self.discovery == "mdns" and self.mesh.params.get("mesh_fwding") == 0:
             raise ValueError("`discovery: mdns` needs a forwarding mesh (mDNS is multicast, relayed hop by hop): "
                              "drop `mesh_fwding: 0` or use `discovery: static`")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from orchestrator import lab, mediumctl, meshmap
-from orchestrator.airspace import read_config
+from orchestrator.airspace import impairments_in_force, read_config
 from orchestrator.dispatch import call
 from orchestrator.verbs.run import Dispatch, latest
 
@@ -40,10 +40,17 @@ def snapshot(lab_dir: Path, sender: str | None, dispatch: Dispatch) -> meshmap.M
         now = mediumctl.positions_now(lab_dir)
         where = {r.name: (tuple(now[r.name]), r.range) for r in cfg.radios}
         isolated = cfg.isolated
+        impaired: dict[frozenset[str], str] = {}
+        for row in impairments_in_force(cfg):
+            pair = frozenset((row["from"], row["to"]))
+            text = f"{row['from']}→{row['to']} {row['summary']}"
+            impaired[pair] = f"{impaired[pair]}; {text}" if pair in impaired else text
+        notes += [f"impaired: {text}" for text in impaired.values()]
     except LookupError:  # a lab without a medium: nodes stay where the topology put them
         where = {name: (tuple(n.get("position", (0.0, 0.0))), float(n.get("range", 0.0)))
                  for name, n in info["nodes"].items()}
         isolated = frozenset()
+        impaired = {}
     nodes = tuple(meshmap.Node(name, n["role"], where[name][0], where[name][1], name in isolated)
                   for name, n in sorted(info["nodes"].items()))
     links: set[frozenset[str]] = set()
@@ -62,7 +69,7 @@ def snapshot(lab_dir: Path, sender: str | None, dispatch: Dispatch) -> meshmap.M
         tables: dict[str, dict[str, str]] = {}  # each node's paths asked once for all the routes
         routes = tuple(trace(lab_dir, sender, a, dispatch, notes, tables) for a in authorities)
         notes.append(f"routes from {sender} to the authorities, as HWMP knows them now")
-    return meshmap.MeshMap(info["lab"], nodes, frozenset(links), routes, tuple(notes))
+    return meshmap.MeshMap(info["lab"], nodes, frozenset(links), routes, tuple(notes), impaired)
 
 
 def trace(lab_dir: Path, src: str, dst: str, dispatch: Dispatch, notes: list[str],

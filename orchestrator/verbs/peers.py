@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from orchestrator import lab, mesh
+from orchestrator.airspace import impairments_in_force, read_config
 from orchestrator.plan import MESH_IFNAME
 
 
@@ -14,4 +15,17 @@ def run(lab_dir: Path, node: str) -> dict:
     me = lab.lab_node(lab_dir, node)
     names = {n["mac"]: name for name, n in lab.read_lab_json(lab_dir)["nodes"].items()}
     rows = [{"peer": names.get(s.mac, "?"), **asdict(s)} for s in mesh.stations(me["netns"], MESH_IFNAME)]
+    impaired = _impairments(lab_dir)
+    for row in rows:  # what the medium does to this link on top of its radio model, each way
+        out, back = impaired.get((node, row["peer"])), impaired.get((row["peer"], node))
+        if out or back:
+            row["impairment"] = {"out": out, "in": back}
     return {"node": node, "peers": rows}
+
+
+def _impairments(lab_dir: Path) -> dict[tuple[str, str], str]:
+    try:
+        cfg = read_config(lab_dir)
+    except (LookupError, OSError, ValueError):  # no medium: nothing impaired
+        return {}
+    return {(i["from"], i["to"]): i["summary"] for i in impairments_in_force(cfg)}

@@ -61,7 +61,7 @@ def check_capture_on_line3(lab: Lab) -> None:
     assert tshark(out, "wlan.fixed.mesh_action == 1 && wlan.tag.number == 130"), "no HWMP PREQ"
     assert tshark(out, "wlan.fixed.mesh_action == 1 && wlan.tag.number == 131"), "no HWMP PREP"
     peering = tshark(out, "wlan.fixed.selfprot_action", "wlan.fixed.selfprot_action", "wlan.ta", "wlan.ra")
-    opened = {(int(a), ta, ra) for a, ta, ra in peering}
+    opened = {(int(a, 0), ta, ra) for a, ta, ra in peering}  # tshark prints 0x01
     assert (1, mac["client2"], mac["auth3"]) in opened and (2, mac["client2"], mac["auth3"]) in opened, \
         f"no mesh peering open and confirm from client2 to auth3 in {sorted(opened)}"
     votes = tshark(out, f"wlan.fc.type == 2 && wlan.sa == {mac['client2']} && tcp.dstport == {WIRE_PORT}", "wlan.da")

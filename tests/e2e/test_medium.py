@@ -156,6 +156,52 @@ def test_isolating_the_relay_in_use_heals_through_the_other_and_a_killed_node_re
         assert record["steps"][3]["node"] == isolated["node"], record["steps"][3]
         print(f"relay-failure scenario: isolated {isolated['node']}, healing_s {record['healing_s']}, "
               f"{record['steps'][2].get('attempts')} transfer attempts")
+        impairments_at_run_time(lab)
     finally:
         removed = lab.json("down")
     assert removed["leftover"] == []
+
+
+def next_hops(lab: Lab, src: str) -> dict[str, str]:
+    return {p["destination_node"]: p["next_hop_node"] for p in lab.json("paths", src)["paths"]}
+
+
+def impairments_at_run_time(lab: Lab) -> None:
+    """Issue 14 on the diamond: 100 % loss on the link client1's path uses makes HWMP route through
+    the other relay; 50 ms each way on client1's links shows in every vote's round trip."""
+    wait_for("client1 has a path to auth1", lambda: ping(lab, "client1", "auth1", count=2)
+             and next_hops(lab, "client1").get("auth1") in ("relay1", "relay2"), 120)
+    relay = next_hops(lab, "client1")["auth1"]
+    other = {"relay1": "relay2", "relay2": "relay1"}[relay]
+    baseline = lab.json("transfer", "--from", "client1", "--to", "client2", "--amount", "2")
+    assert baseline["outcome"] == "confirmed", baseline
+    lost = lab.json("impair", "client1", relay, "--loss", "100")
+    assert {(i["from"], i["to"], i["loss_pct"]) for i in lost["impairments"]} == {
+        ("client1", relay, 100), (relay, "client1", 100)}
+    assert len(lab.json("status")["medium"]["impairments"]) == 2
+    assert {p["peer"]: p.get("impairment") for p in lab.json("peers", "client1")["peers"]}.get(relay) == {
+        "out": "loss 100%", "in": "loss 100%"}
+
+    def around():
+        ping(lab, "client1", "auth1", count=2)  # traffic makes HWMP notice the dead hop
+        return next_hops(lab, "client1").get("auth1") == other
+
+    _, around_s = wait_for(f"client1 reaches auth1 through {other}", around, 180)
+    dropped = lab.json("status")["medium"]["dropped_loss"]
+    after = lab.json("transfer", "--from", "client1", "--to", "client2", "--amount", "2")
+    assert after["outcome"] == "confirmed", after
+    assert lab.json("impair", "client1", relay, "--clear")["impairments"] == []
+
+    for r in ("relay1", "relay2"):  # every path from client1 now crosses one delayed hop
+        lab.json("impair", "client1", r, "--delay", "50")
+    delayed_before = lab.json("status")["medium"]["delayed"]
+    slow = lab.json("transfer", "--from", "client1", "--to", "client2", "--amount", "2")
+    assert slow["outcome"] == "confirmed", slow
+    votes = [ms for ms in slow["metrics"]["vote_ms"].values() if ms is not None]
+    fast = [ms for ms in baseline["metrics"]["vote_ms"].values() if ms is not None]
+    print(f"impair: loss 100% on client1-{relay}: through {other} in {around_s} s ({dropped} frames dropped "
+          f"by the model); votes {sorted(fast)} ms before, {sorted(votes)} ms with 50 ms each way")
+    assert votes and min(votes) >= 100, votes  # a request and its answer each cross the 50 ms hop
+    assert lab.json("status")["medium"]["delayed"] > delayed_before
+    for r in ("relay1", "relay2"):
+        lab.json("impair", "client1", r, "--clear")

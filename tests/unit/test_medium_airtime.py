@@ -1,0 +1,70 @@
+"""Airtime and contention (opt-in): frame durations at their rate, deferral while the channel is
+busy, and collisions of hidden terminals at the receiver between them."""
+
+import struct
+
+import pytest
+from test_medium import FAMILY, MACS, air, decode, kernel_frame
+from test_mediumctl import TOPO
+
+from orchestrator import airtime, medium
+from orchestrator.airspace import Airspace, mac_bytes
+from orchestrator.mediumctl import config_for
+from orchestrator.plan import make_plan
+from orchestrator.shaping import Shaping
+from orchestrator.topology import parse_topology
+
+N = [mac_bytes(m) for m in MACS]  # n0 - n1 - n2 in a line, 100 m apart: n0 and n2 are hidden
+
+
+def timed_air() -> Airspace:
+    cfg = air().config
+    return Airspace(cfg.__class__(cfg.freq, cfg.model, cfg.radios, cfg.loss, airtime=True))
+
+
+def test_durations_follow_the_standard():
+    assert airtime.duration_s(1500, 11, 2412) == pytest.approx(250e-6)  # 54 Mb/s ERP-OFDM: 56 symbols
+    assert airtime.duration_s(1500, 0, 2412) == pytest.approx(192e-6 + 1504 * 8 / 1e6)  # 1 Mb/s DSSS
+    assert airtime.duration_s(1500, 11, 5180) == pytest.approx(244e-6)  # no signal extension on 5 GHz
+    assert (airtime.ack_rate(11), airtime.ack_rate(5), airtime.ack_rate(3)) == (8, 4, 3)
+
+
+def test_a_radio_defers_while_it_hears_a_neighbour_send():
+    a, ch = timed_air(), airtime.Channel()
+    first, end0, _ = airtime.transmit(a, ch, N[0], b"\xff" * 6, [(11, 1)], 1500, 0.0, lambda: 0.0)
+    second, end1, _ = airtime.transmit(a, ch, N[1], b"\xff" * 6, [(11, 1)], 1500, 0.0, lambda: 0.0)
+    on_air = airtime.duration_s(1500, 11, 2412)
+    assert end1 - on_air >= end0  # n1 heard n0 and started after it
+    assert ch.collisions == 0 and len(second.delivered) == 2
+
+
+def test_hidden_terminals_collide_at_the_receiver_between_them_and_the_retry_gets_through():
+    a, ch = timed_air(), airtime.Channel()
+    # n0 and n2 cannot hear each other; both send to n1 at once
+    one, end0, status0 = airtime.transmit(a, ch, N[0], N[1], [(11, 3)], 1500, 0.0, lambda: 0.0)
+    two, end2, status2 = airtime.transmit(a, ch, N[2], N[1], [(11, 3)], 1500, 0.0, lambda: 0.0)
+    assert one.acked and one.tries == ((11, 1),)
+    assert ch.collisions == 1  # n2's first attempt overlapped n0's frame at n1
+    assert two.acked and two.tries == ((11, 2),) and end2 > end0
+    assert status0 > end0 and status2 > end2  # the status waits for the ACK
+    lone, _, _ = airtime.transmit(timed_air(), airtime.Channel(), N[2], N[1], [(11, 1)], 1500, 10.0, lambda: 0.0)
+    assert lone.acked  # alone on the air, the same frame gets through
+
+
+def test_with_airtime_on_the_medium_holds_deliveries_and_status_until_the_frame_is_over():
+    a, ch, shaping, counters = timed_air(), airtime.Channel(), Shaping(), medium.Counters()
+    frame = kernel_frame(1, N[2])
+    msgs = medium.feed(frame, len(frame), a, medium.Codec(FAMILY), lambda: 0.5, counters, shaping=shaping,
+                       channel=ch)
+    assert msgs == [] and len(shaping) == 2
+    held = shaping.pop_due(float("inf"))
+    assert [decode(m)[0] for m in held] == [medium.HWSIM_CMD_FRAME, medium.HWSIM_CMD_TX_INFO_FRAME]
+    assert struct.unpack("=I", decode(held[1])[1][medium.A_FLAGS])[0] & medium.HWSIM_TX_STAT_ACK
+    assert counters.acked == 1 and counters.collisions == 0
+
+
+def test_airtime_is_a_topology_switch_off_by_default():
+    assert not config_for(make_plan(parse_topology(TOPO))).airtime
+    on = TOPO.replace("exponent: 2.5}", "exponent: 2.5, airtime: true}")
+    cfg = config_for(make_plan(parse_topology(on)))
+    assert cfg.airtime and cfg.__class__.from_json(cfg.to_json()).airtime
