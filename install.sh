@@ -14,6 +14,7 @@ packages=(
   qemu-system-x86 busybox-static                # the VM route (virtme-ng insists on a static busybox)
   linux-image-amd64                             # a kernel that has mac80211_hwsim, booted by the VM route
   docker.io debootstrap                         # the docker runtime; a node image base made with no registry
+  chromium                                      # the live view's browser test (draw --live, headless)
 )
 missing=()
 for p in "${packages[@]}"; do

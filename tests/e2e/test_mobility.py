@@ -1,18 +1,20 @@
 """Mobility on the real kernel: the medium moves client1 (random waypoint) and client2 (random walk)
 along exactly the paths orchestrator/mobility.py computes for the shipped seed, the mesh follows
 (client1 peers with authorities it could not hear at the start and drops auth1 once out of its
-range), and `move` pins a moving node."""
+range), `move` pins a moving node, and `draw --live` follows them in a real headless chromium."""
 
 from __future__ import annotations
 
 import math
+import re
+import subprocess
 from functools import partial
 
 import pytest
 
 from orchestrator.mobility import Trajectory
 
-from .labdriver import Lab, lab_fixture, wait_for
+from .labdriver import CLI, REPO, Lab, lab_fixture, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -24,6 +26,8 @@ LINK_EXPIRY_S = 100.0  # mesh_plink_timeout 10 s, checked by the kernel's once-a
 
 
 mobile = lab_fixture("mobile.yaml", "mobile")
+DRAWN_CLIENT1 = ("(() => { const c = document.querySelector('#node-client1'); "
+                 "return c && [+c.getAttribute('cx'), +c.getAttribute('cy')]; })()")
 
 
 def medium(lab: Lab) -> dict:
@@ -66,6 +70,32 @@ def test_client1_peers_anew_as_it_moves_and_drops_auth1_out_of_range(mobile: Lab
     print(f"client1 gained {sorted(gained)} after {gained_s} s, dropped auth1 {lost_s} s later, "
           f"{report['positions_time'] - report['mobility_epoch']:.1f} s into the run")
     assert math.dist(report["positions"]["client1"], auth1.position) > auth1.range
+
+
+def test_the_live_view_follows_a_moving_node_in_a_real_browser(mobile: Lab, chromium):
+    """`draw --live` in Debian's headless chromium: the page draws client1 where the medium has it,
+    redraws it elsewhere as it moves, and shows the peer links and a transfer's outcome."""
+    view = subprocess.Popen([*CLI, "draw", "--live", "--port", "0"], cwd=REPO, env=mobile.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = view.stdout.readline()  # "live view of mobile on http://127.0.0.1:PORT/ (Ctrl-C stops it)"
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, f"draw --live said {line!r}; stderr: {view.stderr.read() if view.poll() is not None else ''}"
+        chromium.open(url[0])
+        chromium.wait_for("document.querySelector('#status').textContent.startsWith('frame ')", 60)
+        first = chromium.evaluate(DRAWN_CLIENT1)
+        moved = chromium.wait_for(f"(() => {{ const p = {DRAWN_CLIENT1}; "
+                                  f"return p && (p[0] != {first[0]} || p[1] != {first[1]}) && p; }})()", 30)
+        print("client1 drawn at", first, "then", moved)
+        # the nodes' peer links arrive through the VM's agent, node by node
+        chromium.wait_for("document.querySelectorAll('#mesh line.link').length >= 3", 120)
+        mobile.cli("transfer", "--from", "client2", "--to", "client1", "--amount", "1")
+        chromium.wait_for("document.querySelector('#transfers').textContent.includes('client2 → client1')", 30)
+        assert "confirmed in" in chromium.evaluate("document.querySelector('#transfers').textContent")
+        assert chromium.evaluate("document.querySelectorAll('#mesh line.transfer').length") >= 1
+    finally:
+        view.terminate()
+        view.wait(timeout=30)
 
 
 def test_move_pins_a_moving_node(mobile: Lab):
