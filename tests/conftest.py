@@ -71,9 +71,11 @@ class Chromium:
                 raise RuntimeError(f"chromium exited (code {self.proc.poll()}) during {method}")
             self._buffer += chunk
 
-    def open(self, url: str) -> None:
+    def open(self, url: str, timeout: float = 60.0) -> None:
+        """Load `url` in a new page and wait until it has loaded (createTarget returns before)."""
         target = self.command("Target.createTarget", {"url": url})["targetId"]
         self.session = self.command("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete'", timeout)
 
     def evaluate(self, expression: str):
         result = self.command("Runtime.evaluate", {"expression": expression, "returnByValue": True})

@@ -82,7 +82,7 @@ def test_the_live_view_follows_a_moving_node_in_a_real_browser(mobile: Lab, chro
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)
         assert url, f"draw --live said {line!r}; stderr: {view.stderr.read() if view.poll() is not None else ''}"
         chromium.open(url[0])
-        chromium.wait_for("document.querySelector('#status').textContent.startsWith('frame ')", 60)
+        chromium.wait_for("document.querySelector('#status').textContent.startsWith('frame ')", 30)
         first = chromium.evaluate(DRAWN_CLIENT1)
         moved = chromium.wait_for(f"(() => {{ const p = {DRAWN_CLIENT1}; "
                                   f"return p && (p[0] != {first[0]} || p[1] != {first[1]}) && p; }})()", 30)
