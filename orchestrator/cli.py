@@ -253,6 +253,16 @@ def move(node: str, x: float, y: float, name: LabOpt = None, root: RootOpt = Non
 
 
 @app.command()
+def motion(node: str, model: str, speed: float, name: LabOpt = None, root: RootOpt = None,
+           fmt: FormatOpt = "table") -> None:
+    """Set a node moving by MODEL (random_waypoint, random_walk, random_direction, gauss_markov) at
+    SPEED m/s inside its topology `mobility:` area, from where it is now; SPEED 0 pins it."""
+    data = _call(_find(name, root), "motion", node=node, model=model, speed=speed)
+    _emit(data, fmt, lambda d: out.print(
+        f"{d['node']}: {d['model']} at {d['speed']:g} m/s from ({d['start'][0]:g}, {d['start'][1]:g})"))
+
+
+@app.command()
 def fault(
     action: Annotated[str, typer.Argument(help="kill | restart (the node's service) | isolate | heal (its radio)")],
     node: str, name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
