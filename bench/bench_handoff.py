@@ -26,15 +26,17 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.dispatch import call  # noqa: E402  (the bench runs from a checkout)
-from orchestrator.lab import find_lab  # noqa: E402
-from orchestrator.verbs.motion import MODELS  # noqa: E402
+import itertools
+
+from orchestrator.dispatch import call
+from orchestrator.lab import find_lab
+from orchestrator.verbs.motion import MODELS
 
 RESULTS = ROOT / "bench" / "results"
 TOPOLOGY = ROOT / "topologies" / "handoff.yaml"
@@ -46,18 +48,18 @@ SPEEDS = (0.0, 1.5, 5.0, 10.0)  # standing, walking, cycling, driving slowly (m/
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def longest_interruption(start: float, end: float, confirmed_at: list[float]) -> float:
     """The longest stretch of [start, end] (seconds) with no transfer confirming."""
     marks = [start, *sorted(t for t in confirmed_at if start <= t <= end), end]
-    return round(max(b - a for a, b in zip(marks, marks[1:])), 2)
+    return round(max(b - a for a, b in itertools.pairwise(marks)), 2)
 
 
 def link_changes(samples: list[frozenset[str]]) -> int:
     """Peers gained or lost from one sample of the mover's established peers to the next."""
-    return sum(len(a ^ b) for a, b in zip(samples, samples[1:]))
+    return sum(len(a ^ b) for a, b in itertools.pairwise(samples))
 
 
 def summarize(transfers: list[dict], seconds: float, peer_samples: list[frozenset[str]],
@@ -85,7 +87,8 @@ class Lab:
         self.lab_dir: Path | None = None
 
     def cli(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-        return subprocess.run([*CLI, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([*CLI, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
 
     def up(self) -> float:
         t0 = time.monotonic()
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = set(models) - set(MODELS)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}; known: {', '.join(MODELS)}")
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     figures: dict = {"started": started.isoformat(timespec="seconds"), "host_loadavg_start": os.getloadavg()[:3],
                      "seconds_per_run": args.seconds, "topology": str(TOPOLOGY.relative_to(ROOT)),
                      "still": None, "runs": {}, "errors": []}

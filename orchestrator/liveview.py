@@ -104,7 +104,7 @@ class LiveMesh:
         while not self._stop.is_set():
             try:
                 self.ask_nodes_once()
-            except Exception as exc:  # keep drawing positions; say why links are stale
+            except Exception as exc:  # noqa: BLE001  keep drawing positions; say why links are stale
                 with self._lock:
                     self._notes = (f"could not ask the nodes: {exc}",)
             self._stop.wait(LINKS_PAUSE_S)
@@ -153,7 +153,7 @@ def make_server(live: LiveMesh, port: int = 0) -> ThreadingHTTPServer:
     """An HTTP server for the live view on 127.0.0.1:port (0: any free port; see .server_address)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             try:
                 if path == "/":
@@ -164,7 +164,7 @@ def make_server(live: LiveMesh, port: int = 0) -> ThreadingHTTPServer:
                     self._send(404, "text/plain", b"the live view serves / and /frame\n")
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the browser went away mid-answer
-            except Exception as exc:  # a lab torn down under the view: say so to the page
+            except Exception as exc:  # noqa: BLE001  a lab torn down under the view: say so to the page
                 self._send(500, "text/plain", f"cannot draw the lab: {exc}\n".encode())
 
         def _send(self, status: int, kind: str, body: bytes) -> None:
@@ -175,7 +175,7 @@ def make_server(live: LiveMesh, port: int = 0) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's name)
+        def log_message(self, format: str, *args: object) -> None:
             pass  # quiet by default: a request a second would drown the terminal
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)

@@ -8,6 +8,7 @@ Only geometry and drawing live here; verbs/draw.py gathers what the lab reports.
 from __future__ import annotations
 
 import html
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,7 @@ class Frame:
 
 def route_edges(routes: tuple[tuple[str, ...], ...]) -> set[tuple[str, str]]:
     """Every hop of the routes once, in the direction it was taken."""
-    return {(a, b) for chain in routes for a, b in zip(chain, chain[1:])}
+    return {(a, b) for chain in routes for a, b in itertools.pairwise(chain)}
 
 
 def svg(m: MeshMap) -> str:

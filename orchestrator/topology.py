@@ -368,20 +368,21 @@ class Topology(_Strict):
             if spec.model == "group":
                 leader = self.nodes.get(spec.follow or "")
                 if leader is None or spec.follow == name:
-                    problems.append((("nodes", name, "mobility", "follow"), f"{spec.follow!r} is not another node "
-                                     "of this lab"))
+                    problems.append((("nodes", name, "mobility", "follow"),
+                                     f"{spec.follow!r} is not another node of this lab"))
                     continue
                 if leader.mobility is None or leader.mobility.model == "group":
-                    problems.append((("nodes", name, "mobility", "follow"), f"{spec.follow} must move by a model "
-                                     "of its own (not group) to lead a group"))
+                    problems.append((("nodes", name, "mobility", "follow"),
+                                     f"{spec.follow} must move by a model of its own (not group) to lead a group"))
                     continue
             if spec.model == "trace":
                 motion = spec.motion(0, node.position)
                 assert isinstance(motion.model, mobility.Trace)
                 first = motion.model.start
                 if math.dist(first, node.position) > 1e-6:
-                    problems.append((("nodes", name, "position"), f"{list(node.position)} is not where its trace "
-                                     f"starts, {list(first)}: a replayed node starts at its trace's first position"))
+                    problems.append((("nodes", name, "position"),
+                                     (f"{list(node.position)} is not where its trace starts, {list(first)}: "
+                                      "a replayed node starts at its trace's first position")))
                 continue
             area = self.motion_of(name).model.area  # type: ignore[union-attr]
             if not area.contains(node.position):

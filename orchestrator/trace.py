@@ -13,6 +13,7 @@ Every refusal names the file and the 1-based line: `traces/x.movements: line 3: 
 from __future__ import annotations
 
 import gzip
+import itertools
 import math
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def parse_movements(text: str, source: str, *, max_coord: float, max_speed: floa
         if not words or words[0].startswith("#"):
             continue
 
-        def bad(why: str) -> TraceError:
+        def bad(why: str, number: int = number) -> TraceError:
             return TraceError(f"{source}: line {number} (node {len(nodes)}): {why}")
 
         if len(words) % 3:
@@ -52,7 +53,7 @@ def parse_movements(text: str, source: str, *, max_coord: float, max_speed: floa
                 raise bad(f"triple {k}: ({x:g}, {y:g}) is beyond ±{max_coord:g} m")
             if t < 0:
                 raise bad(f"triple {k}: time {t:g} s is before the start of the run")
-        for k, (a, b) in enumerate(zip(points, points[1:]), start=2):
+        for k, (a, b) in enumerate(itertools.pairwise(points), start=2):
             if b[0] <= a[0]:
                 raise bad(f"triple {k}: time {b[0]:g} s does not come after {a[0]:g} s")
             speed = math.dist(a[1:], b[1:]) / (b[0] - a[0])

@@ -27,8 +27,8 @@ SAMPLES = 30  # 0.3 s apart plus the commands' time under TCG: well inside the 6
 diamond = lab_fixture("diamond-longpath.yaml", "diamond")
 
 # WIRE_PORT, FastPay's node-to-node port (orchestrator/plan.py)
-WATCH = ("for i in $(seq %d); do echo \"@ $(date +%%s.%%N)\"; iw dev mesh0 mpath dump; "
-         "ss -tin '( dport = :%d )'; sleep 0.3; done") % (SAMPLES, WIRE_PORT)
+WATCH = (f"for i in $(seq {SAMPLES}); do echo \"@ $(date +%s.%N)\"; iw dev mesh0 mpath dump; "
+         f"ss -tin '( dport = :{WIRE_PORT} )'; sleep 0.3; done")
 
 
 def test_a_transfer_confirms_long_before_the_dead_relays_path_would_expire(diamond: Lab):

@@ -1,11 +1,23 @@
 """Mobility models: a trajectory is a pure function of (model, seed, start, time)."""
 
+import itertools
 import math
 import random
 
 import pytest
 
-from orchestrator.mobility import Area, Motion, RandomWalk, RandomWaypoint, Trajectory, node_seed
+from orchestrator.mobility import (
+    Area,
+    GaussMarkov,
+    Group,
+    Motion,
+    RandomDirection,
+    RandomWalk,
+    RandomWaypoint,
+    Trace,
+    Trajectory,
+    node_seed,
+)
 
 AREA = Area((0.0, 0.0), (300.0, 200.0))
 WAYPOINT = Motion(RandomWaypoint(AREA, (1.0, 5.0), 2.0), seed=7, start=(10.0, 10.0))
@@ -42,7 +54,7 @@ def test_it_starts_at_its_start_and_stays_inside_its_area(motion):
 def test_no_step_is_faster_than_the_top_speed(motion):
     path = Trajectory(motion)
     top = motion.model.speed[1]
-    for t0, t1 in zip(TIMES, TIMES[1:]):
+    for t0, t1 in itertools.pairwise(TIMES):
         assert math.dist(path.position(t0), path.position(t1)) <= top * (t1 - t0) + 1e-9
 
 
@@ -110,7 +122,6 @@ def test_an_unknown_model_in_json_is_refused():
 
 # --- the models added for issue 16: random direction, Gauss-Markov, group, trace replay ---
 
-from orchestrator.mobility import GaussMarkov, Group, RandomDirection, Trace  # noqa: E402
 
 DIRECTION = Motion(RandomDirection(Area((0.0, 0.0), (40.0, 20.0)), (2.0, 6.0), 1.5), seed=5, start=(10.0, 10.0))
 GAUSS = Motion(GaussMarkov(Area((0.0, 0.0), (60.0, 30.0)), (1.0, 5.0), 0.75, 1.0), seed=11, start=(30.0, 15.0))
@@ -149,7 +160,7 @@ def test_new_models_start_at_their_start_stay_inside_and_keep_to_their_speed(mot
     area = motion.model.area
     assert all(area.contains(path.position(t)) for t in TIMES)
     top = top_speed(motion)
-    for t0, t1 in zip(TIMES, TIMES[1:]):
+    for t0, t1 in itertools.pairwise(TIMES):
         assert math.dist(path.position(t0), path.position(t1)) <= top * (t1 - t0) + 1e-9
 
 

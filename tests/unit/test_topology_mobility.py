@@ -4,7 +4,16 @@ import math
 
 import pytest
 
-from orchestrator.mobility import RandomWalk, RandomWaypoint, Trajectory, node_seed
+from orchestrator.mobility import (
+    GaussMarkov,
+    Group,
+    RandomDirection,
+    RandomWalk,
+    RandomWaypoint,
+    Trace,
+    Trajectory,
+    node_seed,
+)
 from orchestrator.plan import make_plan
 from orchestrator.topology import TopologyError, load_topology, parse_topology
 
@@ -80,7 +89,6 @@ def test_the_shipped_mobile_topology_takes_client1_out_of_auth1s_range_early_and
 
 # --- the models added for issue 16 ---
 
-from orchestrator.mobility import GaussMarkov, Group, RandomDirection, Trace  # noqa: E402
 
 LEADER = "  l:\n    role: client\n    position: [100, 100]\n    mobility: " + WAYPOINT + "\n"
 
