@@ -5,6 +5,7 @@ that move by a mobility model), else from lab.json;
 links from every node's established peers; routes by following next hops, node by node, from the
 sender to each authority. The sender is --from, else the sender of the last transfer of the last
 scenario run. Everything but the files is asked through the verbs, so a VM lab answers too.
+`draw --live` (orchestrator/liveview.py) redraws the same picture every second from these parts.
 """
 
 from __future__ import annotations
