@@ -1,13 +1,15 @@
 """The mesh's own figures: convergence, healing, and transfer latency against radio hop count.
 
-    python bench/bench_mesh.py [--quick] [--transfers N] [--healing-runs N]
+    python bench/bench_mesh.py [--quick] [--transfers N] [--healing-runs N] [--only healing|latency]
 
 Brings labs up through the CLI, one at a time (in the VM where this kernel lacks hwsim), each in
 a lab root of its own, and takes them down again:
 - convergence: `status`'s `convergence_s` (from the start of `up`, the VM's boot excluded, until
   every planned peer link is established) of topologies/line5.yaml, diamond.yaml and hops.yaml;
-- healing: scenarios/relay-failure.yaml on the diamond: seconds from isolating the relay the path
-  uses to the first transfer confirmed after it (the record's `healing_s`);
+- healing: scenarios/relay-failure.yaml, N times (default 10) on each of HEALING_TOPOLOGIES
+  (diamond.yaml with HWMP paths of 10000 TU, diamond-longpath.yaml with 30000 TU, the larger
+  ladder.yaml): seconds from isolating the relay the path uses to the first transfer confirmed
+  after it (the record's `healing_s`), per topology median, p90 and max, beside its path lifetime;
 - latency against hops: on topologies/hops.yaml client<k> is k hops from every authority; one
   warm-up transfer per client (HWMP finds paths on demand, the node connects), then N transfers,
   each's latency and time to quorum, and every authority's vote round trip by its hop count.
@@ -34,6 +36,8 @@ RESULTS = ROOT / "bench" / "results"
 CLI = [sys.executable, "-m", "orchestrator.cli"]
 CLI_TIMEOUT_S = 1200.0
 HOP_CLIENTS = {1: "client1", 2: "client2", 3: "client3", 4: "client4"}  # topologies/hops.yaml
+HEALING_TOPOLOGIES = ("diamond", "diamond-longpath", "ladder")
+TU_S = 1.024e-3  # one 802.11 time unit
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -46,6 +50,22 @@ def spread(values: list[float]) -> dict:
     if not values:
         return {"n": 0, "median": None, "p90": None}
     return {"n": len(values), "median": round(statistics.median(values), 1), "p90": round(percentile(values, 90), 1)}
+
+
+def healing_spread(values: list[float | None]) -> dict:
+    """Median, p90 and max of the runs that healed; `unhealed` counts those that did not (None)."""
+    healed = [v for v in values if v is not None]
+    if not healed:
+        return {"n": 0, "median": None, "p90": None, "max": None, "unhealed": len(values)}
+    return {**spread(healed), "max": round(max(healed), 1), "unhealed": len(values) - len(healed)}
+
+
+def path_lifetime_s(topology: str) -> float:
+    """The topology's mesh_hwmp_active_path_timeout in seconds (the kernel's 5000 TU by default)."""
+    from orchestrator.topology import load_topology
+
+    tu = load_topology(ROOT / "topologies" / f"{topology}.yaml").mesh.params.get("mesh_hwmp_active_path_timeout", 5000)
+    return round(tu * TU_S, 2)
 
 
 def latency_by_hops(samples: list[dict]) -> dict:
@@ -109,12 +129,18 @@ def plot(figures: dict, path: Path) -> str | None:
              xticks=[1, 2, 3, 4])
     left.legend()
     bars = [(f"convergence\n{name}", v) for name, v in figures.get("convergence_s", {}).items()]
-    bars += [(f"healing {i + 1}\ndiamond", v) for i, v in enumerate(figures.get("healing_s", []))]
-    bars = [(label, v) for label, v in bars if v is not None]
-    right.bar([label for label, _ in bars], [v for _, v in bars], color="#4a7ab5")
-    for i, (_, v) in enumerate(bars):
+    bars = [(label, v, None) for label, v in bars if v is not None]
+    for name, h in figures.get("healing", {}).items():  # median, with a bar up to the max
+        spread_s = h.get("healing_s") or {}
+        if spread_s.get("median") is not None:
+            bars.append((f"healing\n{name}\n(paths {h['path_lifetime_s']:g} s)", spread_s["median"],
+                         spread_s["max"] - spread_s["median"]))
+    right.bar([label for label, _, _ in bars], [v for _, v, _ in bars], color="#4a7ab5",
+              yerr=[[0] * len(bars), [e or 0 for _, _, e in bars]], capsize=3)
+    for i, (_, v, _) in enumerate(bars):
         right.annotate(f"{v:.1f}", (i, v), ha="center", va="bottom")
-    right.set(ylabel="seconds", title="mesh convergence and healing")
+    right.tick_params(axis="x", labelsize=7)
+    right.set(ylabel="seconds (healing: median, bar to max)", title="mesh convergence and healing")
     fig.suptitle(f"meshpay-lab mesh benchmark ({figures.get('started', '')})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -169,16 +195,23 @@ def bring_up(name: str, figures: dict) -> LabRun | None:
     return lab
 
 
-def healing_runs(lab: LabRun, runs: int, figures: dict) -> None:
+def healing_runs(lab: LabRun, topology: str, runs: int, figures: dict) -> None:
+    rows = figures["healing"].setdefault(topology, {"path_lifetime_s": path_lifetime_s(topology), "runs": []})
     for i in range(runs):
-        record = lab.json("run", str(ROOT / "scenarios" / "relay-failure.yaml"))
+        try:
+            record = lab.json("run", str(ROOT / "scenarios" / "relay-failure.yaml"))
+        except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+            figures["errors"].setdefault(f"healing {topology}", []).append(str(exc)[-400:])
+            rows["runs"].append({"healing_s": None, "error": str(exc)[-400:]})
+            continue
         isolated = next((s.get("node") for s in record["steps"] if s["do"] == "fault"), None)
         attempts = next((s.get("attempts") for s in record["steps"] if "attempts" in s), None)
-        figures["healing_s"].append(record["healing_s"])
-        figures["healing_runs"].append({"healing_s": record["healing_s"], "isolated": isolated,
-                                        "attempts": attempts, "ok": record["ok"], "healing": record["healing"]})
-        print(f"  healing run {i + 1}: isolated {isolated}, healed in {record['healing_s']} s "
-              f"({attempts} transfer attempts)")
+        rows["runs"].append({"healing_s": record["healing_s"], "isolated": isolated, "attempts": attempts,
+                             "ok": record["ok"], "healing": record["healing"]})
+        print(f"  {topology} healing run {i + 1}: isolated {isolated}, healed in {record['healing_s']} s "
+              f"({attempts} transfer attempts)", flush=True)
+    rows["healing_s"] = healing_spread([r["healing_s"] for r in rows["runs"]])
+    print(f"  {topology}: healing {rows['healing_s']} s; its paths live {rows['path_lifetime_s']} s", flush=True)
 
 
 def latency_runs(lab: LabRun, transfers: int, figures: dict) -> list[dict]:
@@ -206,25 +239,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="no line5, 3 transfers per hop count, one healing run")
     parser.add_argument("--transfers", type=int, help="transfers per hop count after the warm-up (default 10; quick 3)")
-    parser.add_argument("--healing-runs", type=int, help="relay-failure scenario runs (default 3; quick 1)")
+    parser.add_argument("--healing-runs", type=int, help="relay-failure scenario runs per healing topology "
+                        "(default 10; quick 1, on the diamond only)")
+    parser.add_argument("--only", choices=("healing", "latency"), help="only the healing or only the convergence "
+                        "and latency figures")
     args = parser.parse_args(argv)
     transfers = args.transfers or (3 if args.quick else 10)
-    runs = args.healing_runs or (1 if args.quick else 3)
+    runs = args.healing_runs or (1 if args.quick else 10)
     started = datetime.now(timezone.utc)
     figures: dict = {"started": started.isoformat(timespec="seconds"), "quick": args.quick,
                      "host_loadavg_start": os.getloadavg()[:3], "transfers_per_hop_count": transfers,
-                     "convergence_s": {}, "up": {}, "healing_s": [], "healing_runs": [], "errors": {}}
-    if not args.quick:
+                     "convergence_s": {}, "up": {}, "healing": {}, "errors": {}}
+    if not args.quick and args.only != "healing":
         lab = bring_up("line5", figures)
         if lab:
             lab.down()
-    lab = bring_up("diamond", figures)
-    if lab:
-        try:
-            healing_runs(lab, runs, figures)
-        finally:
-            lab.down()
-    lab = bring_up("hops", figures)
+    for topology in (() if args.only == "latency" else HEALING_TOPOLOGIES[:1] if args.quick else HEALING_TOPOLOGIES):
+        lab = bring_up(topology, figures)
+        if lab:
+            try:
+                healing_runs(lab, topology, runs, figures)
+            finally:
+                lab.down()
+    lab = bring_up("hops", figures) if args.only != "healing" else None
     if lab:
         try:
             figures["latency"] = latency_by_hops(latency_runs(lab, transfers, figures))
@@ -232,7 +269,8 @@ def main(argv: list[str] | None = None) -> dict:
             lab.down()
     figures["host_loadavg_end"] = os.getloadavg()[:3]
     figures["files"] = write_results(figures, RESULTS, started.strftime("%Y%m%dT%H%M%SZ"))
-    print(json.dumps({k: figures[k] for k in ("convergence_s", "healing_s", "latency", "files") if k in figures},
+    healing = {t: {"path_lifetime_s": h["path_lifetime_s"], **h.get("healing_s", {})} for t, h in figures["healing"].items()}
+    print(json.dumps({"healing_s": healing, **{k: figures[k] for k in ("convergence_s", "latency", "files") if k in figures}},
                      indent=2))
     return figures
 

@@ -255,6 +255,16 @@ def move(node: str, x: float, y: float, name: LabOpt = None, root: RootOpt = Non
 
 
 @app.command()
+def motion(node: str, model: str, speed: float, name: LabOpt = None, root: RootOpt = None,
+           fmt: FormatOpt = "table") -> None:
+    """Set a node moving by MODEL (random_waypoint, random_walk, random_direction, gauss_markov) at
+    SPEED m/s inside its topology `mobility:` area, from where it is now; SPEED 0 pins it."""
+    data = _call(_find(name, root), "motion", node=node, model=model, speed=speed)
+    _emit(data, fmt, lambda d: out.print(
+        f"{d['node']}: {d['model']} at {d['speed']:g} m/s from ({d['start'][0]:g}, {d['start'][1]:g})"))
+
+
+@app.command()
 def fault(
     action: Annotated[str, typer.Argument(help="kill | restart (the node's service) | isolate | heal (its radio)")],
     node: str, name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
@@ -374,12 +384,24 @@ def draw(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="where mesh.html and mesh.png go (default: the lab directory)")] = None,
     sender: Annotated[Optional[str], typer.Option("--from", help="draw the routes from this client to the authorities "
                                                   "(default: the sender of the last scenario's last transfer)")] = None,
+    live: Annotated[bool, typer.Option("--live", help="serve a page on 127.0.0.1 that redraws the mesh every "
+                                       "second (nodes moving, links, routes, recent transfers) until Ctrl-C")] = False,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="--live: the port (0: any free one)")] = 8765,
     name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = "table",
 ) -> None:
     """Draw the mesh: nodes where they are now, established peer links, the routes of a transfer."""
     from orchestrator.verbs import draw as draw_verb
 
     lab_dir = _find(name, root)
+    if live:
+        from orchestrator import liveview
+
+        try:
+            liveview.serve(lab_dir, port, sender, on_ready=lambda url: print(
+                f"live view of {lab_dir.name} on {url} (Ctrl-C stops it)", flush=True))
+        except (lab.LabNotFound, ValueError, OSError) as exc:
+            _fail(f"cannot serve the live view: {exc}")
+        return
     try:
         data = draw_verb.run(lab_dir, str(out_dir) if out_dir else None, sender)
     except (lab.LabNotFound, ValueError, RuntimeError, OSError) as exc:

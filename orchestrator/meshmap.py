@@ -8,6 +8,8 @@ Only geometry and drawing live here; verbs/draw.py gathers what the lab reports.
 from __future__ import annotations
 
 import html
+import itertools
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,8 @@ MAX_HEIGHT_PX = 900.0
 MARGIN_PX = 70.0
 NODE_R_PX = 14.0
 COLOURS = {"authority": "#1f77b4", "client": "#2ca02c", "isolated": "#9e9e9e", "link": "#555555",
-           "route": "#ff7f0e", "range": "#bbbbbb", "impaired": "#d62728"}
+           "route": "#ff7f0e", "range": "#bbbbbb", "impaired": "#9467bd", "confirmed": "#2ca02c",
+           "failed": "#d62728"}
 PNG_MISSING = "no PNG: matplotlib is not installed (pip install 'meshpay-lab[plots]'); the HTML page has the same picture"
 
 
@@ -30,6 +33,20 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """One transfer the lab ran (orchestrator/transferlog.py): who paid whom, and how it ended."""
+    src: str
+    dst: str
+    outcome: str  # confirmed, rejected, pending, error
+    latency_ms: float | None = None
+    time: float = 0.0  # unix seconds it started
+
+    @property
+    def confirmed(self) -> bool:
+        return self.outcome == "confirmed"
+
+
+@dataclass(frozen=True)
 class MeshMap:
     lab: str
     nodes: tuple[Node, ...]
@@ -38,6 +55,11 @@ class MeshMap:
     # a route HWMP did not know (yet) past its last node
     routes: tuple[tuple[str, ...], ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # recent transfers, oldest first: drawn sender → recipient in the colour of their outcome
+    transfers: tuple[Transfer, ...] = ()
+    # points the picture must hold besides the nodes (the corners of the movers' areas): a live
+    # view keeps the same frame while nodes move
+    extent: tuple[tuple[float, float], ...] = ()
     # node pair -> what the medium's impairments do to that link ("a→b loss 100%; ...")
     impaired: dict[frozenset[str], str] = field(default_factory=dict)
 
@@ -54,9 +76,9 @@ class Frame:
     height: float
 
     @classmethod
-    def fit(cls, nodes: tuple[Node, ...]) -> Frame:
-        xs = [n.position[0] for n in nodes]
-        ys = [n.position[1] for n in nodes]
+    def fit(cls, nodes: tuple[Node, ...], extent: tuple[tuple[float, float], ...] = ()) -> Frame:
+        xs = [n.position[0] for n in nodes] + [p[0] for p in extent]
+        ys = [n.position[1] for n in nodes] + [p[1] for p in extent]
         span_x, span_y = max(xs) - min(xs), max(ys) - min(ys)
         # a single node or a line of them still gets a drawable box
         span = max(span_x, span_y, 1.0)
@@ -72,11 +94,11 @@ class Frame:
 
 def route_edges(routes: tuple[tuple[str, ...], ...]) -> set[tuple[str, str]]:
     """Every hop of the routes once, in the direction it was taken."""
-    return {(a, b) for chain in routes for a, b in zip(chain, chain[1:])}
+    return {(a, b) for chain in routes for a, b in itertools.pairwise(chain)}
 
 
 def svg(m: MeshMap) -> str:
-    f = Frame.fit(m.nodes)
+    f = Frame.fit(m.nodes, m.extent)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH_PX:g}" height="{f.height:g}" '
              f'viewBox="0 0 {WIDTH_PX:g} {f.height:g}" font-family="sans-serif" font-size="13">',
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
@@ -91,18 +113,28 @@ def svg(m: MeshMap) -> str:
         impaired = m.impaired.get(frozenset((a, b)))
         look = (f'stroke="{COLOURS["impaired"]}" stroke-width="3" stroke-dasharray="8 4"' if impaired
                 else f'stroke="{COLOURS["link"]}" stroke-width="2"')
-        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" {look}>'
+        parts.append(f'<line class="link" x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" {look}>'
                      f'<title>{_e(a)} – {_e(b)}: peer link established'
                      f'{f", impaired: {_e(impaired)}" if impaired else ""}</title></line>')
     for a, b in sorted(route_edges(m.routes)):
         (x1, y1), (x2, y2) = _shorten(f.px(m.node(a).position), f.px(m.node(b).position), NODE_R_PX + 3)
-        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{COLOURS["route"]}" '
+        parts.append(f'<line class="route" x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{COLOURS["route"]}" '
                      f'stroke-width="5" stroke-opacity="0.8" marker-end="url(#arrow)">'
                      f'<title>route hop {_e(a)} → {_e(b)}</title></line>')
+    names = {n.name for n in m.nodes}
+    for t in m.transfers:  # a dashed chord per transfer; the newest drawn last, on top
+        if t.src not in names or t.dst not in names:
+            continue
+        (x1, y1), (x2, y2) = f.px(m.node(t.src).position), f.px(m.node(t.dst).position)
+        colour = COLOURS["confirmed"] if t.confirmed else COLOURS["failed"]
+        parts.append(f'<line class="transfer" x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{colour}" '
+                     f'stroke-width="2" stroke-dasharray="8 5" stroke-opacity="0.7">'
+                     f'<title>transfer {_e(t.src)} → {_e(t.dst)}: {_e(describe(t))}</title></line>')
     for n in m.nodes:
         cx, cy = f.px(n.position)
         colour = COLOURS["isolated"] if n.isolated else COLOURS[n.role]
-        parts.append(f'<circle cx="{cx}" cy="{cy}" r="{NODE_R_PX:g}" fill="{colour}" stroke="black">'
+        parts.append(f'<circle id="node-{_e(n.name)}" cx="{cx}" cy="{cy}" r="{NODE_R_PX:g}" fill="{colour}" '
+                     'stroke="black">'
                      f'<title>{_e(n.name)} ({n.role}) at ({n.position[0]:g}, {n.position[1]:g}) m'
                      f'{", isolated" if n.isolated else ""}</title></circle>')
         parts.append(f'<text x="{cx}" y="{cy + NODE_R_PX + 15:g}" text-anchor="middle">{_e(n.name)}'
@@ -167,10 +199,33 @@ def png(m: MeshMap, path: Path, title: str) -> str | None:
     return None
 
 
+def describe(t: Transfer) -> str:
+    """A transfer's outcome in words: `confirmed in 184 ms`, `rejected`, `error: ...`."""
+    if t.confirmed and t.latency_ms is not None:
+        return f"confirmed in {t.latency_ms:.0f} ms"
+    return t.outcome
+
+
+def transfers_table(transfers: tuple[Transfer, ...], errors: dict[int, str] | None = None) -> str:
+    """Recent transfers as an HTML table, newest first; `errors` (by index) gives a failure's reason."""
+    if not transfers:
+        return "<p>no transfers yet</p>"
+    rows = []
+    for i in reversed(range(len(transfers))):
+        t = transfers[i]
+        colour = COLOURS["confirmed"] if t.confirmed else COLOURS["failed"]
+        when = time.strftime("%H:%M:%S", time.localtime(t.time)) if t.time else ""
+        why = f" ({_e((errors or {}).get(i, ''))})" if (errors or {}).get(i) else ""
+        rows.append(f'<tr class="transfer-row"><td>{when}</td><td>{_e(t.src)} → {_e(t.dst)}</td>'
+                    f'<td style="color: {colour}">{_e(describe(t))}{why}</td></tr>')
+    return ('<table><tr><th>started</th><th>transfer</th><th>outcome</th></tr>' + "".join(rows) + "</table>")
+
+
 def _legend() -> str:
     rows = [("circle", COLOURS["authority"], "authority"), ("circle", COLOURS["client"], "client"),
             ("circle", COLOURS["isolated"], "isolated"), ("line", COLOURS["link"], "peer link"),
-            ("line", COLOURS["impaired"], "impaired link"), ("line", COLOURS["route"], "route of the transfer")]
+            ("line", COLOURS["impaired"], "impaired link"), ("line", COLOURS["route"], "route of the transfer"),
+            ("line", COLOURS["confirmed"], "transfer confirmed"), ("line", COLOURS["failed"], "transfer failed")]
     out = ['<g transform="translate(10, 10)">']
     for i, (shape, colour, label) in enumerate(rows):
         y = 10 + 18 * i

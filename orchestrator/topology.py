@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from orchestrator import mobility
+from orchestrator.trace import read_movements
 from orchestrator.yamldoc import DocumentError, parse_document
 
 # Names become parts of netns, radio and file names: keep them short, plain and traversal-proof.
@@ -176,25 +178,56 @@ def _coords(pos: tuple[float, float]) -> tuple[float, float]:
     return pos
 
 
+# Options each mobility model takes besides `model` and `seed`, its own first (error messages list them).
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "random_waypoint": ("pause", "area", "speed"),
+    "random_walk": ("interval", "area", "speed"),
+    "random_direction": ("pause", "area", "speed"),
+    "gauss_markov": ("alpha", "interval", "area", "speed"),
+    "group": ("follow", "radius", "interval", "area"),
+    "trace": ("file", "trace_node"),
+}
+REQUIRED_OPTIONS = {"random_waypoint": ("area", "speed"), "random_walk": ("area", "speed"),
+                    "random_direction": ("area", "speed"), "gauss_markov": ("area", "speed"),
+                    "group": ("follow",), "trace": ("file",)}
+# A trace's `file` is relative to the topology file's folder; parse_topology sets it while it validates.
+_TOPOLOGY_DIR: ContextVar[Path] = ContextVar("topology_dir", default=Path("."))
+
+
 class MobilitySpec(_Strict):
     """How a node moves during a run (orchestrator/mobility.py), from its `position` on, once the
-    lab serves. Any role may move; clients are the usual movers."""
+    lab serves. Any role may move; clients are the usual movers. docs/medium.md lists the models."""
 
-    model: Literal["random_waypoint", "random_walk"]
-    # [[x_min, y_min], [x_max, y_max]] in metres; the node never leaves it
-    area: tuple[tuple[float, float], tuple[float, float]]
-    # [min, max] in m/s: each leg's speed is drawn uniformly from it
-    speed: tuple[float, float]
-    # random_waypoint: seconds spent at each waypoint (default 0)
+    model: Literal["random_waypoint", "random_walk", "random_direction", "gauss_markov", "group", "trace"]
+    # [[x_min, y_min], [x_max, y_max]] in metres; the node never leaves it (group: default the leader's)
+    area: tuple[tuple[float, float], tuple[float, float]] | None = None
+    # [min, max] in m/s: each leg's speed is drawn uniformly from it (gauss_markov: its middle is the mean)
+    speed: tuple[float, float] | None = None
+    # random_waypoint, random_direction: seconds spent at each waypoint / border (default 0)
     pause: float | None = Field(default=None, ge=0, le=MAX_MOTION_S)
-    # random_walk: seconds walked in one direction before drawing another (default 5)
+    # random_walk: seconds in one direction (default 5); gauss_markov: between updates (default 1);
+    # group: per leg of the member's own wandering (default 5)
     interval: float | None = Field(default=None, gt=0, le=MAX_MOTION_S)
+    # gauss_markov: memory, 0 (random walk) to 1 (straight line), default 0.75
+    alpha: float | None = Field(default=None, ge=0, le=1)
+    # group: the node whose motion is the group's reference point, and how far (m) the member
+    # wanders from its place in the group (default 5)
+    follow: str | None = None
+    radius: float | None = Field(default=None, gt=0, le=MAX_COORD)
+    # trace: a BonnMotion `.movements` file (orchestrator/trace.py), relative to the topology's
+    # folder, and which of its nodes (its line, from 0) this node replays (default 0)
+    file: str | None = None
+    trace_node: int | None = Field(default=None, ge=0, le=100_000)
     # this node's own seed; default: derived from the lab's `mobility_seed` and the node's name
     seed: int | None = Field(default=None, ge=0, lt=2**63)
+    # the trace's waypoints, read once while validating
+    _points: tuple[mobility.Waypoint, ...] | None = PrivateAttr(default=None)
 
     @field_validator("area")
     @classmethod
-    def _sane_area(cls, area: tuple[tuple[float, float], tuple[float, float]]) -> tuple:
+    def _sane_area(cls, area: tuple[tuple[float, float], tuple[float, float]] | None) -> tuple | None:
+        if area is None:
+            return None
         lo, hi = _coords(area[0]), _coords(area[1])
         if not (lo[0] < hi[0] and lo[1] < hi[1]):
             raise ValueError("area is [[x_min, y_min], [x_max, y_max]] with each min below its max")
@@ -202,7 +235,9 @@ class MobilitySpec(_Strict):
 
     @field_validator("speed")
     @classmethod
-    def _sane_speed(cls, speed: tuple[float, float]) -> tuple[float, float]:
+    def _sane_speed(cls, speed: tuple[float, float] | None) -> tuple[float, float] | None:
+        if speed is None:
+            return None
         lo, hi = speed
         if not (0 < lo <= hi <= MAX_SPEED):
             raise ValueError(f"speed is [min, max] m/s with 0 < min <= max <= {MAX_SPEED:g}")
@@ -210,18 +245,46 @@ class MobilitySpec(_Strict):
 
     @model_validator(mode="after")
     def _options_of_the_model(self) -> MobilitySpec:
-        if self.model == "random_walk" and self.pause is not None:
-            raise ValueError("pause is for random_waypoint; random_walk takes interval")
-        if self.model == "random_waypoint" and self.interval is not None:
-            raise ValueError("interval is for random_walk; random_waypoint takes pause")
+        takes = MODEL_OPTIONS[self.model]
+        for option in ("area", "speed", "pause", "interval", "alpha", "follow", "radius", "file", "trace_node"):
+            if getattr(self, option) is not None and option not in takes:
+                raise ValueError(f"{option} is not an option of {self.model}: it takes {', '.join(takes)}, seed")
+        missing = [o for o in REQUIRED_OPTIONS[self.model] if getattr(self, o) is None]
+        if missing:
+            raise ValueError(f"{self.model} needs {' and '.join(missing)}")
+        if self.model == "trace":
+            assert self.file is not None
+            nodes = read_movements(_TOPOLOGY_DIR.get() / self.file, max_coord=MAX_COORD, max_speed=MAX_SPEED)
+            index = self.trace_node or 0
+            if index >= len(nodes):
+                raise ValueError(f"trace_node {index}: {self.file} has nodes 0 to {len(nodes) - 1}")
+            self._points = nodes[index]
         return self
 
-    def motion(self, seed: int, start: tuple[float, float]) -> mobility.Motion:
-        area = mobility.Area(self.area[0], self.area[1])
-        model: mobility.Model = (
-            mobility.RandomWaypoint(area, self.speed, self.pause or 0.0) if self.model == "random_waypoint"
-            else mobility.RandomWalk(area, self.speed, self.interval if self.interval is not None else 5.0))
-        return mobility.Motion(model, self.seed if self.seed is not None else seed, start)
+    def motion(self, seed: int, start: tuple[float, float], leader: mobility.Motion | None = None) -> mobility.Motion:
+        """`leader`: for a group member, the motion of the node it follows."""
+        own_seed = self.seed if self.seed is not None else seed
+        model: mobility.Model
+        if self.model == "trace":
+            assert self._points is not None
+            model = mobility.Trace(self._points)
+        elif self.model == "group":
+            assert leader is not None, "a group member's leader motion is needed"
+            area = mobility.Area(*self.area) if self.area else leader.model.area
+            model = mobility.Group(leader, area, self.radius or 5.0, self.interval or 5.0)
+        else:
+            assert self.area is not None and self.speed is not None
+            area = mobility.Area(self.area[0], self.area[1])
+            if self.model == "random_waypoint":
+                model = mobility.RandomWaypoint(area, self.speed, self.pause or 0.0)
+            elif self.model == "random_direction":
+                model = mobility.RandomDirection(area, self.speed, self.pause or 0.0)
+            elif self.model == "random_walk":
+                model = mobility.RandomWalk(area, self.speed, self.interval if self.interval is not None else 5.0)
+            else:
+                model = mobility.GaussMarkov(area, self.speed, 0.75 if self.alpha is None else self.alpha,
+                                             self.interval if self.interval is not None else 1.0)
+        return mobility.Motion(model, own_seed, start)
 
 
 class NodeSpec(_Strict):
@@ -327,15 +390,35 @@ class Topology(_Strict):
         # Raised as a ValidationError of its own so the message points at the node's own line.
         problems = []
         for name, node in self.nodes.items():
-            if node.mobility is None:
+            spec = node.mobility
+            if spec is None:
                 continue
             if not self.medium.enabled:
                 problems.append((("nodes", name, "mobility"), "a moving node needs the wireless medium, which "
                                  "computes who hears whom from positions: drop `medium: none`"))
-            area = node.mobility.area
-            if not mobility.Area(area[0], area[1]).contains(node.position):
+            if spec.model == "group":
+                leader = self.nodes.get(spec.follow or "")
+                if leader is None or spec.follow == name:
+                    problems.append((("nodes", name, "mobility", "follow"),
+                                     f"{spec.follow!r} is not another node of this lab"))
+                    continue
+                if leader.mobility is None or leader.mobility.model == "group":
+                    problems.append((("nodes", name, "mobility", "follow"),
+                                     f"{spec.follow} must move by a model of its own (not group) to lead a group"))
+                    continue
+            if spec.model == "trace":
+                motion = spec.motion(0, node.position)
+                assert isinstance(motion.model, mobility.Trace)
+                first = motion.model.start
+                if math.dist(first, node.position) > 1e-6:
+                    problems.append((("nodes", name, "position"),
+                                     (f"{list(node.position)} is not where its trace starts, {list(first)}: "
+                                      "a replayed node starts at its trace's first position")))
+                continue
+            area = self.motion_of(name).model.area  # type: ignore[union-attr]
+            if not area.contains(node.position):
                 problems.append((("nodes", name, "position"), f"{list(node.position)} is outside the node's "
-                                 f"mobility area {[list(c) for c in area]}: it starts at its position"))
+                                 f"mobility area {[list(area.lo), list(area.hi)]}: it starts at its position"))
         if problems:
             raise ValidationError.from_exception_data("Topology", [
                 InitErrorDetails(type=PydanticCustomError("value_error", msg), loc=loc, input=None)
@@ -345,7 +428,8 @@ class Topology(_Strict):
         node = self.nodes[name]
         if node.mobility is None:
             return None
-        return node.mobility.motion(mobility.node_seed(self.mobility_seed, name), node.position)
+        leader = self.motion_of(node.mobility.follow) if node.mobility.model == "group" else None
+        return node.mobility.motion(mobility.node_seed(self.mobility_seed, name), node.position, leader)
 
     def range_of(self, name: str) -> float:
         node = self.nodes[name]
@@ -359,10 +443,13 @@ class Topology(_Strict):
 
 
 def parse_topology(text: str, source: str = "<topology>") -> Topology:
+    token = _TOPOLOGY_DIR.set(Path(source).parent if source != "<topology>" else Path("."))
     try:
         return parse_document(text, source, Topology, kind="topology", top_keys="`name` and `nodes`")
     except DocumentError as exc:
         raise TopologyError(str(exc)) from None
+    finally:
+        _TOPOLOGY_DIR.reset(token)
 
 
 def load_topology(path: str | Path) -> Topology:

@@ -5,6 +5,7 @@ that move by a mobility model), else from lab.json;
 links from every node's established peers; routes by following next hops, node by node, from the
 sender to each authority. The sender is --from, else the sender of the last transfer of the last
 scenario run. Everything but the files is asked through the verbs, so a VM lab answers too.
+`draw --live` (orchestrator/liveview.py) redraws the same picture every second from these parts.
 """
 
 from __future__ import annotations
@@ -34,42 +35,69 @@ def run(lab_dir: Path, out: str | None = None, sender: str | None = None, dispat
 
 def snapshot(lab_dir: Path, sender: str | None, dispatch: Dispatch) -> meshmap.MeshMap:
     info = lab.read_lab_json(lab_dir)
-    notes: list[str] = []
+    nodes = placed_nodes(lab_dir, info)
+    links, notes = peer_links(lab_dir, info, dispatch)
+    impaired = impaired_links(lab_dir)
+    notes += [f"impaired: {text}" for text in impaired.values()]
+    sender = sender or last_sender(lab_dir)
+    routes: tuple[tuple[str, ...], ...] = ()
+    if sender is not None:
+        routes = routes_from(lab_dir, info, sender, dispatch, notes)
+    return meshmap.MeshMap(info["lab"], nodes, links, routes, tuple(notes), impaired=impaired)
+
+
+def impaired_links(lab_dir: Path) -> dict[frozenset[str], str]:
+    """Node pair -> what the medium's impairments do to that link, both directions in one text."""
+    try:
+        cfg = read_config(lab_dir)
+    except LookupError:  # no medium, no impairments
+        return {}
+    impaired: dict[frozenset[str], str] = {}
+    for row in impairments_in_force(cfg):
+        pair = frozenset((row["from"], row["to"]))
+        text = f"{row['from']}→{row['to']} {row['summary']}"
+        impaired[pair] = f"{impaired[pair]}; {text}" if pair in impaired else text
+    return impaired
+
+
+def placed_nodes(lab_dir: Path, info: dict) -> tuple[meshmap.Node, ...]:
+    """Every node where the medium has it now (lab.json's position in a lab without a medium)."""
     try:
         cfg = read_config(lab_dir)
         now = mediumctl.positions_now(lab_dir)
         where = {r.name: (tuple(now[r.name]), r.range) for r in cfg.radios}
         isolated = cfg.isolated
-        impaired: dict[frozenset[str], str] = {}
-        for row in impairments_in_force(cfg):
-            pair = frozenset((row["from"], row["to"]))
-            text = f"{row['from']}→{row['to']} {row['summary']}"
-            impaired[pair] = f"{impaired[pair]}; {text}" if pair in impaired else text
-        notes += [f"impaired: {text}" for text in impaired.values()]
     except LookupError:  # a lab without a medium: nodes stay where the topology put them
         where = {name: (tuple(n.get("position", (0.0, 0.0))), float(n.get("range", 0.0)))
                  for name, n in info["nodes"].items()}
         isolated = frozenset()
-        impaired = {}
-    nodes = tuple(meshmap.Node(name, n["role"], where[name][0], where[name][1], name in isolated)
-                  for name, n in sorted(info["nodes"].items()))
+    return tuple(meshmap.Node(name, n["role"], where[name][0], where[name][1], name in isolated)
+                 for name, n in sorted(info["nodes"].items()))
+
+
+def peer_links(lab_dir: Path, info: dict, dispatch: Dispatch) -> tuple[frozenset[frozenset[str]], list[str]]:
+    """The established peer links every node reports, and a note per node that could not answer."""
+    notes: list[str] = []
     links: set[frozenset[str]] = set()
-    for node in nodes:
+    for name in sorted(info["nodes"]):
         try:
-            peers = dispatch(lab_dir, "peers", node=node.name)["peers"]
+            peers = dispatch(lab_dir, "peers", node=name)["peers"]
         except Exception as exc:  # a node that cannot answer is drawn without its links, and said so
-            notes.append(f"peers of {node.name}: {exc}")
+            notes.append(f"peers of {name}: {exc}")
             continue
-        links |= {frozenset((node.name, p["peer"])) for p in peers
+        links |= {frozenset((name, p["peer"])) for p in peers
                   if p["plink_state"] == "ESTAB" and p["peer"] in info["nodes"]}
-    sender = sender or _last_sender(lab_dir)
-    routes: tuple[tuple[str, ...], ...] = ()
-    if sender is not None:
-        authorities = sorted(name for name, n in info["nodes"].items() if n["role"] == "authority")
-        tables: dict[str, dict[str, str]] = {}  # each node's paths asked once for all the routes
-        routes = tuple(trace(lab_dir, sender, a, dispatch, notes, tables) for a in authorities)
-        notes.append(f"routes from {sender} to the authorities, as HWMP knows them now")
-    return meshmap.MeshMap(info["lab"], nodes, frozenset(links), routes, tuple(notes), impaired)
+    return frozenset(links), notes
+
+
+def routes_from(lab_dir: Path, info: dict, sender: str, dispatch: Dispatch,
+                notes: list[str]) -> tuple[tuple[str, ...], ...]:
+    """The hop chains from `sender` to every authority, as HWMP knows them now."""
+    authorities = sorted(name for name, n in info["nodes"].items() if n["role"] == "authority")
+    tables: dict[str, dict[str, str]] = {}  # each node's paths asked once for all the routes
+    routes = tuple(trace(lab_dir, sender, a, dispatch, notes, tables) for a in authorities)
+    notes.append(f"routes from {sender} to the authorities, as HWMP knows them now")
+    return routes
 
 
 def trace(lab_dir: Path, src: str, dst: str, dispatch: Dispatch, notes: list[str],
@@ -94,7 +122,7 @@ def trace(lab_dir: Path, src: str, dst: str, dispatch: Dispatch, notes: list[str
     return tuple(chain)
 
 
-def _last_sender(lab_dir: Path) -> str | None:
+def last_sender(lab_dir: Path) -> str | None:
     record = latest(lab_dir)
     transfers = [s for s in (record or {}).get("steps", []) if s["do"] == "transfer"]
     return transfers[-1]["args"]["from"] if transfers else None

@@ -6,12 +6,13 @@ block (orchestrator/meshmetrics.py)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
 from pyroute2.netlink.exceptions import NetlinkError
 
-from orchestrator import lab, mesh, meshmetrics
+from orchestrator import lab, mesh, meshmetrics, transferlog
 from orchestrator.plan import MESH_IFNAME
 
 
@@ -22,6 +23,20 @@ TIMEOUT_S = 120.0
 
 def run(lab_dir: Path, src: str, dst: str, amount: int, timeout: float = TIMEOUT_S) -> dict:
     lab_dir = Path(lab_dir)
+    started = time.time()
+    try:
+        body = _transfer(lab_dir, src, dst, amount, timeout)
+    except Exception as exc:
+        transferlog.append(lab_dir, {"time": started, "from": src, "to": dst, "amount": amount, "outcome": "error",
+                                     "latency_ms": None, "error": str(exc)[:300]})
+        raise
+    transferlog.append(lab_dir, {"time": started, "from": src, "to": dst, "amount": amount,
+                                 "outcome": body.get("outcome"), "latency_ms": body["metrics"]["latency_ms"],
+                                 "error": None})
+    return body
+
+
+def _transfer(lab_dir: Path, src: str, dst: str, amount: int, timeout: float) -> dict:
     sender = lab.lab_node(lab_dir, src)
     lab.lab_node(lab_dir, dst)
     if sender["role"] != "client":

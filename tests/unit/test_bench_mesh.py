@@ -46,7 +46,11 @@ def test_an_empty_sample_is_null_not_zero():
 
 
 FIGURES = {"started": "2026-11-25T14:00:00+00:00", "convergence_s": {"diamond": 31.2, "hops": None},
-           "healing_s": [9.4, None], "latency": bench_mesh.latency_by_hops(SAMPLES)}
+           "healing": {"diamond": {"path_lifetime_s": 10.24, "runs": [{"healing_s": 9.4}, {"healing_s": None}],
+                                   "healing_s": bench_mesh.healing_spread([9.4, None])},
+                       "ladder": {"path_lifetime_s": 10.24, "runs": [{"healing_s": None}],
+                                  "healing_s": bench_mesh.healing_spread([None])}},
+           "latency": bench_mesh.latency_by_hops(SAMPLES)}
 
 
 def test_results_are_written_as_json_and_a_png(tmp_path):
@@ -80,3 +84,31 @@ def test_in_the_hops_topology_client_k_is_k_hops_from_every_authority():
                     dist[n] = dist[node] + 1
                     frontier.append(n)
         assert {dist[a] for a in authorities} == {k}, client
+
+
+def test_healing_is_summed_up_over_the_runs_that_healed_and_counts_those_that_did_not():
+    assert bench_mesh.healing_spread([3.0, 1.0, None, 2.0, 9.5]) == {
+        "n": 4, "median": 2.5, "p90": 9.5, "max": 9.5, "unhealed": 1}
+    assert bench_mesh.healing_spread([None]) == {"n": 0, "median": None, "p90": None, "max": None, "unhealed": 1}
+
+
+def test_each_healing_topology_has_two_ways_from_client1_and_states_its_path_lifetime():
+    """relay-failure isolates the first relay of client1's path: another must lead to the authorities."""
+    from orchestrator.plan import make_plan
+    from orchestrator.topology import load_topology
+
+    lifetimes = {}
+    for name in bench_mesh.HEALING_TOPOLOGIES:
+        plan = make_plan(load_topology(ROOT / "topologies" / f"{name}.yaml"))
+        first_hops = plan.neighbours("client1")
+        assert len(first_hops) >= 2, name
+        for dead in first_hops:
+            seen, frontier = {"client1", dead}, ["client1"]
+            while frontier:
+                for n in plan.neighbours(frontier.pop()):
+                    if n not in seen:
+                        seen.add(n)
+                        frontier.append(n)
+            assert {"auth1", "client2"} <= seen, (name, dead)
+        lifetimes[name] = bench_mesh.path_lifetime_s(name)
+    assert lifetimes == {"diamond": 10.24, "diamond-longpath": 30.72, "ladder": 10.24}

@@ -1,11 +1,23 @@
 """Mobility models: a trajectory is a pure function of (model, seed, start, time)."""
 
+import itertools
 import math
 import random
 
 import pytest
 
-from orchestrator.mobility import Area, Motion, RandomWalk, RandomWaypoint, Trajectory, node_seed
+from orchestrator.mobility import (
+    Area,
+    GaussMarkov,
+    Group,
+    Motion,
+    RandomDirection,
+    RandomWalk,
+    RandomWaypoint,
+    Trace,
+    Trajectory,
+    node_seed,
+)
 
 AREA = Area((0.0, 0.0), (300.0, 200.0))
 WAYPOINT = Motion(RandomWaypoint(AREA, (1.0, 5.0), 2.0), seed=7, start=(10.0, 10.0))
@@ -42,7 +54,7 @@ def test_it_starts_at_its_start_and_stays_inside_its_area(motion):
 def test_no_step_is_faster_than_the_top_speed(motion):
     path = Trajectory(motion)
     top = motion.model.speed[1]
-    for t0, t1 in zip(TIMES, TIMES[1:]):
+    for t0, t1 in itertools.pairwise(TIMES):
         assert math.dist(path.position(t0), path.position(t1)) <= top * (t1 - t0) + 1e-9
 
 
@@ -106,3 +118,123 @@ def test_a_motion_round_trips_through_json(motion):
 def test_an_unknown_model_in_json_is_refused():
     with pytest.raises(ValueError, match="unknown mobility model 'teleport'"):
         Motion.from_json({**WALK.to_json(), "model": "teleport"})
+
+
+# --- the models added for issue 16: random direction, Gauss-Markov, group, trace replay ---
+
+
+DIRECTION = Motion(RandomDirection(Area((0.0, 0.0), (40.0, 20.0)), (2.0, 6.0), 1.5), seed=5, start=(10.0, 10.0))
+GAUSS = Motion(GaussMarkov(Area((0.0, 0.0), (60.0, 30.0)), (1.0, 5.0), 0.75, 1.0), seed=11, start=(30.0, 15.0))
+LEADER = Motion(RandomWaypoint(Area((10.0, 10.0), (290.0, 190.0)), (1.0, 3.0), 1.0), seed=2, start=(50.0, 50.0))
+MEMBER = Motion(Group(LEADER, Area((0.0, 0.0), (300.0, 200.0)), 4.0, 3.0), seed=9, start=(55.0, 47.0))
+TRACE = Motion(Trace(((2.0, 0.0, 0.0), (12.0, 30.0, 40.0), (20.0, 30.0, 0.0))), seed=0, start=(0.0, 0.0))
+NEW = [DIRECTION, GAUSS, MEMBER, TRACE]
+
+
+def top_speed(motion: Motion) -> float:
+    m = motion.model
+    if isinstance(m, Group):  # the leader's, plus a deviation leg across the whole disc
+        return m.leader.model.speed[1] + 2 * m.radius / m.interval
+    if isinstance(m, Trace):
+        return max(math.dist(a[1:], b[1:]) / (b[0] - a[0]) for a, b in zip(m.points, m.points[1:]))
+    return m.speed[1]
+
+
+@pytest.mark.parametrize("motion", NEW, ids=lambda m: m.model.kind)
+def test_new_models_are_pure_functions_of_seed_start_and_time(motion):
+    dense = Trajectory(motion)
+    for t in TIMES:
+        dense.position(t)
+    order = TIMES[::97]
+    once = [Trajectory(motion).position(t) for t in order]
+    backwards = Trajectory(motion)
+    seen = {t: backwards.position(t) for t in reversed(order)}
+    assert once == [dense.position(t) for t in order] == [seen[t] for t in order]
+    assert Motion.from_json(motion.to_json()) == motion  # what the medium reads back from medium.json
+
+
+@pytest.mark.parametrize("motion", NEW, ids=lambda m: m.model.kind)
+def test_new_models_start_at_their_start_stay_inside_and_keep_to_their_speed(motion):
+    path = Trajectory(motion)
+    assert path.position(0.0) == path.position(-1.0) == motion.start
+    area = motion.model.area
+    assert all(area.contains(path.position(t)) for t in TIMES)
+    top = top_speed(motion)
+    for t0, t1 in itertools.pairwise(TIMES):
+        assert math.dist(path.position(t0), path.position(t1)) <= top * (t1 - t0) + 1e-9
+
+
+@pytest.mark.parametrize("motion", [DIRECTION, GAUSS, MEMBER], ids=lambda m: m.model.kind)
+def test_another_seed_gives_another_path_for_the_new_random_models(motion):
+    other = Motion(motion.model, seed=motion.seed + 1, start=motion.start)
+    assert [Trajectory(motion).position(t) for t in (10.0, 50.0)] != [Trajectory(other).position(t) for t in (10.0, 50.0)]
+
+
+def test_random_direction_goes_border_to_border_and_pauses_there():
+    area = DIRECTION.model.area
+    legs = Trajectory(DIRECTION).legs_until(500.0)
+    moves, pauses = legs[::2], legs[1::2]
+    assert len(moves) > 20
+    for move, pause in zip(moves, pauses):
+        end = move.unfolded(move.t1)
+        on_border = any(abs(end[i] - b[i]) < 1e-6 for i in (0, 1) for b in (area.lo, area.hi))
+        assert on_border and area.contains(area.clamp(end)), (move, end)
+        assert pause.velocity == (0.0, 0.0) and pause.t1 - pause.t0 == pytest.approx(1.5)
+        lo, hi = DIRECTION.model.speed
+        assert lo - 1e-9 <= math.hypot(*move.velocity) <= hi + 1e-9
+    # it covers the area, rather than crowding its middle as random waypoint does
+    path = Trajectory(DIRECTION)
+    xs = [path.position(t)[0] for t in TIMES]
+    assert min(xs) < 4 and max(xs) > 36
+
+
+def test_gauss_markov_with_full_memory_keeps_its_heading_and_without_turns_at_random():
+    area = Area((0.0, 0.0), (10_000.0, 10_000.0))  # far from every border for the first legs
+    straight = Trajectory(Motion(GaussMarkov(area, (3.0, 3.0), 1.0, 1.0), seed=4, start=(5000.0, 5000.0)))
+    legs = straight.legs_until(30.0)[:30]
+    assert all(leg.velocity == pytest.approx(legs[0].velocity) for leg in legs)
+    jumpy = Trajectory(Motion(GaussMarkov(area, (3.0, 3.0), 0.0, 1.0), seed=4, start=(5000.0, 5000.0)))
+    headings = {round(math.atan2(leg.velocity[1], leg.velocity[0]), 3) for leg in jumpy.legs_until(30.0)}
+    assert len(headings) > 20
+
+
+def test_gauss_markov_speeds_stay_within_bounds_and_update_every_interval():
+    legs = Trajectory(GAUSS).legs_until(300.0)
+    assert all(leg.t1 - leg.t0 == pytest.approx(1.0) for leg in legs)
+    assert all(1.0 - 1e-9 <= math.hypot(*leg.velocity) <= 5.0 + 1e-9 for leg in legs)
+
+
+def test_a_group_member_keeps_its_place_by_its_leader_within_its_radius():
+    member, leader = Trajectory(MEMBER), Trajectory(LEADER)
+    offset = (MEMBER.start[0] - LEADER.start[0], MEMBER.start[1] - LEADER.start[1])
+    gaps = []
+    for t in TIMES:
+        lead, own = leader.position(t), member.position(t)
+        gaps.append(math.dist(own, (lead[0] + offset[0], lead[1] + offset[1])))
+    assert max(gaps) <= MEMBER.model.radius + 1e-9
+    assert max(gaps) > MEMBER.model.radius / 2  # it does wander, not just copy the leader
+    assert math.dist(leader.position(700.0), LEADER.start) > 20  # and the group goes somewhere
+
+
+def test_a_group_member_is_held_inside_its_own_area():
+    fence = Area((40.0, 40.0), (70.0, 70.0))
+    member = Trajectory(Motion(Group(LEADER, fence, 4.0, 3.0), seed=9, start=(55.0, 47.0)))
+    positions = [member.position(t) for t in TIMES]
+    assert all(fence.contains(p) for p in positions)
+    assert any(p[0] == 70.0 or p[1] == 70.0 for p in positions)  # the leader left the fence behind
+
+
+def test_a_trace_is_replayed_in_straight_lines_between_its_timed_positions():
+    path = Trajectory(TRACE)
+    assert path.position(1.0) == (0.0, 0.0)  # before its first time: at its first position
+    assert path.position(2.0) == (0.0, 0.0)
+    assert path.position(7.0) == pytest.approx((15.0, 20.0))
+    assert path.position(12.0) == pytest.approx((30.0, 40.0))
+    assert path.position(16.0) == pytest.approx((30.0, 20.0))
+    assert path.position(20.0) == path.position(1e6) == pytest.approx((30.0, 0.0))  # then stays
+    assert TRACE.model.area == Area((0.0, 0.0), (30.0, 40.0))
+
+
+def test_a_one_point_trace_stands_still():
+    path = Trajectory(Motion(Trace(((0.0, 3.0, 4.0),)), seed=0, start=(3.0, 4.0)))
+    assert path.position(0.5) == path.position(99.0) == (3.0, 4.0)

@@ -4,7 +4,16 @@ import math
 
 import pytest
 
-from orchestrator.mobility import RandomWalk, RandomWaypoint, Trajectory, node_seed
+from orchestrator.mobility import (
+    GaussMarkov,
+    Group,
+    RandomDirection,
+    RandomWalk,
+    RandomWaypoint,
+    Trace,
+    Trajectory,
+    node_seed,
+)
 from orchestrator.plan import make_plan
 from orchestrator.topology import TopologyError, load_topology, parse_topology
 
@@ -76,3 +85,103 @@ def test_the_shipped_mobile_topology_takes_client1_out_of_auth1s_range_early_and
     dist = [(t / 2, math.dist(path.position(t / 2), auth1.position)) for t in range(300)]
     left = next(t for t, d in dist if d > auth1.range)
     assert left <= 20 and all(d > auth1.range for t, d in dist if t >= left)
+
+
+# --- the models added for issue 16 ---
+
+
+LEADER = "  l:\n    role: client\n    position: [100, 100]\n    mobility: " + WAYPOINT + "\n"
+
+
+def test_gauss_markov_and_random_direction_reach_the_plan_with_their_defaults():
+    gm = make_plan(topo("{model: gauss_markov, area: [[0, 0], [50, 50]], speed: [1, 3]}")).node("c").motion.model
+    assert isinstance(gm, GaussMarkov) and (gm.alpha, gm.interval) == (0.75, 1.0)
+    gm = make_plan(topo("{model: gauss_markov, area: [[0, 0], [50, 50]], speed: [1, 3], alpha: 0.5, interval: 2}")
+                   ).node("c").motion.model
+    assert (gm.alpha, gm.interval) == (0.5, 2.0)
+    rd = make_plan(topo("{model: random_direction, area: [[0, 0], [50, 50]], speed: [1, 3], pause: 3}")).node("c").motion
+    assert isinstance(rd.model, RandomDirection) and rd.model.pause == 3.0 and rd.seed == node_seed(1, "c")
+
+
+def test_a_group_member_follows_its_leaders_own_motion():
+    plan = make_plan(topo("{model: group, follow: l, radius: 3}", extra=LEADER))
+    member, leader = plan.node("c").motion, plan.node("l").motion
+    assert isinstance(member.model, Group) and member.model.leader == leader
+    assert member.model.radius == 3.0 and member.model.interval == 5.0
+    assert member.model.area == leader.model.area  # by default, the leader's
+    assert member.seed != leader.seed
+
+
+@pytest.mark.parametrize("mobility, extra, where, says", [
+    ("{model: group, follow: nobody}", LEADER, "nodes.c.mobility.follow", "'nobody' is not another node"),
+    ("{model: group, follow: c}", LEADER, "nodes.c.mobility.follow", "'c' is not another node"),
+    ("{model: group, follow: a}", LEADER, "nodes.c.mobility.follow", "must move by a model of its own"),
+    ("{model: group}", "", "nodes.c.mobility", "group needs follow"),
+    ("{model: group, follow: l, speed: [1, 2]}", LEADER, "nodes.c.mobility", "speed is not an option of group"),
+    ("{model: gauss_markov, area: [[0, 0], [50, 50]], speed: [1, 2], alpha: 2}", "", "nodes.c.mobility.alpha",
+     "less than or equal to 1"),
+    ("{model: gauss_markov, area: [[0, 0], [50, 50]], speed: [1, 2], pause: 1}", "", "nodes.c.mobility",
+     "takes alpha, interval"),
+    ("{model: random_direction, area: [[0, 0], [50, 50]]}", "", "nodes.c.mobility", "random_direction needs speed"),
+    ("{model: trace}", "", "nodes.c.mobility", "trace needs file"),
+    ("{model: trace, file: x.movements, area: [[0, 0], [1, 1]]}", "", "nodes.c.mobility",
+     "area is not an option of trace"),
+])
+def test_bad_new_mobility_names_the_file_line_and_field(mobility, extra, where, says):
+    with pytest.raises(TopologyError, match=rf"t.yaml: line \d+: {where}: .*{says}"):
+        topo(mobility, extra=extra)
+
+
+def test_a_member_following_a_member_is_refused():
+    chain = "  d:\n    role: client\n    position: [10, 10]\n    mobility: {model: group, follow: c}\n"
+    with pytest.raises(TopologyError, match=r"nodes.d.mobility.follow: c must move by a model of its own"):
+        topo("{model: group, follow: l}", extra=LEADER + chain)
+
+
+def trace_topo(tmp_path, trace: str, mobility: str, position: str = "[0, 0]"):
+    (tmp_path / "traces").mkdir(exist_ok=True)
+    (tmp_path / "traces" / "t.movements").write_text(trace)
+    text = HEAD.format(medium="") + f"  c:\n    role: client\n    position: {position}\n    mobility: {mobility}\n"
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    return load_topology(path)
+
+
+def test_a_trace_is_read_relative_to_the_topology_and_its_node_chosen(tmp_path):
+    topology = trace_topo(tmp_path, "0 0 0 10 10 0\n0 5 5 10 5 50\n",
+                          "{model: trace, file: traces/t.movements, trace_node: 1}", position="[5, 5]")
+    motion = make_plan(topology).node("c").motion
+    assert isinstance(motion.model, Trace) and motion.model.points == ((0.0, 5.0, 5.0), (10.0, 5.0, 50.0))
+    assert Trajectory(motion).position(5.0) == pytest.approx((5.0, 27.5))
+
+
+def test_a_bad_trace_line_is_refused_naming_the_topology_field_and_the_traces_line(tmp_path):
+    with pytest.raises(TopologyError, match=r"t.yaml: line 7: nodes.c.mobility: .*t.movements: line 2 \(node 1\): "
+                                            r"'oops' is not a number"):
+        trace_topo(tmp_path, "0 0 0\n0 oops 0\n", "{model: trace, file: traces/t.movements}")
+
+
+def test_a_missing_trace_file_or_node_is_refused(tmp_path):
+    with pytest.raises(TopologyError, match=r"nodes.c.mobility: .*nope.movements: cannot read the trace"):
+        trace_topo(tmp_path, "0 0 0\n", "{model: trace, file: traces/nope.movements}")
+    with pytest.raises(TopologyError, match=r"nodes.c.mobility: .*trace_node 3: traces/t.movements has nodes 0 to 0"):
+        trace_topo(tmp_path, "0 0 0\n", "{model: trace, file: traces/t.movements, trace_node: 3}")
+
+
+def test_a_replayed_node_must_start_where_its_trace_does(tmp_path):
+    with pytest.raises(TopologyError, match=r"t.yaml: line 6: nodes.c.position: \[1.0, 1.0\] is not where its trace "
+                                            r"starts, \[0.0, 0.0\]"):
+        trace_topo(tmp_path, "0 0 0 10 10 0\n", "{model: trace, file: traces/t.movements}", position="[1, 1]")
+
+
+def test_the_shipped_models_topology_moves_every_client_and_keeps_each_in_range_of_an_authority():
+    plan = make_plan(load_topology("topologies/mobility-models.yaml"))
+    movers = {n.name: n.motion for n in plan.nodes if n.motion}
+    assert {m.model.kind for m in movers.values()} == {"trace", "gauss_markov", "random_direction",
+                                                      "random_waypoint", "group"}
+    authorities = [n for n in plan.nodes if n.role == "authority"]
+    for name, motion in movers.items():
+        path = Trajectory(motion)
+        for t in range(0, 600, 2):
+            p = path.position(float(t))
+            assert any(math.dist(p, a.position) <= a.range for a in authorities), (name, t, p)
