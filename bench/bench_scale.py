@@ -261,7 +261,7 @@ def counter_delta(before: dict, after: dict) -> dict:
 def run_size(size: int, seed: int, root: Path, memory: str, topology: Path | None = None, *,
              transfers: int = 200, pings: int = 200, workers: int = 4, within_s: float = 30.0) -> dict:
     root.mkdir(parents=True, exist_ok=True)
-    topo = topology or write_topology(size, seed, root)
+    topo = (topology or write_topology(size, seed, root)).resolve()  # the VM reads it by absolute path
     lab_dir = root / topo.stem
     vm = LabVM()
     t0 = time.monotonic()
