@@ -1,16 +1,18 @@
 """The plan: everything `up` will create for a topology, decided before anything is touched.
 
-Pure: no I/O. Names, addresses and MACs are derived from the lab name and the node order, so a
-re-run of `up` (reconcile) and a `down` after a crash compute the same names as the first `up`.
+Pure: no I/O. Names, addresses and MACs are derived from the lab's identity (its id and management
+subnet, allocated by `up` from the host-wide registry, orchestrator/registry.py, and kept in
+state.json) and the node order, so a re-run of `up` (reconcile) and a `down` after a crash compute
+the same names as the first `up`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 
 from orchestrator.mobility import Motion
+from orchestrator.registry import Identity
 from orchestrator.topology import Topology
 
 WIRE_PORT = 7100
@@ -19,17 +21,18 @@ MESH_IFNAME = "mesh0"
 MGMT_IFNAME = "mgmt0"
 
 
-def lab_id(lab: str) -> str:
-    """Four hex digits that scope interface and radio names to one lab (names are capped at 15 chars)."""
-    return hashlib.sha1(lab.encode()).hexdigest()[:4]
+# The identity of a plan made without the registry (validation, tests, pictures): nothing is
+# created from it, and `up` always plans with the identity the registry gave the lab.
+UNALLOCATED = Identity(id="0000", octet=1)
 
 
 def netns_prefix(lab: str) -> str:
     return f"mpl-{lab}-"
 
 
-def radio_prefix(lab: str) -> str:
-    return f"mpl{lab_id(lab)}-"
+def radio_prefix(lab_id: str) -> str:
+    """Radios are `mpl<id>-<index>`: scoped by the registry's id, not the name (15-char cap)."""
+    return f"mpl{lab_id}-"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class Plan:
     discovery: str = "static"
     beacon_interval: int | None = None  # TU; None: the joiner's default
     dtim_period: int | None = None
+    # The registry's allocation this plan's names and addresses derive from (lab_id is its id).
+    identity: Identity = UNALLOCATED
 
     @property
     def plink_blocked(self) -> tuple[tuple[str, str], ...]:
@@ -141,25 +146,20 @@ def node_mac(lid: str, index: int) -> str:
     return f"02:{lid[:2]}:{lid[2:]}:00:{index // 256:02x}:{index % 256:02x}"
 
 
-def _mgmt_octet(lid: str) -> int:
-    return int(lid, 16) % 250 + 1
-
-
 def in_range(a: NodePlan, b: NodePlan) -> bool:
     # A link needs each end to hear the other, so the shorter range decides.
     return math.dist(a.position, b.position) <= min(a.range, b.range)
 
 
-def make_plan(topo: Topology) -> Plan:
-    lid = lab_id(topo.name)
-    octet = _mgmt_octet(lid)
+def make_plan(topo: Topology, identity: Identity = UNALLOCATED) -> Plan:
+    lid, octet = identity.id, identity.octet
     nodes = tuple(
         NodePlan(
             name=name,
             role=spec.role,
             index=i,
             netns=f"{netns_prefix(topo.name)}{name}",
-            radio=f"{radio_prefix(topo.name)}{i}",
+            radio=f"{radio_prefix(lid)}{i}",
             mac=node_mac(lid, i),
             mesh_ip=mesh_ip(i),
             mgmt_ip=f"172.31.{octet}.{i + 1}",
@@ -199,6 +199,7 @@ def make_plan(topo: Topology) -> Plan:
         discovery=topo.discovery,
         beacon_interval=topo.mesh.beacon_interval,
         dtim_period=topo.mesh.dtim_period,
+        identity=identity,
     )
 
 
