@@ -34,6 +34,8 @@ def run(lab_dir: Path, out: str | None = None, sender: str | None = None, dispat
 
 def snapshot(lab_dir: Path, sender: str | None, dispatch: Dispatch) -> meshmap.MeshMap:
     info = lab.read_lab_json(lab_dir)
+    if sender is not None:
+        lab.lab_node(lab_dir, sender)  # an unknown --from is refused before anything is drawn
     notes: list[str] = []
     try:
         cfg = read_config(lab_dir)
