@@ -172,3 +172,61 @@ def test_orchestrator_logs_keep_their_fields(capsys, monkeypatch):
     line = capsys.readouterr().err.strip()
     assert line.endswith('INFO orchestrator.radio radio created radio=mpl0001-0 phy=3 netns="mpl-a b"'), line
     logging.getLogger().handlers.clear()
+
+
+TOPO = "name: {name}\nnodes:\n  auth1: {{role: authority}}\n  client1: {{role: client}}\n"
+
+
+@pytest.fixture
+def native_up(monkeypatch):
+    """`up` on the native route with the kernel work replaced: it claims as the real verb does."""
+    from orchestrator import registry
+    from orchestrator.verbs import doctor, up
+
+    def fake_run(lab_dir, topology, on_step=None, runtime=None):
+        entry = registry.claim(Path(lab_dir).name, Path(lab_dir), Path(topology))
+        Path(lab_dir).mkdir(parents=True, exist_ok=True)
+        (Path(lab_dir) / "state.json").write_text(json.dumps({"lab": Path(lab_dir).name}))
+        return {"lab": entry.name, "timings": {"serving_s": 1.0}, "nodes": {}, "lab_dir": str(lab_dir)}
+
+    monkeypatch.setattr(doctor, "hwsim_available", lambda: True)
+    monkeypatch.setattr(up, "run", fake_run)
+    return fake_run
+
+
+def test_up_refuses_a_bad_topology_with_exit_2_before_anything(tmp_path, native_up):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TOPO.format(name="x") + "links:\n  - {a: auth1, b: ghost}\n")
+    done = invoke("up", str(bad), "--labs-root", str(tmp_path / "labs"))
+    assert done.exit_code == 2 and "line 6: links.0.b: unknown node 'ghost'" in done.stderr
+    assert "nothing was changed" in done.stderr and not (tmp_path / "labs").exists()
+
+
+def test_up_of_a_running_lab_from_another_file_needs_replace(tmp_path, native_up, monkeypatch):
+    from orchestrator import vmlab
+
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(TOPO.format(name="same"))
+    second.write_text(TOPO.format(name="same"))
+    root = str(tmp_path / "labs")
+    assert invoke("up", str(first), "--labs-root", root).exit_code == 0
+    refused = invoke("up", str(second), "--labs-root", root)
+    assert refused.exit_code == 1 and "already up from another file" in refused.stderr and "--replace" in refused.stderr
+    downed = []
+    monkeypatch.setattr(vmlab, "down_lab", lambda lab_dir, keep_files=False: downed.append(lab_dir) or
+                        (Path(lab_dir) / "state.json").unlink())
+    assert invoke("up", str(second), "--labs-root", root, "--replace").exit_code == 0
+    assert downed == [tmp_path / "labs" / "same"]
+
+
+def test_ctrl_c_during_up_says_how_to_clean_up_and_exits_130(tmp_path, monkeypatch, native_up):
+    from orchestrator.verbs import up
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(up, "run", interrupted)
+    topo = tmp_path / "t.yaml"
+    topo.write_text(TOPO.format(name="cc"))
+    done = invoke("up", str(topo), "--labs-root", str(tmp_path / "labs"))
+    assert done.exit_code == 130 and "meshpay-lab down --lab cc" in done.stderr
