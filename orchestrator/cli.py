@@ -12,8 +12,6 @@ import functools
 import json
 import logging
 import os
-import shlex
-import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path

@@ -69,7 +69,7 @@ def check_topology(topo: Topology, source: str, text: str | None = None) -> Plan
         if hops > ttl:
             loc = ("mesh", "params", param)
             line = line_of(text if text is not None else Path(source).read_text(), loc)
-            said = "" if param in topo.mesh.params else f" (the kernel's default)"
+            said = "" if param in topo.mesh.params else " (the kernel's default)"
             problems.append(problem(source, line, loc, (
                 f"the planned mesh needs {hops} hops ({a} to {b}) but {param} is {ttl}{said}: a frame "
                 f"crosses at most {ttl} hops; set {param} to at least {hops}, or bring the nodes closer")))
