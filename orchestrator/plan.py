@@ -152,7 +152,7 @@ def in_range(a: NodePlan, b: NodePlan) -> bool:
 
 
 def make_plan(topo: Topology, identity: Identity = UNALLOCATED) -> Plan:
-    lid, octet = identity.id, identity.octet
+    lid = identity.id
     nodes = tuple(
         NodePlan(
             name=name,
@@ -162,7 +162,7 @@ def make_plan(topo: Topology, identity: Identity = UNALLOCATED) -> Plan:
             radio=f"{radio_prefix(lid)}{i}",
             mac=node_mac(lid, i),
             mesh_ip=mesh_ip(i),
-            mgmt_ip=f"172.31.{octet}.{i + 1}",
+            mgmt_ip=identity.mgmt_ip(i + 1),
             host_veth=f"mp{lid}v{i}",
             position=spec.position,
             range=topo.range_of(name),
@@ -188,7 +188,7 @@ def make_plan(topo: Topology, identity: Identity = UNALLOCATED) -> Plan:
         security=topo.mesh.security,
         runtime=topo.runtime,
         bridge=f"mp{lid}br",
-        bridge_ip=f"172.31.{octet}.254",
+        bridge_ip=identity.mgmt_ip(254),
         mesh_prefixlen=16,
         mgmt_prefixlen=24,
         nodes=nodes,

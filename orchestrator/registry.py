@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +32,9 @@ from pathlib import Path
 DEFAULT_DIR = Path("/run/meshpay-lab")
 # Interface names are capped at 15 characters: four hex digits fit `mp<id>v<249>` and `mpl<id>-<249>`.
 ID_SPACE = 0xFFFF
-# 172.31.<octet>.0/24, octet 1..250 (the upper octets are left to anything else on the host).
+# Each lab's management plane is 172.31.<octet>.0/24, octet 1..250 (the upper ones are left to
+# anything else on the host).
+MGMT_RANGE = ipaddress.ip_network("172.31.0.0/16")
 OCTETS = range(1, 251)
 
 
@@ -48,7 +51,11 @@ class Identity:
 
     @property
     def mgmt_subnet(self) -> str:
-        return f"172.31.{self.octet}.0/24"
+        return self.mgmt_ip(0) + "/24"
+
+    def mgmt_ip(self, host: int) -> str:
+        """Host `host` (0..255) of the lab's management /24."""
+        return str(MGMT_RANGE.network_address + (self.octet << 8) + host)
 
 
 @dataclass(frozen=True)
@@ -159,10 +166,13 @@ def lookup(name: str) -> Entry | None:
 
 
 def claim(name: str, lab_dir: Path, topology: Path, where: str = "host",
-          preferred: Identity | None = None) -> Entry:
+          preferred: Identity | None = None, busy_octets: frozenset[int] = frozenset()) -> Entry:
     """Register lab `name` (in `lab_dir`, made from `topology`) and, for a lab on this kernel, give
     it an id and a management subnet no other live lab holds. Claiming again what one already holds
     (a re-run of `up`) returns the same identity.
+
+    `busy_octets`: management /24s something outside the registry uses on this kernel (another
+    program's 172.31.<n>.0/24): never given.
 
     Raises RegistryError, naming the holder, when the name is held by a live lab in another lab
     directory or made from another topology file.
@@ -180,7 +190,7 @@ def claim(name: str, lab_dir: Path, topology: Path, where: str = "host",
                                     f"`meshpay-lab up {topology} --replace` takes it down and starts this one")
         identity = mine.identity if mine is not None and mine.where == where else None
         if where == "host" and identity is None:
-            identity = _allocate(name, entries.values(), preferred)
+            identity = _allocate(name, entries.values(), preferred, busy_octets)
         entry = Entry(name=name, lab_dir=str(lab_dir), topology=str(topology), where=where,
                       id=identity.id if identity else None, octet=identity.octet if identity else None,
                       pid=os.getpid())
@@ -189,10 +199,11 @@ def claim(name: str, lab_dir: Path, topology: Path, where: str = "host",
     return entry
 
 
-def _allocate(name: str, others: Iterable[Entry], preferred: Identity | None) -> Identity:
+def _allocate(name: str, others: Iterable[Entry], preferred: Identity | None,
+              busy_octets: frozenset[int] = frozenset()) -> Identity:
     others = list(others)
     taken_ids = {e.id for e in others if e.id is not None}
-    taken_octets = {e.octet for e in others if e.octet is not None}
+    taken_octets = {e.octet for e in others if e.octet is not None} | set(busy_octets)
     if preferred is not None:
         # What this lab had before (its state.json): its objects on the kernel carry these names.
         for e in others:

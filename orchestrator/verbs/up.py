@@ -7,7 +7,9 @@ Idempotent: every step first looks at what exists, so re-running `up` on a runni
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -48,9 +50,11 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     if runtime is not None:
         topo = topo.model_copy(update={"runtime": runtime})
     lab_dir = Path(lab_dir)
-    entry = registry.claim(topo.name, lab_dir, Path(topology), preferred=_recorded_identity(lab_dir))
+    entry = registry.claim(topo.name, lab_dir, Path(topology), preferred=_recorded_identity(lab_dir),
+                           busy_octets=_busy_octets(topo.name))
     assert entry.identity is not None  # a lab on this kernel always gets one
     plan = make_plan(topo, entry.identity)
+    _refuse_kernel_holders(plan)
     lab_dir.mkdir(parents=True, exist_ok=True)
     progress = lab_dir / "progress.log"
 
@@ -217,6 +221,38 @@ def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
     for node in plan.nodes:
         state["seeds"].setdefault(node.name, keys.new_seed())
     return state
+
+
+def _busy_octets(lab_name: str) -> frozenset[int]:
+    """The 172.31.<n>.0/24 subnets this kernel already uses for something other than this lab."""
+    mine = mgmt.lab_alias(lab_name)
+    with iproute(None) as ipr:
+        aliases = {link["index"]: link.get_attr("IFLA_IFALIAS") for link in ipr.get_links()}
+        addrs = [(a["index"], a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=socket.AF_INET)]
+    return frozenset(int(ip.split(".")[2]) for index, ip in addrs
+                     if ipaddress.ip_address(ip) in registry.MGMT_RANGE and aliases.get(index) != mine)
+
+
+def _refuse_kernel_holders(plan: Plan) -> None:
+    """The registry knows the labs that used it; the kernel may hold more (a lab made before it,
+    or a Docker network on 172.31.0.0/16). Any interface under this lab's names or any address in
+    its management subnet that this lab did not make: refuse, before creating anything."""
+    mine = mgmt.lab_alias(plan.lab)
+    names = {plan.bridge} | {n.host_veth for n in plan.nodes}
+    subnet = ipaddress.ip_network(plan.identity.mgmt_subnet)
+    with iproute(None) as ipr:
+        links = {link["index"]: (link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_IFALIAS"))
+                 for link in ipr.get_links()}
+        addrs = [(a["index"], a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=socket.AF_INET)]
+    held = [f"interface {name} ({alias or 'no meshpay-lab alias'})"
+            for name, alias in links.values() if name in names and alias != mine]
+    held += [f"address {ip} on {links.get(index, ('?',))[0]}" for index, ip in addrs
+             if ipaddress.ip_address(ip) in subnet and links.get(index, (None, None))[1] != mine]
+    if held:
+        raise registry.RegistryError(
+            f"lab {plan.lab} was given id {plan.lab_id} and subnet {plan.identity.mgmt_subnet}, but this "
+            f"kernel already holds {', '.join(held)}, not made by this lab: remove it, or take down the "
+            "lab that made it (`meshpay-lab list`)")
 
 
 def _recorded_identity(lab_dir: Path) -> registry.Identity | None:

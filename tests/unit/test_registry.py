@@ -129,3 +129,60 @@ def test_up_refuses_a_held_name_before_creating_anything(tmp_path, monkeypatch):
     with pytest.raises(registry.RegistryError, match="already up"):
         up.run(tmp_path / "second" / "held", str(topo))
     assert not (tmp_path / "second" / "held").exists()
+
+
+class FakeMsg(dict):
+    def __init__(self, index: int, **attrs) -> None:
+        super().__init__(index=index)
+        self.attrs = attrs
+
+    def get_attr(self, name: str):
+        return self.attrs.get(name)
+
+
+class FakeKernel:
+    """rtnetlink's view: links (index, name, alias) and IPv4 addresses (index, address)."""
+
+    def __init__(self, links, addrs) -> None:
+        self.links, self.addrs = links, addrs
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def get_links(self):
+        return [FakeMsg(i, IFLA_IFNAME=n, IFLA_IFALIAS=a) for i, n, a in self.links]
+
+    def get_addr(self, family):
+        return [FakeMsg(i, IFA_ADDRESS=ip) for i, ip in self.addrs]
+
+
+def test_up_skips_a_subnet_something_else_uses_on_this_kernel(tmp_path, monkeypatch):
+    from orchestrator.verbs import up
+
+    # a Docker network on 172.31.1.0/24 (not a lab's), and this lab's own old bridge on .2
+    kernel = FakeKernel([(5, "br-docker", None), (6, "mp0009br", "meshpay-lab=mine")],
+                        [(5, "172.31.1.1"), (6, "172.31.2.254")])
+    monkeypatch.setattr(up, "iproute", lambda netns: kernel)
+    busy = up._busy_octets("mine")
+    assert busy == {1}
+    entry = registry.claim("mine", live(tmp_path / "mine"), tmp_path / "m.yaml", busy_octets=busy)
+    assert entry.octet == 2
+
+
+def test_up_refuses_names_or_addresses_another_lab_holds_on_this_kernel(tmp_path, monkeypatch):
+    from orchestrator.registry import Identity
+    from orchestrator.verbs import up
+
+    topo = tmp_path / "t.yaml"
+    topo.write_text("name: mine\nnodes:\n  auth1: {role: authority}\n")
+    plan = make_plan(load_topology(topo), Identity("0001", 3))
+    monkeypatch.setattr(up, "iproute", lambda netns: FakeKernel(
+        [(7, "mp0001br", "meshpay-lab=oldlab")], [(7, "172.31.3.254")]))
+    with pytest.raises(registry.RegistryError, match=r"interface mp0001br \(meshpay-lab=oldlab\), address 172.31.3.254"):
+        up._refuse_kernel_holders(plan)
+    monkeypatch.setattr(up, "iproute", lambda netns: FakeKernel(
+        [(7, "mp0001br", "meshpay-lab=mine")], [(7, "172.31.3.254")]))
+    up._refuse_kernel_holders(plan)  # its own, from an earlier up: reconciled, not refused
