@@ -233,7 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--no-setup", action="store_true", help="skip NIC and hwsim setup")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="agent %(levelname)s %(message)s")
+    from orchestrator import logfmt
+
+    logfmt.setup("INFO", prefix="agent ")  # the verbs' fields (radio=, netns=, ...) reach vm.log
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise
     log.info("start uptime=%.1f", _uptime())
 

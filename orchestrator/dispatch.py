@@ -20,7 +20,8 @@ def call(lab_dir: Path, verb: str, **kwargs) -> dict:
 
         record = VMRecord.load(Path(lab_dir))
         if record is not None:
-            return agent_call(record.port, verb, kwargs)
+            # a verb given its own time limit (exec --timeout) gets it in full, and then some
+            return agent_call(record.port, verb, kwargs, VERB_TIMEOUT_S + float(kwargs.get("timeout", 0)))
     module = importlib.import_module(f"orchestrator.verbs.{verb}")
     return module.run(Path(lab_dir), **kwargs)
 

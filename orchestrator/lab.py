@@ -1,5 +1,8 @@
 """The lab directory: where `up` records what it made, so every other verb finds it.
 
+Labs are found by name through the host-wide registry (orchestrator/registry.py) from any
+directory; `--labs-root` (or $MESHPAY_LAB_ROOT) narrows the search to the labs under one root.
+
     labs/<lab>/state.json      what exists (plan, pids); written after every step
     labs/<lab>/lab.json        for people and scripts: every node's role, addresses, REST URL
     labs/<lab>/vm.json         the VM of the VM route, if any (written by orchestrator.vm)
@@ -12,7 +15,9 @@ import json
 import os
 from pathlib import Path
 
-DEFAULT_ROOT = Path(os.environ.get("MESHPAY_LAB_ROOT", "labs"))
+from orchestrator import registry
+
+DEFAULT_ROOT = Path("labs")
 
 
 class LabNotFound(LookupError):
@@ -23,19 +28,34 @@ def lab_dir(name: str, root: Path | None = None) -> Path:
     return (root or DEFAULT_ROOT).resolve() / name
 
 
+def is_lab(path: Path) -> bool:
+    return (path / "state.json").exists() or (path / "vm.json").exists()
+
+
+def known_labs(root: Path | None = None) -> dict[str, Path]:
+    """name -> lab directory: the labs under `root` if one is given; else every live lab in the
+    host registry, and any under ./labs (a lab made before the registry, or whose /run was lost)."""
+    under = (root or DEFAULT_ROOT).resolve()
+    found = {p.name: p for p in sorted(under.glob("*")) if is_lab(p)}
+    if root is None:
+        for entry in registry.live_entries():
+            found.setdefault(entry.name, Path(entry.lab_dir))
+    return dict(sorted(found.items()))
+
+
 def find_lab(name: str | None, root: Path | None = None) -> Path:
     """The named lab, or the only lab there is; the error lists what exists."""
-    root = (root or DEFAULT_ROOT).resolve()
-    labs = sorted(p.name for p in root.glob("*") if (p / "state.json").exists() or (p / "vm.json").exists())
+    labs = known_labs(root)
+    where = f"under {root.resolve()}" if root is not None else "on this host"
     if name is not None:
         if name in labs:
-            return root / name
-        raise LabNotFound(f"no lab {name!r} under {root}; labs there: {', '.join(labs) or 'none'}")
+            return labs[name]
+        raise LabNotFound(f"no lab {name!r} {where}; labs: {', '.join(labs) or 'none'} (`meshpay-lab list`)")
     if len(labs) == 1:
-        return root / labs[0]
+        return next(iter(labs.values()))
     if not labs:
-        raise LabNotFound(f"no lab under {root}: start one with `meshpay-lab up TOPOLOGY.yaml`")
-    raise LabNotFound(f"several labs under {root} ({', '.join(labs)}): name one with --lab")
+        raise LabNotFound(f"no lab {where}: start one with `meshpay-lab up TOPOLOGY.yaml`")
+    raise LabNotFound(f"several labs {where} ({', '.join(labs)}): name one with --lab")
 
 
 def _write_json(path: Path, data: dict, mode: int = 0o644) -> None:

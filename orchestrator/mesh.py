@@ -82,10 +82,22 @@ MESH_PARAMS: dict[str, str] = {
 }
 _PARAM_BY_ATTR = {attr: name for name, attr in MESH_PARAMS.items()}
 _ATTR_KIND = dict(MESHCONF_ATTRS)
-# Params the kernel holds to a narrower range than their size (nl80211_parse_mesh_config, 6.1):
-# outside it the whole join fails with EINVAL.
-_KERNEL_RANGES = {"mesh_retry_timeout": (1, 255), "mesh_confirm_timeout": (1, 255),
-                  "mesh_holding_timeout": (1, 255), "mesh_max_retries": (0, 16)}
+# Params the kernel holds to a narrower range than their size: net/wireless/nl80211.c,
+# nl80211_meshconf_params_policy (NLA_POLICY_RANGE/MIN/MAX) and the extra checks in
+# nl80211_parse_mesh_config (the u32 timeouts to 1..65535). Outside it the join fails with EINVAL.
+_KERNEL_RANGES = {
+    "mesh_retry_timeout": (1, 255), "mesh_confirm_timeout": (1, 255), "mesh_holding_timeout": (1, 255),
+    "mesh_max_peer_links": (0, 255), "mesh_max_retries": (0, 16), "mesh_ttl": (1, 255),
+    "mesh_element_ttl": (1, 255), "mesh_auto_open_plinks": (0, 1), "mesh_sync_offset_max_neighbor": (1, 255),
+    "mesh_path_refresh_time": (1, 65535), "mesh_min_discovery_timeout": (1, 65535),
+    "mesh_hwmp_active_path_timeout": (1, 65535), "mesh_hwmp_preq_min_interval": (1, 65535),
+    "mesh_hwmp_perr_min_interval": (1, 65535), "mesh_hwmp_net_diameter_traversal_time": (1, 65535),
+    "mesh_hwmp_rootmode": (0, 4), "mesh_hwmp_rann_interval": (1, 65535), "mesh_gate_announcements": (0, 1),
+    "mesh_fwding": (0, 1), "mesh_rssi_threshold": (-255, 0),
+    "mesh_hwmp_active_path_to_root_timeout": (1, 65535), "mesh_hwmp_root_interval": (1, 65535),
+    "mesh_hwmp_confirmation_interval": (1, 65535), "mesh_power_mode": (1, 3),  # ACTIVE..DEEP_SLEEP
+    "mesh_connected_to_gate": (0, 1), "mesh_nolearn": (0, 1), "mesh_connected_to_as": (0, 1),
+}
 _RANGES = {"uint8": (0, 0xFF), "uint16": (0, 0xFFFF), "uint32": (0, 0xFFFFFFFF),
            "int32": (-(2**31), 2**31 - 1)}
 

@@ -1,17 +1,19 @@
 """The plan: everything `up` will create for a topology, decided before anything is touched.
 
-Pure: no I/O. Names, addresses and MACs are derived from the lab name and the node order, so a
-re-run of `up` (reconcile) and a `down` after a crash compute the same names as the first `up`.
+Pure: no I/O. Names, addresses and MACs are derived from the lab's identity (its id and management
+subnet, allocated by `up` from the host-wide registry, orchestrator/registry.py, and kept in
+state.json) and the node order, so a re-run of `up` (reconcile) and a `down` after a crash compute
+the same names as the first `up`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 
 from orchestrator.airspace import Impairment
 from orchestrator.mobility import Motion
+from orchestrator.registry import Identity
 from orchestrator.topology import Topology
 
 WIRE_PORT = 7100
@@ -20,17 +22,18 @@ MESH_IFNAME = "mesh0"
 MGMT_IFNAME = "mgmt0"
 
 
-def lab_id(lab: str) -> str:
-    """Four hex digits that scope interface and radio names to one lab (names are capped at 15 chars)."""
-    return hashlib.sha1(lab.encode()).hexdigest()[:4]
+# The identity of a plan made without the registry (validation, tests, pictures): nothing is
+# created from it, and `up` always plans with the identity the registry gave the lab.
+UNALLOCATED = Identity(id="0000", octet=1)
 
 
 def netns_prefix(lab: str) -> str:
     return f"mpl-{lab}-"
 
 
-def radio_prefix(lab: str) -> str:
-    return f"mpl{lab_id(lab)}-"
+def radio_prefix(lab_id: str) -> str:
+    """Radios are `mpl<id>-<index>`: scoped by the registry's id, not the name (15-char cap)."""
+    return f"mpl{lab_id}-"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ class Plan:
     discovery: str = "static"
     beacon_interval: int | None = None  # TU; None: the joiner's default
     dtim_period: int | None = None
+    # The registry's allocation this plan's names and addresses derive from (lab_id is its id).
+    identity: Identity = UNALLOCATED
     # Mesh params authorities take on top of `mesh_params` (HWMP root mode, say).
     authority_mesh_params: dict[str, int] = field(default_factory=dict)
     address_resolution: str = "static"  # or "arp"
@@ -162,28 +167,23 @@ def node_mac(lid: str, index: int) -> str:
     return f"02:{lid[:2]}:{lid[2:]}:00:{index // 256:02x}:{index % 256:02x}"
 
 
-def _mgmt_octet(lid: str) -> int:
-    return int(lid, 16) % 250 + 1
-
-
 def in_range(a: NodePlan, b: NodePlan) -> bool:
     # A link needs each end to hear the other, so the shorter range decides.
     return math.dist(a.position, b.position) <= min(a.range, b.range)
 
 
-def make_plan(topo: Topology) -> Plan:
-    lid = lab_id(topo.name)
-    octet = _mgmt_octet(lid)
+def make_plan(topo: Topology, identity: Identity = UNALLOCATED) -> Plan:
+    lid = identity.id
     nodes = tuple(
         NodePlan(
             name=name,
             role=spec.role,
             index=i,
             netns=f"{netns_prefix(topo.name)}{name}",
-            radio=f"{radio_prefix(topo.name)}{i}",
+            radio=f"{radio_prefix(lid)}{i}",
             mac=node_mac(lid, i),
             mesh_ip=mesh_ip(i),
-            mgmt_ip=f"172.31.{octet}.{i + 1}",
+            mgmt_ip=identity.mgmt_ip(i + 1),
             host_veth=f"mp{lid}v{i}",
             position=spec.position,
             range=topo.range_of(name),
@@ -209,7 +209,7 @@ def make_plan(topo: Topology) -> Plan:
         security=topo.mesh.security,
         runtime=topo.runtime,
         bridge=f"mp{lid}br",
-        bridge_ip=f"172.31.{octet}.254",
+        bridge_ip=identity.mgmt_ip(254),
         mesh_prefixlen=16,
         mgmt_prefixlen=24,
         nodes=nodes,
@@ -220,6 +220,7 @@ def make_plan(topo: Topology) -> Plan:
         discovery=topo.discovery,
         beacon_interval=topo.mesh.beacon_interval,
         dtim_period=topo.mesh.dtim_period,
+        identity=identity,
         authority_mesh_params=dict(topo.mesh.authority_params),
         address_resolution=topo.mesh.address_resolution,
     )

@@ -71,6 +71,8 @@ class FaultStep(_Step):
         elif self.action == "isolate":
             if self.src is None or self.dst is None:
                 raise ValueError(f"node {RELAY!r} needs `from` and `to`: the path whose relay is isolated")
+            if self.src == self.dst:
+                raise ValueError(f"`from` and `to` are both {self.src}: a path needs two ends")
         elif self.action == "heal":
             if self.src is not None or self.dst is not None:
                 raise ValueError(f"heal {RELAY!r} heals the relay the last `isolate {RELAY}` took off "
@@ -92,6 +94,12 @@ class TransferStep(_Step):
     # Try again (a failure or an unconfirmed outcome) until confirmed, for at most this long:
     # how a scenario waits for the mesh to heal and measures how long it took.
     retry_until_s: float | None = Field(default=None, gt=0, le=MAX_AT_S)
+
+    @model_validator(mode="after")
+    def _two_clients(self) -> TransferStep:
+        if self.src == self.dst:
+            raise ValueError(f"a transfer from {self.src} to itself: `from` and `to` must be two clients")
+        return self
 
     def verb(self) -> tuple[str, dict]:
         return "transfer", {"src": self.src, "dst": self.dst, "amount": self.amount}

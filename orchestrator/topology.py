@@ -86,17 +86,22 @@ class MeshSettings(_Strict):
             raise ValueError("a mesh id is 1 to 32 printable ASCII characters without spaces")
         return mesh_id
 
-    @field_validator("params", "authority_params")
-    @classmethod
-    def _known_params(cls, params: dict[str, int]) -> dict[str, int]:
-        unknown = sorted(set(params) - MESH_PARAMS)
-        if unknown:
-            raise ValueError(f"unknown mesh parameter(s) {unknown}; known: {sorted(MESH_PARAMS)}")
-        # Range-check now, so a bad value fails before `up` has made anything.
+    def param_problems(self) -> list[tuple[tuple, str]]:
+        """(loc under `mesh`, message) for each unknown or out-of-range kernel parameter: checked
+        as nl80211 checks them (orchestrator/mesh.py), so a bad value fails before `up` makes anything."""
         from orchestrator.mesh import mesh_config_attrs
 
-        mesh_config_attrs(params)
-        return params
+        problems: list[tuple[tuple, str]] = []
+        for field_name, params in (("params", self.params), ("authority_params", self.authority_params)):
+            for name, value in params.items():
+                if name not in MESH_PARAMS:
+                    problems.append(((field_name, name), f"unknown mesh parameter; known: {', '.join(sorted(MESH_PARAMS))}"))
+                    continue
+                try:
+                    mesh_config_attrs({name: value})
+                except ValueError as exc:
+                    problems.append(((field_name, name), f"{exc} (the kernel refuses anything else)"))
+        return problems
 
     @field_validator("password")
     @classmethod
@@ -366,28 +371,34 @@ class Topology(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Topology:
+        # Each problem is raised at its own path, so the message points at the line that holds it.
+        problems: list[tuple[tuple, str]] = [(("mesh", *loc), msg) for loc, msg in self.mesh.param_problems()]
         if not any(n.role == "authority" for n in self.nodes.values()):
-            raise ValueError("a lab needs at least one authority")
+            problems.append((("nodes",), "a lab needs at least one authority"))
         for i, link in enumerate(self.links):
-            for end in (link.a, link.b):
-                if end not in self.nodes:
-                    raise ValueError(f"links[{i}] names unknown node {end!r}")
+            for end in ("a", "b"):
+                if getattr(link, end) not in self.nodes:
+                    problems.append((("links", i, end), f"unknown node {getattr(link, end)!r}; nodes: "
+                                     f"{', '.join(self.nodes)}"))
             if link.a == link.b:
-                raise ValueError(f"links[{i}] joins {link.a!r} to itself")
+                problems.append((("links", i, "b"), f"joins {link.a!r} to itself"))
             if link.impairs and not self.medium.enabled:
-                raise ValueError(f"links[{i}] impairs {link.a}-{link.b}, which needs the wireless medium: "
-                                 "drop `medium: none`")
+                problems.append((("links", i), f"impairs {link.a}-{link.b}, which needs the wireless medium: "
+                                 "drop `medium: none`"))
         if self.discovery == "mdns" and self.mesh.params.get("mesh_fwding") == 0:
-            raise ValueError("`discovery: mdns` needs a forwarding mesh (mDNS is multicast, relayed hop by hop): "
-                             "drop `mesh_fwding: 0` or use `discovery: static`")
+            problems.append((("mesh", "params", "mesh_fwding"), "`discovery: mdns` needs a forwarding mesh "
+                             "(mDNS is multicast, relayed hop by hop): drop `mesh_fwding: 0` or use `discovery: static`"))
         for name, node in self.nodes.items():
             if node.mesh_password is not None and self.mesh.security != "sae":
-                raise ValueError(f"nodes.{name}.mesh_password is only used with `mesh.security: sae`")
-        self._check_mobility()
+                problems.append((("nodes", name, "mesh_password"), "only used with `mesh.security: sae`"))
+        problems += self._mobility_problems()
+        if problems:
+            raise ValidationError.from_exception_data("Topology", [
+                InitErrorDetails(type=PydanticCustomError("value_error", msg), loc=loc, input=None)
+                for loc, msg in problems])
         return self
 
-    def _check_mobility(self) -> None:
-        # Raised as a ValidationError of its own so the message points at the node's own line.
+    def _mobility_problems(self) -> list[tuple[tuple, str]]:
         problems = []
         for name, node in self.nodes.items():
             spec = node.mobility
@@ -419,10 +430,7 @@ class Topology(_Strict):
             if not area.contains(node.position):
                 problems.append((("nodes", name, "position"), f"{list(node.position)} is outside the node's "
                                  f"mobility area {[list(area.lo), list(area.hi)]}: it starts at its position"))
-        if problems:
-            raise ValidationError.from_exception_data("Topology", [
-                InitErrorDetails(type=PydanticCustomError("value_error", msg), loc=loc, input=None)
-                for loc, msg in problems])
+        return problems
 
     def motion_of(self, name: str) -> mobility.Motion | None:
         node = self.nodes[name]

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator import lab
+from orchestrator import lab, registry
 from orchestrator.dispatch import agent_call
 from orchestrator.vm import LabVM, VMRecord, agent_argv, vm_alive
 
@@ -66,6 +66,9 @@ def down_lab(lab_dir: Path, keep_files: bool = False) -> dict:
         LabVM().stop(record)
         removed["vm"] = True
         down_verb.remove_state_files(lab_dir)  # the teardown inside may have failed before it did
+        registry.release(removed.get("lab") or lab_dir.name, lab_dir)  # the host's record of the VM lab
+    if removed["leftover"]:
+        return removed  # keep the lab (and its directory) for `down` to try again
     if not keep_files:
         shutil.rmtree(lab_dir, ignore_errors=True)
     return removed

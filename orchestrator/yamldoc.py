@@ -78,9 +78,11 @@ def parse_document(text: str, source: str, model: type[M], *, kind: str, top_key
     try:
         _refuse_aliases(text, kind)
         root = yaml.compose(text, Loader=_UniqueKeyLoader)
+        if root is not None:
+            _refuse_boolean_keys(root, source)
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except DocumentError as exc:
-        raise DocumentError(f"{source}: {exc}") from None
+        raise DocumentError(exc.args[0] if str(exc).startswith(source) else f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         raise DocumentError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(data, dict) or root is None:
@@ -92,6 +94,42 @@ def parse_document(text: str, source: str, model: type[M], *, kind: str, top_key
         problems = []
         for err in exc.errors():
             loc = yaml_loc(tuple(err["loc"]))
-            field = ".".join(str(p) for p in loc) or "(top level)"
-            problems.append(f"{source}: line {_line_for(lines, loc)}: {field}: {err['msg']}")
+            problems.append(problem(source, _line_for(lines, loc), loc, err["msg"]))
         raise DocumentError("\n".join(problems)) from None
+
+
+def problem(source: str, line: int, loc: tuple, msg: str) -> str:
+    """One problem, as every document error spells it: `file: line N: field.path: what`."""
+    field = ".".join(str(p) for p in loc) or "(top level)"
+    return f"{source}: line {line}: {field}: {msg}"
+
+
+def line_of(text: str, loc: tuple) -> int:
+    """The 1-based line of `loc` (pydantic's path spelling) in an already valid document."""
+    root = yaml.compose(text, Loader=_UniqueKeyLoader)
+    return _line_for(_lines(root), loc) if root is not None else 1
+
+
+BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+def _refuse_boolean_keys(node: yaml.Node, source: str, path: tuple = ()) -> None:
+    """YAML 1.1 reads an unquoted key `on`, `no`, `yes`, `off` (any case) as a boolean, so a node
+    named `no` would be the key False: say so at its line, with the fix."""
+    problems = []
+
+    def walk(n: yaml.Node, at: tuple) -> None:
+        if isinstance(n, yaml.MappingNode):
+            for key, value in n.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag == BOOL_TAG and key.style is None:
+                    problems.append(problem(
+                        source, key.start_mark.line + 1, at + (key.value,),
+                        f"the key {key.value} reads as a YAML 1.1 boolean, not a name: quote it (\"{key.value}\")"))
+                walk(value, at + (getattr(key, "value", "?"),))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, at + (i,))
+
+    walk(node, path)
+    if problems:
+        raise DocumentError("\n".join(problems))

@@ -34,6 +34,8 @@ def run(lab_dir: Path, out: str | None = None, sender: str | None = None, dispat
 
 
 def snapshot(lab_dir: Path, sender: str | None, dispatch: Dispatch) -> meshmap.MeshMap:
+    if sender is not None:
+        lab.lab_node(lab_dir, sender)  # an unknown --from is refused before anything is drawn
     info = lab.read_lab_json(lab_dir)
     nodes = placed_nodes(lab_dir, info)
     links, notes = peer_links(lab_dir, info, dispatch)

@@ -106,7 +106,11 @@ def _transfer(lab_dir: Path, step: TransferStep, row: dict, dispatch: Dispatch,
               clock: Callable[[], float], sleep: Callable[[float], None]) -> dict:
     _, args = step.verb()
     if step.retry_until_s is None:
-        return dispatch(lab_dir, "transfer", **args)
+        result = dispatch(lab_dir, "transfer", **args)
+        if result.get("outcome") != "confirmed":  # a failed step, with the transfer's record kept
+            row["result"] = result
+            raise NotConfirmed(f"outcome {result.get('outcome')!r}: no quorum of authorities confirmed it")
+        return result
     deadline = clock() + step.retry_until_s
     row["attempts"] = 0
     while True:

@@ -1,6 +1,7 @@
 """`transfer --from A --to B --amount N`: client A runs a whole FastPay transfer to B.
 
-The result is the node's (per-authority vote and confirm timings, latency) plus, read from the
+The result is the node's record (per-authority vote and confirm timings, latency; `outcome`
+confirmed, or rejected/pending when no quorum voted) plus, read from the
 sender's mesh right after the transfer, the radio hops to each authority, and a flat `metrics`
 block (orchestrator/meshmetrics.py)."""
 
@@ -44,7 +45,9 @@ def _transfer(lab_dir: Path, src: str, dst: str, amount: int, timeout: float) ->
     resp = httpx.post(f"{sender['api_url']}/transfers", json={"to": dst, "amount": amount},
                       headers={"Authorization": f"Bearer {lab.read_token(lab_dir)}"}, timeout=timeout)
     body = resp.json()
-    if resp.status_code >= 400:
+    # 502 carries the transfer's record (outcome rejected or pending: no quorum voted); the caller
+    # gets it like any other outcome. Anything else >= 400 is a refusal with a `detail`.
+    if resp.status_code >= 400 and not (resp.status_code == 502 and "outcome" in body):
         raise ValueError(f"{src} refused the transfer ({resp.status_code}): {body.get('detail', body)}")
     authorities = {name: n["mac"] for name, n in lab.read_lab_json(lab_dir)["nodes"].items()
                    if n["role"] == "authority"}

@@ -7,13 +7,15 @@ Idempotent: every step first looks at what exists, so re-running `up` on a runni
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio, sae
+from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio, registry, sae
 from orchestrator.airspace import read_config
 from orchestrator.health import process_alive, wait_healthy
 from orchestrator.launcher import Launcher
@@ -40,12 +42,19 @@ SETUP_WORKERS = 4
 
 def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = None,
         runtime: str | None = None) -> dict:
-    """`runtime` overrides the topology's `runtime:` (netns or docker)."""
+    """`runtime` overrides the topology's `runtime:` (netns or docker).
+
+    Raises registry.RegistryError, before anything is created, when another live lab holds the
+    name (or the identity this lab was made with)."""
     topo = load_topology(topology)
     if runtime is not None:
         topo = topo.model_copy(update={"runtime": runtime})
-    plan = make_plan(topo)
     lab_dir = Path(lab_dir)
+    entry = registry.claim(topo.name, lab_dir, Path(topology), preferred=_recorded_identity(lab_dir),
+                           busy_octets=_busy_octets(topo.name))
+    assert entry.identity is not None  # a lab on this kernel always gets one
+    plan = make_plan(topo, entry.identity)
+    _refuse_kernel_holders(plan)
     lab_dir.mkdir(parents=True, exist_ok=True)
     progress = lab_dir / "progress.log"
 
@@ -58,6 +67,9 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
 
     t0 = time.monotonic()
     state = _load_or_new_state(lab_dir, plan, topology)
+    # Before anything is made: an `up` stopped at any point (Ctrl-C, a crash) leaves a lab that
+    # the registry still counts and `down` removes.
+    lab.write_state(lab_dir, state)
     rt = runtime_for(plan.runtime, plan.lab, lab_dir)
     # Its imports overlap the mesh set-up below; closed unused if `up` fails or nothing needs starting.
     launcher = Launcher() if plan.runtime == "netns" else None
@@ -90,7 +102,7 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     # One look through every netns for the lab's radios, not one per node: finding a radio means
     # opening hwsim and nl80211 sockets in each namespace (the kernel shows a moved phy only
     # inside the netns it was moved to), which made this step quadratic in the lab's size.
-    existing = {r.name: r for r in radio.list_radios(radio_prefix(plan.lab))}
+    existing = {r.name: r for r in radio.list_radios(radio_prefix(plan.lab_id))}
 
     def radio_and_mesh(node: NodePlan) -> None:
         mine = existing.get(node.radio)
@@ -179,8 +191,16 @@ def for_each_node(nodes: Sequence[NodePlan], work: Callable[[NodePlan], None],
                   workers: int = SETUP_WORKERS) -> None:
     """work(node) for every node, `workers` at a time; the first failure is raised once all
     have ended (work is idempotent: `up` again finishes what a failure left)."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="up") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="up")
+    try:
         results = [pool.submit(work, node) for node in nodes]
+        wait(results)
+    except BaseException:
+        # Ctrl-C: the nodes not started yet are dropped and the running ones finish, so what is
+        # left is whole nodes under state.json's names, for `down` to remove.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     for result in results:
         result.result()
 
@@ -195,7 +215,7 @@ def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
             f"{lab_dir} holds lab {state.get('lab')!r}, not {plan.lab!r}: take it down first or use another --lab-dir"
         )
     state.update({"lab": plan.lab, "topology": str(Path(topology).resolve()), "runtime": plan.runtime,
-                  "phase": "creating"})
+                  "phase": "creating", "identity": dataclasses.asdict(plan.identity)})
     state.setdefault("seeds", {})
     state.setdefault("token", keys.new_token())
     if plan.security == "sae":
@@ -204,6 +224,47 @@ def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
     for node in plan.nodes:
         state["seeds"].setdefault(node.name, keys.new_seed())
     return state
+
+
+def _busy_octets(lab_name: str) -> frozenset[int]:
+    """The 172.31.<n>.0/24 subnets this kernel already uses for something other than this lab."""
+    mine = mgmt.lab_alias(lab_name)
+    with iproute(None) as ipr:
+        aliases = {link["index"]: link.get_attr("IFLA_IFALIAS") for link in ipr.get_links()}
+        addrs = [(a["index"], a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=socket.AF_INET)]
+    return frozenset(int(ip.split(".")[2]) for index, ip in addrs
+                     if ipaddress.ip_address(ip) in registry.MGMT_RANGE and aliases.get(index) != mine)
+
+
+def _refuse_kernel_holders(plan: Plan) -> None:
+    """The registry knows the labs that used it; the kernel may hold more (a lab made before it,
+    or a Docker network on 172.31.0.0/16). Any interface under this lab's names or any address in
+    its management subnet that this lab did not make: refuse, before creating anything."""
+    mine = mgmt.lab_alias(plan.lab)
+    names = {plan.bridge} | {n.host_veth for n in plan.nodes}
+    subnet = ipaddress.ip_network(plan.identity.mgmt_subnet)
+    with iproute(None) as ipr:
+        links = {link["index"]: (link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_IFALIAS"))
+                 for link in ipr.get_links()}
+        addrs = [(a["index"], a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=socket.AF_INET)]
+    held = [f"interface {name} ({alias or 'no meshpay-lab alias'})"
+            for name, alias in links.values() if name in names and alias != mine]
+    held += [f"address {ip} on {links.get(index, ('?',))[0]}" for index, ip in addrs
+             if ipaddress.ip_address(ip) in subnet and links.get(index, (None, None))[1] != mine]
+    if held:
+        raise registry.RegistryError(
+            f"lab {plan.lab} was given id {plan.lab_id} and subnet {plan.identity.mgmt_subnet}, but this "
+            f"kernel already holds {', '.join(held)}, not made by this lab: remove it, or take down the "
+            "lab that made it (`meshpay-lab list`)")
+
+
+def _recorded_identity(lab_dir: Path) -> registry.Identity | None:
+    """The identity a previous `up` of this lab directory made its objects with, if any."""
+    try:
+        recorded = lab.read_state(lab_dir).get("identity")
+    except (lab.LabNotFound, ValueError):
+        return None
+    return registry.Identity(recorded["id"], recorded["octet"]) if recorded else None
 
 
 def _elsewhere(lab_dir: Path, plan: Plan) -> frozenset[str]:
@@ -281,6 +342,8 @@ def _write_node_configs(lab_dir: Path, plan: Plan, state: dict) -> dict[str, Pat
 def lab_info(plan: Plan, state: dict) -> dict:
     return {
         "lab": plan.lab,
+        "lab_id": plan.lab_id,
+        "mgmt_subnet": plan.identity.mgmt_subnet,
         "runtime": plan.runtime,
         "discovery": plan.discovery,
         "mesh": {"id": plan.mesh_id, "freq": plan.freq, "params": plan.mesh_params,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.plan import make_plan
+from orchestrator.registry import Identity
 from orchestrator.topology import load_topology
 
 REPO = Path(__file__).parents[2]
@@ -50,6 +51,13 @@ class Lab:
         done = self.cli("exec", node, "--", "cat", f"/sys/class/net/mesh0/statistics/{name}")
         return int(done.stdout.strip())
 
+    def adopt_identity(self) -> None:
+        """Plan with the identity the registry gave the lab at `up` (its MACs, radio names and
+        management addresses derive from it), as recorded in lab.json."""
+        info = json.loads((self.lab_dir / "lab.json").read_text())
+        octet = int(info["mgmt_subnet"].split(".")[2])
+        self.plan = make_plan(load_topology(self.topology), Identity(info["lab_id"], octet))
+
     @property
     def lab_dir(self) -> Path:
         return self.root / self.plan.lab
@@ -60,6 +68,7 @@ def up(topology: str) -> Lab:
     lab = Lab(Path(tempfile.mkdtemp(prefix="meshpay-e2e-")), topology)
     try:
         lab.cli("up", str(lab.topology))
+        lab.adopt_identity()
     except BaseException:
         # a failed `up` still leaves a VM running: left alone it would slow every later test
         lab.cli("down", check=False)

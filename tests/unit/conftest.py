@@ -18,3 +18,9 @@ def no_matplotlib(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", guarded)
+
+
+@pytest.fixture(autouse=True)
+def private_registry(tmp_path_factory, monkeypatch):
+    """Every unit test gets a lab registry of its own: none reads or writes the host's /run."""
+    monkeypatch.setenv("MESHPAY_REGISTRY", str(tmp_path_factory.mktemp("registry")))

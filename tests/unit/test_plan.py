@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from orchestrator.plan import in_range, lab_id, make_plan
+from orchestrator.plan import in_range, make_plan
+from orchestrator.registry import Identity
 from orchestrator.topology import load_topology, parse_topology
 
 TOPOLOGIES = Path(__file__).parents[2] / "topologies"
@@ -39,13 +40,18 @@ def test_names_and_addresses_are_unique_and_fit_the_kernel():
     assert len(plan.bridge) <= 15
 
 
-def test_plan_is_deterministic_and_scoped_by_lab_name():
+def test_plan_is_deterministic_and_scoped_by_the_registry_identity():
     text = "name: {}\nnodes:\n  a: {{role: authority}}\n  b: {{role: client}}\n"
-    one, again = make_plan(parse_topology(text.format("one"))), make_plan(parse_topology(text.format("one")))
-    two = make_plan(parse_topology(text.format("two")))
+    first, second = Identity("0001", 1), Identity("0002", 2)
+    one = make_plan(parse_topology(text.format("one")), first)
+    again = make_plan(parse_topology(text.format("one")), first)
+    two = make_plan(parse_topology(text.format("two")), second)
     assert one == again
-    assert lab_id("one") != lab_id("two")
     assert {n.radio for n in one.nodes}.isdisjoint({n.radio for n in two.nodes})
+    assert {n.mac for n in one.nodes}.isdisjoint({n.mac for n in two.nodes})
+    assert {n.host_veth for n in one.nodes}.isdisjoint({n.host_veth for n in two.nodes})
+    assert {n.mgmt_ip for n in one.nodes}.isdisjoint({n.mgmt_ip for n in two.nodes})
+    assert one.bridge != two.bridge and one.bridge_ip != two.bridge_ip
     assert {n.netns for n in one.nodes}.isdisjoint({n.netns for n in two.nodes})
 
 

@@ -96,7 +96,7 @@ def test_steps_play_in_order_at_their_times_and_failures_are_recorded(tmp_path):
         clock.now += 3.0  # every verb takes 3 s
         if verb == "move":
             raise LookupError("no node 'r1'")
-        return {"verb": verb}
+        return {"verb": verb, "outcome": "confirmed"} if verb == "transfer" else {"verb": verb}
 
     record = run.play(tmp_path, parse_scenario(SCENARIO), dispatch, clock, clock.sleep)
     assert calls == [(0.0, "transfer", {"src": "c1", "dst": "c2", "amount": 5}),
@@ -106,7 +106,7 @@ def test_steps_play_in_order_at_their_times_and_failures_are_recorded(tmp_path):
     assert [(s["start_s"], s["late_s"], s["duration_s"], s["ok"]) for s in steps] == [
         (0.0, 0.0, 3.0, True), (5.0, 0.0, 3.0, True), (8.0, 2.0, 3.0, False), (11.0, 5.0, 2.0, True)]
     assert steps[0]["args"] == {"from": "c1", "to": "c2", "amount": 5}
-    assert steps[0]["result"] == {"verb": "transfer"}
+    assert steps[0]["result"] == {"verb": "transfer", "outcome": "confirmed"}
     assert steps[2]["error"] == "LookupError: no node 'r1'"
     assert (record["ok"], record["played"], record["of"], record["duration_s"]) == (False, 4, 4, 13.0)
 
@@ -214,6 +214,7 @@ def test_run_out_keeps_a_copy_outside_the_lab_and_a_missing_directory_is_refused
 
     (tmp_path / "labs" / "demo").mkdir(parents=True)
     (tmp_path / "labs" / "demo" / "state.json").write_text("{}")
+    (tmp_path / "labs" / "demo" / "lab.json").write_text('{"lab": "demo", "nodes": {}}')
     scenario = tmp_path / "pause.yaml"
     scenario.write_text(WAIT_ONLY)
     base = ["run", str(scenario), "--labs-root", str(tmp_path / "labs"), "--format", "json"]
@@ -228,3 +229,11 @@ def test_run_out_keeps_a_copy_outside_the_lab_and_a_missing_directory_is_refused
     copy = json.loads((tmp_path / "copy.json").read_text())
     assert copy["scenario"] == "pause" and copy["steps"][0]["ok"] is True
     assert Path(copy["record"]).parent == tmp_path / "labs" / "demo" / "runs"
+
+
+def test_a_transfer_without_a_quorum_is_a_failed_step_that_keeps_its_record(tmp_path):
+    record = run.play(tmp_path, parse_scenario("name: s\nsteps:\n  - {at: 0, do: transfer, from: c1, to: c2, amount: 1}\n"),
+                      lambda *a, **k: {"id": "t1", "outcome": "rejected"}, FakeClock(), FakeClock().sleep)
+    step = record["steps"][0]
+    assert step["ok"] is False and "no quorum" in step["error"]
+    assert step["result"] == {"id": "t1", "outcome": "rejected"}

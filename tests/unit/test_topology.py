@@ -125,7 +125,7 @@ def test_unusable_passwords_are_refused(password):
 def test_passwords_without_sae_are_refused():
     assert "only used with `security: sae`" in error_of(SAE.replace("security: sae, ", ""))
     msg = error_of(SAE.replace("security: sae, password: correct-horse-battery", "id: m"))
-    assert "nodes.auth2.mesh_password is only used" in msg
+    assert "line 5: nodes.auth2.mesh_password: only used with `mesh.security: sae`" in msg
 
 
 @pytest.mark.parametrize("mesh_id", ["", "a" * 33, "has space", "ünïcode", 'new\\nline'])

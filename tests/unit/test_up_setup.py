@@ -33,3 +33,29 @@ def test_a_failure_is_raised_after_the_others_finished():
     with pytest.raises(RuntimeError, match="radio b refused"):
         for_each_node(list("abcd"), work, workers=2)
     assert sorted(done) == ["a", "c", "d"]
+
+
+def test_ctrl_c_drops_the_nodes_not_started_and_lets_running_ones_finish(monkeypatch):
+    import threading
+    import time
+
+    from orchestrator.verbs import up
+
+    started, finished = [], []
+    first = threading.Event()
+
+    def work(node):
+        started.append(node)
+        first.set()
+        time.sleep(0.2)
+        finished.append(node)
+
+    def interrupted(futures):
+        first.wait()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(up, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        for_each_node(list("abcdefgh"), work, workers=2)
+    assert sorted(started) == sorted(finished)  # nothing left half-made
+    assert len(started) < 8

@@ -1,0 +1,89 @@
+"""The CLI's error contract: every failure is one line saying what to do next, and an exit status.
+
+    0  done
+    1  failed: the command was right, the lab or host was not (a node does not answer, no quorum,
+       not ready, the kernel refused)
+    2  usage: the command or its input is wrong (an unknown option or choice, a bad topology or
+       scenario file, a node or lab name that does not exist)
+
+`describe(exc)` maps any exception a verb can raise (ours, httpx's, netlink's, subprocess's) to
+that line and status, so the CLI never shows a traceback (MESHPAY_LOG=DEBUG logs one).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+from pyroute2.netlink.exceptions import NetlinkError
+
+FAILED = 1
+USAGE = 2
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+class MeshpayError(Exception):
+    """A failure the user can act on: `str()` says what happened and what to do next."""
+
+    exit_code = FAILED
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(MeshpayError):
+    """The command or its input is wrong; nothing was changed."""
+
+    exit_code = USAGE
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """(one line, or a few for a file with several problems; exit status) for `exc`."""
+    from orchestrator.lab import LabNotFound
+    from orchestrator.scenario import ScenarioError
+    from orchestrator.topology import TopologyError
+
+    if isinstance(exc, MeshpayError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, (TopologyError, ScenarioError)):
+        return f"{exc}\nnothing was changed", USAGE
+    if isinstance(exc, LabNotFound):
+        return str(exc), FAILED
+    if isinstance(exc, httpx.TimeoutException):
+        return (f"{_url(exc)} did not answer in time ({type(exc).__name__}): the node may be busy or "
+                "stopped; see `meshpay-lab status` and `meshpay-lab logs NODE`"), FAILED
+    if isinstance(exc, httpx.HTTPStatusError):
+        return (f"{_url(exc)} answered {exc.response.status_code}: {exc.response.text[:200].strip()}; "
+                "see `meshpay-lab logs NODE`"), FAILED
+    if isinstance(exc, httpx.HTTPError):
+        return (f"{_url(exc)} does not answer ({type(exc).__name__}: {exc}): is the lab up? "
+                "`meshpay-lab status` shows which nodes serve"), FAILED
+    if isinstance(exc, NetlinkError):
+        return (f"the kernel refused a netlink request: {exc}; `meshpay-lab doctor` checks the host, "
+                "`meshpay-lab status` the lab"), FAILED
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return (f"`{_argv(exc.cmd)}` did not finish within {exc.timeout:g} s and was stopped; "
+                "give it longer with --timeout"), FAILED
+    if isinstance(exc, subprocess.CalledProcessError):
+        return f"`{_argv(exc.cmd)}` failed with status {exc.returncode}: {(exc.stderr or '').strip()[:200]}", FAILED
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename}: no such file", FAILED
+    if isinstance(exc, PermissionError):
+        return f"{exc}: run as root (netns, radios and netlink need CAP_NET_ADMIN)", FAILED
+    if isinstance(exc, (ValueError, LookupError, RuntimeError, TimeoutError, OSError)):
+        return str(exc) or type(exc).__name__, FAILED
+    return (f"{type(exc).__name__}: {exc} (a bug in meshpay-lab: run again with MESHPAY_LOG=DEBUG for "
+            "the traceback and report it)"), FAILED
+
+
+def _url(exc: httpx.HTTPError) -> str:
+    try:
+        return str(exc.request.url)
+    except RuntimeError:  # an error raised before a request existed
+        return "the node"
+
+
+def _argv(cmd: object) -> str:
+    return " ".join(map(str, cmd)) if isinstance(cmd, (list, tuple)) else str(cmd)
