@@ -541,11 +541,16 @@ class ClientService:
             "authorities": timings,
         }
         if not collector.has_quorum:
-            if unlocked == set(self.committee.weights):
-                # Every authority said no or was unreachable: none locked on this order, so a
-                # different order at this sequence cannot be blocked by it.
+            if unlocked == set(self.committee.weights) and any(
+                    entry.get("reason", "").startswith("refused by") for entry in timings.values()):
+                # Every authority said no or was unreachable, and some said no: none locked on
+                # this order, so a different order at this sequence cannot be blocked by it.
                 self.store.commit({}, meta={PENDING_KEY: None})
                 outcome = "rejected"
+            elif unlocked == set(self.committee.weights):
+                # No authority got it (no path yet across the mesh, every node restarting): the
+                # order stays pending, to be sent again, until _settle's deadline.
+                outcome = "unreachable"
             else:
                 outcome = "pending"
             record.update(outcome=outcome, votes_weight=collector.weight, refusals=collector.refusals_text())
@@ -578,9 +583,13 @@ class ClientService:
             record = await self._drive(order)
             record["attempts"] = attempt
             pause = REDRIVE_PAUSE_S[min(attempt - 1, len(REDRIVE_PAUSE_S) - 1)]
-            if record["outcome"] != "pending" or loop.time() + pause >= deadline:
+            if record["outcome"] not in ("pending", "unreachable") or loop.time() + pause >= deadline:
                 break
             await asyncio.sleep(pause)
+        if record["outcome"] == "unreachable":
+            # Not one authority got the order in all that time: none can hold a lock on it.
+            self.store.commit({}, meta={PENDING_KEY: None})
+            record["outcome"] = "rejected"
         self.store.put_transfer(order.transfer_id, record)
         self.metrics.inc("meshpay_transfers_total", "Transfers attempted, by outcome.", outcome=record["outcome"])
         return record

@@ -420,3 +420,39 @@ def test_order_to_a_non_point_recipient_is_refused_on_the_wire_with_invalid_key(
         assert c.authorities[0].store.account(c.world.clients[0].public_key).pending is None
 
     run(tmp_path, scenario)
+
+
+def test_an_order_no_authority_could_be_reached_for_yet_is_sent_again_not_rejected(tmp_path, short_deadlines):
+    # Right after a mesh lab serves, the first paths across it may take longer than one round:
+    # unreachable is not refused, so the client keeps the order and tries again within its deadline.
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        away = c.servers[:4]
+        for server in away:
+            await server.close()
+
+        async def back_soon():
+            await asyncio.sleep(0.7)
+            for server in away:
+                await server.start()
+
+        returning = asyncio.create_task(back_soon())
+        record = await alice.transfer(bob.me, 10)
+        await returning
+        assert record["outcome"] == "confirmed" and record["attempts"] >= 2, record
+        assert alice.own_account().balance == 90
+
+    run(tmp_path, scenario, 3.0)
+
+
+def test_an_order_no_authority_ever_got_is_dropped_after_the_deadline(tmp_path, short_deadlines):
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        for server in c.servers[:4]:
+            await server.close()
+        record = await alice.transfer(bob.me, 10)
+        assert record["outcome"] == "rejected" and record["attempts"] >= 2, record
+        assert {entry["reason"] for entry in record["authorities"].values() if "reason" in entry} == {"connection refused"}
+        assert alice.pending_order() is None  # no authority can hold a lock on it: the client is free
+
+    run(tmp_path, scenario, SHORT)
