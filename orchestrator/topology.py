@@ -124,6 +124,8 @@ MESH_PARAMS = frozenset(
         "mesh_hwmp_net_diameter_traversal_time",
         "mesh_hwmp_max_preq_retries",
         "mesh_hwmp_root_interval",
+        "mesh_hwmp_active_path_to_root_timeout",
+        "mesh_min_discovery_timeout",
         "mesh_hwmp_rann_interval",
         "mesh_path_refresh_time",
         "mesh_element_ttl",
