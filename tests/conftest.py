@@ -40,8 +40,8 @@ class Chromium:
 
         self.proc = subprocess.Popen(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
-            preexec_fn=child_fds, pass_fds=(3, 4),  # noqa: PLW1509  only dup2 runs in the child stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+            preexec_fn=child_fds, pass_fds=(3, 4),  # noqa: PLW1509  only dup2 runs in the child
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         for fd in (to_child, from_child):
             os.close(fd)
         self._write, self._read = from_us, to_us
