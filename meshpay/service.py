@@ -97,16 +97,20 @@ def account_json(key: bytes, account: Account, config: NodeConfig) -> dict[str, 
     }
 
 
-TRANSFER_ID = re.compile(r"([0-9a-fA-F]{64})-([0-9]{1,19})")
+TRANSFER_ID_PATTERN = "^[0-9a-fA-F]{64}-[0-9]{1,19}$"
 TRANSFER_ID_TEXT = f"<sender public key, 64 hex digits>-<sequence, 0..{MAX_SEQUENCE}>"
 
 
 def parse_transfer_id(transfer_id: str) -> tuple[bytes, int]:
-    """(sender key, sequence) from `<64 hex digits>-<decimal sequence>`; NodeError 400 otherwise."""
-    match = TRANSFER_ID.fullmatch(transfer_id)
-    if match is None or int(match[2]) > MAX_SEQUENCE:
+    """(sender key, sequence) from `<64 hex digits>-<decimal sequence>`: NodeError 400 when the
+    id does not have that shape, 404 when the sequence is past MAX_SEQUENCE (no transfer can
+    have it; the id matches the published pattern, so it is not malformed)."""
+    if re.fullmatch(TRANSFER_ID_PATTERN, transfer_id) is None:
         raise NodeError(400, f"transfer id is {TRANSFER_ID_TEXT}, got {transfer_id[:200]!r}")
-    return bytes.fromhex(match[1]), int(match[2])
+    sender, _, sequence = transfer_id.partition("-")
+    if int(sequence) > MAX_SEQUENCE:
+        raise NodeError(404, f"no transfer has sequence {sequence}: sequences end at {MAX_SEQUENCE}")
+    return bytes.fromhex(sender), int(sequence)
 
 
 def certificate_record(store: Store, config: NodeConfig, transfer_id: str) -> dict[str, Any]:
