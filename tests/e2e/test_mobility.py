@@ -1,17 +1,14 @@
 """Mobility on the real kernel: the medium moves client1 (random waypoint) and client2 (random walk)
 along exactly the paths orchestrator/mobility.py computes for the shipped seed, the mesh follows
 (client1 peers with authorities it could not hear at the start and drops auth1 once out of its
-range), `move` pins a moving node, `draw --live` follows them in a real headless chromium, and a
-client crossing the authorities' ranges keeps paying (issue 16's handoff target)."""
+range), `move` pins a moving node, and `draw --live` follows them in a real headless chromium. Handoff
+latency while moving is measured by bench/bench_handoff.py, not asserted here."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
-import statistics
 import subprocess
-import time
 from functools import partial
 
 import pytest
@@ -26,7 +23,6 @@ pytestmark = pytest.mark.e2e
 wait_for = partial(wait_for, every=3.0)
 # The medium reports positions with 3 decimals, for the wall-clock time it computed them at.
 TOLERANCE_M = 0.01
-HANDOFF_RUN_S = 60.0  # of transfers back and forth while client1 moves at 5 m/s: 300 m
 LINK_EXPIRY_S = 100.0  # mesh_plink_timeout 10 s, checked by the kernel's once-a-minute housekeeping
 
 
@@ -101,41 +97,6 @@ def test_the_live_view_follows_a_moving_node_in_a_real_browser(mobile: Lab, chro
     finally:
         view.terminate()
         view.wait(timeout=30)
-
-
-def transfer_ms(lab: Lab, src: str, dst: str) -> float:
-    """One transfer through the CLI; its latency (ms). Fails the test unless it confirmed."""
-    result = lab.json("transfer", "--from", src, "--to", dst, "--amount", "1")
-    assert result["outcome"] == "confirmed", result
-    return result["metrics"]["latency_ms"]
-
-
-def authorities_in_range(lab: Lab, where: list[float]) -> set[str]:
-    return {n.name for n in lab.plan.nodes if n.role == "authority"
-            and math.dist(where, n.position) <= min(n.range, lab.plan.node("client1").range)}
-
-
-def test_a_client_cycling_across_the_authorities_keeps_paying(mobile: Lab):
-    """Issue 16's handoff target: client1, moving at 5 m/s, leaves authorities' ranges and enters
-    others' during a run of transfers with client2; every transfer confirms and none takes more
-    than 1 s longer than the median of the same transfer with client1 standing still."""
-    mobile.json("motion", "client1", "random_waypoint", "0")  # standing still where it is
-    still = {d: statistics.median(transfer_ms(mobile, *d) for _ in range(3))
-             for d in (("client1", "client2"), ("client2", "client1"))}
-    mobile.json("motion", "client1", "random_waypoint", "5")
-    seen: list[set[str]] = []
-    worst: list[tuple[float, str, str, float]] = []
-    t_end = time.monotonic() + HANDOFF_RUN_S
-    while time.monotonic() < t_end:
-        for d in (("client1", "client2"), ("client2", "client1")):
-            ms = transfer_ms(mobile, *d)
-            worst.append((ms - still[d], *d, ms))
-        seen.append(authorities_in_range(mobile, medium(mobile)["positions"]["client1"]))
-    worst.sort(reverse=True)
-    print(f"standing still: {still} ms; moving: {len(worst)} transfers, worst excess {worst[:3]}; "
-          f"authorities in range along the way: {seen}")
-    assert any(a != b for a, b in itertools.pairwise(seen)), "client1 never moved between authorities' ranges"
-    assert worst[0][0] <= 1000.0, worst[:3]
 
 
 def test_move_pins_a_moving_node(mobile: Lab):
