@@ -49,7 +49,9 @@ def test_two_labs_on_one_kernel_never_touch_each_other(tmp_path: Path) -> None:
     assert id_a != id_b and net_a != net_b
     assert not set(s["macs"]["lab373"]) & set(s["macs"]["lab755"])
     assert s["same_name_refused"][0] == 1 and "another file" in s["same_name_refused"][1][0]
+    assert s["same_name_elsewhere_refused"][0] == 1 and "already up, in" in s["same_name_elsewhere_refused"][1][0]
     assert s["listed"] == ["lab373", "lab755"]
+    assert s["status_from_anywhere"] == [0, "lab755"]
 
     # each lab's mesh holds only its own nodes: a peer from the other lab would show as a bare MAC
     for lab, peers in s["peers"].items():

@@ -34,9 +34,14 @@ nodes:
 LABS = {"lab373": 5, "lab755": 7}  # each lab's transfer amount: its own, so each is told apart
 
 
-def cli(root: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MESHPAY_LAB_ROOT": str(root), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=REPO, env=env,
+def cli_env(root: Path | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "MESHPAY_LAB_ROOT"}
+    return {**env, "COLUMNS": "200", "PYTHONPATH": str(REPO)} | ({"MESHPAY_LAB_ROOT": str(root)} if root else {})
+
+
+def cli(root: Path | None, *args: str, timeout: float = 900, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """meshpay-lab ARGS with its labs under `root`; None: no root at all, labs found by the registry."""
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=cli_env(root),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -73,10 +78,14 @@ def main() -> int:
         for name in LABS:
             topo[name] = work / f"{name}.yaml"
             topo[name].write_text(TOPOLOGY.format(name=name))
+        # both at once: the registry's lock, not luck, keeps their identities apart
         t0 = time.monotonic()
-        for name in LABS:
-            done = cli(roots[name], "up", "--no-vm", str(topo[name]))
-            assert done.returncode == 0, f"up {name}: {done.stdout}\n{done.stderr}"
+        ups = {name: subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "up", "--no-vm", str(topo[name])],
+                                      cwd=REPO, env=cli_env(roots[name]), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True) for name in LABS}
+        for name, proc in ups.items():
+            out, err = proc.communicate(timeout=900)
+            assert proc.returncode == 0, f"up {name}: {out}\n{err}"
         summary["both_up_s"] = round(time.monotonic() - t0, 1)
 
         info = {name: json.loads((roots[name] / name / "lab.json").read_text()) for name in LABS}
@@ -86,12 +95,18 @@ def main() -> int:
         # the same name from another file is refused, naming the running lab's file
         other = work / "other.yaml"
         other.write_text(TOPOLOGY.format(name="lab373").replace("[40, 0]", "[30, 0]"))
-        refused = cli(work / "elsewhere", "up", "--no-vm", str(other))
+        refused = cli(roots["lab373"], "up", "--no-vm", str(other))
         summary["same_name_refused"] = [refused.returncode, refused.stderr.strip().splitlines()[-1:]]
+        elsewhere = cli(work / "elsewhere", "up", "--no-vm", str(topo["lab373"]))
+        summary["same_name_elsewhere_refused"] = [elsewhere.returncode, elsewhere.stderr.strip().splitlines()[-1:]]
 
-        # from a directory with no labs in it, by name (the registry)
-        rc, listed = cli_json(work / "empty-root-unused", "list")
-        summary["listed"] = sorted(row["lab"] for row in listed["labs"])
+        # from a directory with no labs under it and no root given: the registry finds both
+        empty = work / "empty"
+        empty.mkdir()
+        listed = cli(None, "list", "--format", "json", cwd=empty)
+        summary["listed"] = sorted(row["lab"] for row in json.loads(listed.stdout)["labs"])
+        status = cli(None, "status", "--lab", "lab755", "--format", "json", cwd=empty)
+        summary["status_from_anywhere"] = [status.returncode, json.loads(status.stdout).get("lab")]
 
         summary["peers"], summary["transfers"], summary["balances"] = {}, {}, {}
         for name, amount in LABS.items():
