@@ -231,6 +231,19 @@ def catch_up_after_sigkill(tmp: str, clients: int, warmup: float, down: float, l
     }
 
 
+def verify_sign_rate(count: int = 3000) -> float:
+    """ed25519 verifications of an order plus signatures of a vote per second, one core, in
+    process: the ceiling an authority's order rate is compared with (issue 17's ratio)."""
+    keys = [KeyPair.generate() for _ in range(64)]
+    signer = KeyPair.generate()
+    orders = [sign_order(keys[i % 64], signer.public_key, 1, i) for i in range(count)]
+    start = time.process_time()
+    for order in orders:
+        order.has_valid_signature()
+        signer.sign(order.vote_signing_bytes())
+    return count / (time.process_time() - start)
+
+
 def authority_profile(count: int) -> dict:
     """Cost of each step of voting on one order, in process, to explain the wire figure."""
     from meshpay.authority import Account, Authority
@@ -306,9 +319,15 @@ def main() -> int:
                 post_transfer(net, "client1", "client2")
             one = latency_and_one_client(net, args.transfers)
             many = many_clients(net, args.per_client, in_flight=2 * args.clients)
+            rate_before = verify_sign_rate()
             wire = asyncio.run(authority_orders(net, keys, connections=4, window=64))
+            rate_after = verify_sign_rate()
         finally:
             net.stop_all()
+    rate = (rate_before + rate_after) / 2
+    wire["verify_sign_per_cpu_second_same_run"] = round(rate, 1)
+    if wire["orders_per_authority_cpu_second"]:
+        wire["ratio_to_verify_sign"] = round(wire["orders_per_authority_cpu_second"] / rate, 3)
     profile = authority_profile(min(args.orders, 3000))
     result = {
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
@@ -331,7 +350,8 @@ def main() -> int:
     print(f"one client, sequential:   {one['transfers_per_second']} confirmed transfers/s")
     print(f"{args.clients} clients, concurrent:   {many['transfers_per_second']} confirmed transfers/s")
     print(f"authority over the wire:  {wire['orders_verified_signed_per_second']} orders verified+signed+stored/s ({wire['votes']} votes, {wire['refused']} refused)")
-    print(f"  per CPU-second of the authority process: {wire['orders_per_authority_cpu_second']} orders")
+    print(f"  per CPU-second of the authority process: {wire['orders_per_authority_cpu_second']} orders; "
+          f"verify+sign alone: {wire['verify_sign_per_cpu_second_same_run']}/s; ratio {wire.get('ratio_to_verify_sign')}")
     print(f"in-process profile (us per order step): {profile['microseconds_per_step']}")
     print(f"  -> pure-Python ceiling on one core: {profile['ceiling_orders_per_second_one_core']} orders/s")
     print(f"load average: {result['load_average_at_end']}")
