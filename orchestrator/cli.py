@@ -444,7 +444,7 @@ def motion(node: str, model: str, speed: float, name: LabOpt = None, root: RootO
            fmt: FormatOpt = Format.table) -> None:
     """Set a node moving by MODEL (random_waypoint, random_walk, random_direction, gauss_markov) at
     SPEED m/s inside its topology `mobility:` area, from where it is now; SPEED 0 pins it."""
-    data = _call(_find(name, root), "motion", node=node, model=model, speed=speed)
+    data = call(_find(name, root), "motion", node=node, model=model, speed=speed)
     _emit(data, fmt, lambda d: out.print(
         f"{d['node']}: {d['model']} at {d['speed']:g} m/s from ({d['start'][0]:g}, {d['start'][1]:g})"))
 
@@ -489,7 +489,7 @@ def impair(
     name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Impair the link between A and B (loss, delay with jitter, a rate cap; per direction) while the lab runs."""
-    data = _call(_find(name, root), "impair", a=a, b=b, loss_pct=loss, delay_ms=delay, jitter_ms=jitter,
+    data = call(_find(name, root), "impair", a=a, b=b, loss_pct=loss, delay_ms=delay, jitter_ms=jitter,
                  rate_mbps=rate, direction=direction, clear=clear)
     _emit(data, fmt, lambda d: _table(f"impairments in force (medium version {d['medium_version']})",
                                       d["impairments"], ["from", "to", "summary"]))
@@ -509,14 +509,14 @@ def capture(
         raise errors.UsageError(f"--out {copy_to}: no directory {copy_to.parent}; nothing was captured")
     lab_dir = _find(name, root)
     if not stop:
-        started = _call(lab_dir, "capture", action="start", nodes=nodes or None, duration=duration)
+        started = call(lab_dir, "capture", action="start", nodes=nodes or None, duration=duration)
         try:
             with out.status(f"capturing {', '.join(nodes) if nodes else 'every radio'} to {started['file']}"
                             + (f" for {duration:g} s" if duration else ": Ctrl-C to stop")):
                 time.sleep(duration if duration is not None else 1e9)
         except KeyboardInterrupt:
             pass
-    done = _call(lab_dir, "capture", action="stop")
+    done = call(lab_dir, "capture", action="stop")
     dest = copy_to or Path.cwd() / Path(done["file"]).name
     try:
         shutil.copyfile(done["file"], dest)

@@ -47,6 +47,14 @@ class Lab:
     def json(self, *args: str) -> dict:
         return json.loads(self.cli(*args, "--format", "json").stdout)
 
+    def status(self, ready: bool | None = True) -> dict:
+        """`status --format json`; its exit status is 0 only when every node serves and the medium
+        runs (docs/cli.md): `ready` says which to expect (None: either)."""
+        done = self.cli("status", "--format", "json", check=False)
+        if ready is not None:
+            assert done.returncode == (0 if ready else 1), (done.returncode, done.stdout, done.stderr)
+        return json.loads(done.stdout)
+
     def counter(self, node: str, name: str) -> int:
         done = self.cli("exec", node, "--", "cat", f"/sys/class/net/mesh0/statistics/{name}")
         return int(done.stdout.strip())

@@ -100,9 +100,11 @@ def test_a_dead_medium_is_reported_and_medium_verbs_refuse(line: Lab):
     pid = line.json("status")["medium"]["pid"]
     line.cli("exec", "client1", "--", "kill", str(pid))  # nodes share the VM's pid namespace
     medium = wait_for("status sees the medium dead",
-                      lambda: (m := line.json("status")["medium"])["state"] == "dead" and m, 30)[0]
+                      lambda: (m := line.status(ready=None)["medium"])["state"] == "dead" and m, 30)[0]
     assert "perfect medium" in medium["detail"]
-    table = line.cli("status")
+    line.status(ready=False)  # a dead medium: the lab is not ready, and status says so by its exit
+    table = line.cli("status", check=False)
+    assert table.returncode == 1
     assert "MEDIUM DEAD" in table.stderr, table.stderr
     refused = line.cli("move", "client2", "400", "0", check=False)
     assert refused.returncode != 0 and "perfect medium" in refused.stderr, refused.stderr
@@ -140,11 +142,11 @@ def test_isolating_the_relay_in_use_heals_through_the_other_and_a_killed_node_re
 
         killed = lab.json("fault", "kill", "auth3")
         assert killed["was_running"] is True
-        rows = {r["node"]: r for r in lab.json("status")["nodes"]}
+        rows = {r["node"]: r for r in lab.status(ready=False)["nodes"]}
         assert rows["auth3"]["process"] == "stopped" and rows["auth3"]["serving"] is False
         restarted = lab.json("fault", "restart", "auth3")
         assert restarted["already_running"] is False
-        rows = {r["node"]: r for r in lab.json("status")["nodes"]}
+        rows = {r["node"]: r for r in lab.status()["nodes"]}
         assert rows["auth3"]["serving"] is True
         print(f"auth3 restarted and serving in {restarted['serving_after_s']} s")
 
