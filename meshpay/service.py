@@ -548,8 +548,7 @@ class ClientService:
             if unlocked == set(self.committee.weights) and any(
                     entry.get("reason", "").startswith("refused by") for entry in timings.values()):
                 # Every authority said no or was unreachable, and some said no: none locked on
-                # this order, so a different order at this sequence cannot be blocked by it.
-                self.store.commit({}, meta={PENDING_KEY: None})
+                # this order in this round (_settle weighs the rounds before it).
                 outcome = "rejected"
             elif unlocked == set(self.committee.weights):
                 # No authority got it (no path yet across the mesh, every node restarting): the
@@ -558,7 +557,7 @@ class ClientService:
             else:
                 outcome = "pending"
             record.update(outcome=outcome, votes_weight=collector.weight, refusals=collector.refusals_text())
-            self.store.put_transfer(order.transfer_id, record)
+            record["_may_hold_lock"] = set(self.committee.weights) - unlocked
             return record
         cert = collector.certificate()
         certified = time.perf_counter()
@@ -583,17 +582,25 @@ class ClientService:
         another one at its sequence number. The record's `attempts` counts the rounds.
         """
         loop = asyncio.get_running_loop()
+        # Authorities that voted for the order, or may have got it, in any round so far: one
+        # that voted in an earlier round and is unreachable now still holds its lock.
+        may_hold_lock: set[bytes] = set()
         for attempt in range(1, 10_000):
             record = await self._drive(order)
             record["attempts"] = attempt
+            may_hold_lock |= record.pop("_may_hold_lock", set())
             pause = REDRIVE_PAUSE_S[min(attempt - 1, len(REDRIVE_PAUSE_S) - 1)]
             if record["outcome"] not in ("pending", "unreachable") or loop.time() + pause >= deadline:
                 break
             await asyncio.sleep(pause)
-        if record["outcome"] == "unreachable":
-            # Not one authority got the order in all that time: none can hold a lock on it.
-            self.store.commit({}, meta={PENDING_KEY: None})
-            record["outcome"] = "rejected"
+        if record["outcome"] in ("rejected", "unreachable"):
+            if may_hold_lock:
+                record["outcome"] = "pending"  # someone may hold a lock on it: keep finishing it
+            else:
+                # No authority ever got it or every one said no: none can hold a lock on it, so
+                # a different order at this sequence cannot be blocked by it.
+                self.store.commit({}, meta={PENDING_KEY: None})
+                record["outcome"] = "rejected"
         self.store.put_transfer(order.transfer_id, record)
         self.metrics.inc("meshpay_transfers_total", "Transfers attempted, by outcome.", outcome=record["outcome"])
         return record

@@ -456,3 +456,28 @@ def test_an_order_no_authority_ever_got_is_dropped_after_the_deadline(tmp_path, 
         assert alice.pending_order() is None  # no authority can hold a lock on it: the client is free
 
     run(tmp_path, scenario, SHORT)
+
+
+def test_an_order_an_authority_voted_for_in_an_earlier_round_is_never_dropped(tmp_path, short_deadlines):
+    # Round 1: auth1 and auth2 vote, the others are unreachable. Round 2: auth1 and auth2 are
+    # unreachable and the others refuse. The order may not be dropped: auth1 and auth2 hold
+    # their locks on it, and a different order at this sequence could never gather a quorum.
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        order = sign_order(alice.config.keypair, bob.me, 10, 0)
+        alice.store.commit({}, meta={PENDING_KEY: alice.store.encode_order(order)})
+        keys = [a.config.public_key for a in c.authorities]
+        rounds = iter([
+            {"outcome": "pending", "authorities": {}, "_may_hold_lock": {keys[0], keys[1]}},
+            {"outcome": "rejected", "authorities": {}, "_may_hold_lock": set()},
+        ])
+
+        async def scripted(_order):
+            return {"id": order.transfer_id, **next(rounds)}
+
+        alice._drive = scripted
+        record = await alice._settle(order, asyncio.get_running_loop().time() + 1.2)
+        assert record["outcome"] == "pending", record
+        assert alice.pending_order() == order
+
+    run(tmp_path, scenario, SHORT)
