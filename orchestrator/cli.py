@@ -422,9 +422,11 @@ def transfer(
 
     _emit(data, fmt, render)
     if data.get("outcome") != "confirmed":
+        why = ", ".join(f"{a} ({t.get('reason') or t.get('vote')})" for a, t in data.get("authorities", {}).items()
+                        if not a.startswith("recipient:") and t.get("vote") != "ok")
         err.print(f"[red]error:[/red] transfer {data.get('id', '?')} was not confirmed (outcome "
-                  f"{data.get('outcome')}): no quorum of authorities voted; `meshpay-lab status` shows "
-                  "which serve", highlight=False)
+                  f"{data.get('outcome')}): no quorum of authorities voted; no vote from {why or 'none'}; "
+                  "`meshpay-lab status` shows which serve", highlight=False, soft_wrap=True)
         raise typer.Exit(errors.FAILED)
 
 

@@ -230,3 +230,16 @@ def test_ctrl_c_during_up_says_how_to_clean_up_and_exits_130(tmp_path, monkeypat
     topo.write_text(TOPO.format(name="cc"))
     done = invoke("up", str(topo), "--labs-root", str(tmp_path / "labs"))
     assert done.exit_code == 130 and "meshpay-lab down --lab cc" in done.stderr
+
+
+def test_a_transfer_without_a_quorum_says_in_one_line_why_each_authority_gave_no_vote(labdir, monkeypatch):
+    record = {"id": "abc", "outcome": "pending", "authorities": {
+        "auth1": {"vote": "ok"}, "auth2": {"vote": "failed: ...", "reason": "no path"},
+        "auth3": {"vote": "failed: ...", "reason": "connection refused"}, "recipient:client2": {"confirm": "ok"}}}
+    monkeypatch.setattr(cli, "call", lambda lab_dir, verb, **kw: record)
+    done = invoke("transfer", "--from", "client1", "--to", "client2", "--amount", "5",
+                  "--labs-root", str(labdir.parent))
+    assert done.exit_code == 1
+    line = [text for text in done.stderr.splitlines() if "not confirmed" in text]
+    assert len(line) == 1, done.stderr
+    assert "auth2 (no path), auth3 (connection refused)" in line[0] and "auth1 (" not in line[0]
