@@ -530,8 +530,9 @@ class ClientService:
             status = f"failed: {exc}"
         timings[f"recipient:{name}"] = {"confirm": status, "confirm_ms": round((time.perf_counter() - start) * 1000, 3)}
 
-    async def _drive(self, order: TransferOrder) -> dict[str, Any]:
-        """Take a signed, persisted order to a certificate and broadcast it."""
+    async def _drive(self, order: TransferOrder) -> tuple[dict[str, Any], set[bytes]]:
+        """Take a signed, persisted order to a certificate and broadcast it. Returns the round's
+        record and the authorities that voted for the order or may have got it in this round."""
         start = time.perf_counter()
         timings: dict[str, dict[str, Any]] = {}
         collector, unlocked = await self._collect_votes(order, timings)
@@ -557,8 +558,7 @@ class ClientService:
             else:
                 outcome = "pending"
             record.update(outcome=outcome, votes_weight=collector.weight, refusals=collector.refusals_text())
-            record["_may_hold_lock"] = set(self.committee.weights) - unlocked
-            return record
+            return record, set(self.committee.weights) - unlocked
         cert = collector.certificate()
         certified = time.perf_counter()
         self._record(cert)
@@ -572,7 +572,7 @@ class ClientService:
         )
         self.store.put_transfer(order.transfer_id, record)
         self.metrics.observe("meshpay_transfer_seconds", "Time from order to quorum of confirmations.", done - start)
-        return record
+        return record, set(self.committee.weights) - unlocked
 
     async def _settle(self, order: TransferOrder, deadline: float) -> dict[str, Any]:
         """Drive `order` until it is confirmed or rejected, or `deadline` (event loop time) passes.
@@ -586,9 +586,9 @@ class ClientService:
         # that voted in an earlier round and is unreachable now still holds its lock.
         may_hold_lock: set[bytes] = set()
         for attempt in range(1, 10_000):
-            record = await self._drive(order)
+            record, got_it = await self._drive(order)
             record["attempts"] = attempt
-            may_hold_lock |= record.pop("_may_hold_lock", set())
+            may_hold_lock |= got_it
             pause = REDRIVE_PAUSE_S[min(attempt - 1, len(REDRIVE_PAUSE_S) - 1)]
             if record["outcome"] not in ("pending", "unreachable") or loop.time() + pause >= deadline:
                 break

@@ -468,12 +468,13 @@ def test_an_order_an_authority_voted_for_in_an_earlier_round_is_never_dropped(tm
         alice.store.commit({}, meta={PENDING_KEY: alice.store.encode_order(order)})
         keys = [a.config.public_key for a in c.authorities]
         rounds = iter([
-            {"outcome": "pending", "authorities": {}, "_may_hold_lock": {keys[0], keys[1]}},
-            {"outcome": "rejected", "authorities": {}, "_may_hold_lock": set()},
+            ({"outcome": "pending", "authorities": {}}, {keys[0], keys[1]}),
+            ({"outcome": "rejected", "authorities": {}}, set()),
         ])
 
         async def scripted(_order):
-            return {"id": order.transfer_id, **next(rounds)}
+            record, got_it = next(rounds)
+            return {"id": order.transfer_id, **record}, got_it
 
         alice._drive = scripted
         record = await alice._settle(order, asyncio.get_running_loop().time() + 1.2)
