@@ -37,7 +37,15 @@ CREATE TABLE IF NOT EXISTS certificates (
 CREATE INDEX IF NOT EXISTS certificates_by_recipient ON certificates (recipient, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS transfers (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    sender BLOB NOT NULL,
+    sequence INTEGER NOT NULL,
+    shard INTEGER NOT NULL,
+    PRIMARY KEY (sender, sequence)
+);
 """
+# outbox: credits this shard owes a sibling shard (shards.py), written in the same transaction
+# as the debit they come from and deleted once the sibling acknowledged them.
 # PRAGMA user_version of a database this code made. 2: balances as 16-byte signed big-endian
 # BLOBs (an authority's lagging view of a balance can leave 64 bits; see messages.py).
 SCHEMA_VERSION = 2
@@ -144,11 +152,13 @@ class Store:
         accounts: dict[bytes, Account],
         certificate: Certificate | None = None,
         meta: dict[str, bytes | None] | None = None,
+        forward_to: int | None = None,
     ) -> bool:
         """Write one state change atomically.
 
         With a certificate, the change happens only if that certificate is new to this store:
-        the return value says whether it was written, so nothing is ever applied twice.
+        the return value says whether it was written, so nothing is ever applied twice. With
+        `forward_to` too, the certificate's credit is owed to that sibling shard (outbox).
         """
         db = self._transaction()
         try:
@@ -162,6 +172,9 @@ class Store:
                 if cur.rowcount == 0:
                     db.execute("ROLLBACK")
                     return False
+                if forward_to is not None:
+                    db.execute("INSERT INTO outbox (sender, sequence, shard) VALUES (?, ?, ?)",
+                               (order.sender, order.sequence, forward_to))
             db.executemany(
                 "INSERT INTO accounts (key, balance, next_sequence, pending) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET balance=excluded.balance, "
@@ -221,6 +234,18 @@ class Store:
         ).fetchall()
         head = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM certificates").fetchone()[0]
         return [(r[0], _decode_certificate(r[1])) for r in rows], head
+
+    def outbox(self, limit: int) -> list[tuple[int, Certificate]]:
+        """Credits owed to sibling shards, oldest first: (shard, certificate)."""
+        rows = self._db.execute(
+            "SELECT o.shard, c.body FROM outbox o JOIN certificates c ON c.sender=o.sender AND c.sequence=o.sequence "
+            "ORDER BY c.id LIMIT ?", (limit,)).fetchall()
+        return [(r[0], _decode_certificate(r[1])) for r in rows]
+
+    def forwarded(self, certificate: Certificate) -> None:
+        """The sibling shard acknowledged this certificate's credit: it is owed no more."""
+        self._db.execute("DELETE FROM outbox WHERE sender=? AND sequence=?",
+                         (certificate.order.sender, certificate.order.sequence))
 
     def certificate_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
