@@ -82,7 +82,8 @@ async def serve(config: NodeConfig) -> None:
             announcer = Announcer(config)
         else:
             browser = Browser(config)
-    store = Store(config.db_path)
+    # Authorities commit in groups: replies wait for the commit (transport.py WireServer).
+    store = Store(config.db_path, group_commit=config.role == "authority")
     metrics = Metrics()
     pool = PeerPool()
     byzantine = os.environ.get("MESHPAY_BYZANTINE") or None
@@ -103,7 +104,8 @@ async def serve(config: NodeConfig) -> None:
         service = ClientService(config, store, metrics, pool, browser)
         handler = service.handle
     wire_server = WireServer(handler, config.wire_host, config.shard_wire_port,
-                             refusals=RefusalLog(logging.getLogger("meshpay.transport"), metrics))
+                             refusals=RefusalLog(logging.getLogger("meshpay.transport"), metrics),
+                             durable=store.flush if store.group_commit else None)
     try:
         await wire_server.start()
     except OSError as exc:

@@ -50,6 +50,8 @@ class ShardLink:
 
     async def forward(self, shard: int, certificate: Certificate) -> bool:
         """Deliver one owed credit to sibling `shard`; True once it acknowledged it."""
+        # The debit this credit comes from must be durable before the credit leaves (store.py).
+        self.store.flush()
         peer = self.pool.get(self.host, self.base_port + shard)
         try:
             reply = await peer.request(ShardCredit(certificate, credit_tag(self.key, certificate)), REQUEST_TIMEOUT)
