@@ -41,9 +41,9 @@ class UsageError(MeshpayError):
 
 def describe(exc: BaseException) -> tuple[str, int]:
     """(one line, or a few for a file with several problems; exit status) for `exc`."""
-    from orchestrator.lab import LabNotFound
-    from orchestrator.scenario import ScenarioError
-    from orchestrator.topology import TopologyError
+    from orchestrator.lab.labdir import LabNotFound
+    from orchestrator.lab.scenario import ScenarioError
+    from orchestrator.lab.topology import TopologyError
 
     if isinstance(exc, MeshpayError):
         return str(exc), exc.exit_code

@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator import lab, registry
+from orchestrator.lab import labdir
+
+from orchestrator.lab import registry
 
 
 def run(root: Path | None = None, probe: bool = False) -> dict:
     entries = {e.name: e for e in registry.live_entries()}
     rows = []
-    for name, lab_dir in lab.known_labs(root).items():
+    for name, lab_dir in labdir.known_labs(root).items():
         entry = entries.get(name)
         rows.append(_row(name, lab_dir, entry, probe))
     return {"labs": rows}
@@ -44,7 +46,7 @@ def _row(name: str, lab_dir: Path, entry: registry.Entry | None, probe: bool) ->
 
 
 def _serving(lab_dir: Path, nodes: int) -> tuple[str, bool]:
-    from orchestrator.dispatch import call
+    from orchestrator.vm.dispatch import call
 
     try:
         status = call(lab_dir, "status")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import deque
 from pathlib import Path
 
-from orchestrator import lab
+from orchestrator.lab import labdir
 
 
 def run(lab_dir: Path, node: str, lines: int = 50) -> dict:
     lab_dir = Path(lab_dir)
-    lab.lab_node(lab_dir, node)
+    labdir.lab_node(lab_dir, node)
     path = lab_dir / "nodes" / node / "node.log"
     if not path.exists():
         return {"node": node, "path": str(path), "lines": []}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from orchestrator.airspace import Airspace, Link, Outcome
+from orchestrator.air.airspace import Airspace, Link, Outcome
 
 RATES_MBPS = (1.0, 2.0, 5.5, 11.0, 6.0, 9.0, 12.0, 18.0, 24.0, 36.0, 48.0, 54.0)
 MANDATORY = (0, 1, 2, 3, 4, 6, 8)  # 1, 2, 5.5, 11 (DSSS/CCK); 6, 12, 24 (OFDM)

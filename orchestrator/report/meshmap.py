@@ -34,7 +34,7 @@ class Node:
 
 @dataclass(frozen=True)
 class Transfer:
-    """One transfer the lab ran (orchestrator/transferlog.py): who paid whom, and how it ended."""
+    """One transfer the lab ran (orchestrator/report/transferlog.py): who paid whom, and how it ended."""
     src: str
     dst: str
     outcome: str  # confirmed, rejected, pending, error

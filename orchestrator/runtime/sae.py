@@ -19,9 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import lab, mesh
-from orchestrator.health import process_alive
-from orchestrator.plan import MESH_IFNAME, NodePlan, Plan
+from orchestrator.lab import labdir
+
+from orchestrator.kernel import mesh
+from orchestrator.runtime.health import process_alive
+from orchestrator.lab.plan import MESH_IFNAME, NodePlan, Plan
 from orchestrator.runtime.base import NodeRef
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,8 @@ class SupplicantFiles:
 
 def files_for(lab_dir: Path, lab_name: str, node: str) -> SupplicantFiles:
     return SupplicantFiles(
-        config=lab.node_dir(lab_dir, node) / "wpa_supplicant.conf",
-        log=lab.node_dir(lab_dir, node) / "wpa_supplicant.log",
+        config=labdir.node_dir(lab_dir, node) / "wpa_supplicant.conf",
+        log=labdir.node_dir(lab_dir, node) / "wpa_supplicant.log",
         ctrl_dir=RUN_ROOT / lab_name / node,
     )
 
@@ -88,7 +90,7 @@ def start_all(lab_dir: Path, plan: Plan, state: dict, runtime, refs: dict[str, N
         files.ctrl_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         text = config_text(plan.mesh_id, plan.freq, password_for(plan, node, state["mesh_secret"]),
                            files.ctrl_dir, plan.beacon_interval, plan.dtim_period)
-        lab.write_secret_text(files.config, text)
+        labdir.write_secret_text(files.config, text)
         pids[node.name] = runtime.start(refs[node.name], argv(MESH_IFNAME, files.config), files.log)
         started.append(node)
     for node in started:

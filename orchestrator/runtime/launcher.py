@@ -5,7 +5,7 @@ and forking a child per node (each child enters its node's network namespace, th
 `meshpay.server.main`) turns minutes of start-up into seconds, and the children share the
 imported pages copy-on-write, which keeps memory per node low.
 
-Run as `python -m orchestrator.launcher` with a JSON list of
+Run as `python -m orchestrator.runtime.launcher` with a JSON list of
 `{"name", "netns_path", "config", "log"}` on stdin; prints `{"pids": {name: pid}}` and exits,
 leaving the nodes running in their own sessions.
 """
@@ -135,7 +135,7 @@ class Launcher:
     the biggest fixed cost of `up` under TCG (about a minute on a loaded host)."""
 
     def __init__(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-m", "orchestrator.launcher"],
+        self._proc = subprocess.Popen([sys.executable, "-m", "orchestrator.runtime.launcher"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
 

@@ -1,10 +1,10 @@
-"""The lab's wireless medium: `python -m orchestrator.medium --lab-dir DIR`, run in the lab's
+"""The lab's wireless medium: `python -m orchestrator.medium.process --lab-dir DIR`, run in the lab's
 medium netns (plan.medium_netns).
 
 It registers with mac80211_hwsim (HWSIM_CMD_REGISTER). From then on the kernel hands it every frame
 the lab's radios transmit (HWSIM_CMD_FRAME) instead of copying each frame to every radio; it
 delivers a frame (HWSIM_CMD_FRAME to the receiver) only to radios in range, with the signal of the
-path-loss model and a loss drawn from the SNR (orchestrator/airspace.py decides), then reports the
+path-loss model and a loss drawn from the SNR (orchestrator/air/airspace.py decides), then reports the
 outcome to the sender (HWSIM_CMD_TX_INFO_FRAME: acknowledged or not, attempts used), which is what
 lets mac80211 retry, adapt its rate and notice a peer is gone.
 
@@ -40,14 +40,14 @@ from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator import airtime
-from orchestrator.airspace import (Airspace, Link, MediumConfig, Movers, Outcome, config_path, mac_bytes,
+from orchestrator.air import airtime
+from orchestrator.air.airspace import (Airspace, Link, MediumConfig, Movers, Outcome, config_path, mac_bytes,
                                    moving_positions, read_config)
-from orchestrator.capture import Capture, Captures
-from orchestrator.airtime import Channel
-from orchestrator.shaping import Shaping
+from orchestrator.air.capture import Capture, Captures
+from orchestrator.air.airtime import Channel
+from orchestrator.air.shaping import Shaping
 
-log = logging.getLogger("orchestrator.medium")
+log = logging.getLogger("orchestrator.medium.process")
 
 STATS_FILE = "medium-stats.json"
 STATS_INTERVAL_S = 2.0
@@ -696,7 +696,7 @@ def _cpu() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.medium", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.medium.process", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lab-dir", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the random draws (loss): `up` passes the topology's `medium: seed`")

@@ -15,9 +15,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from orchestrator import mobility
-from orchestrator.trace import read_movements
-from orchestrator.yamldoc import DocumentError, parse_document
+from orchestrator.air import mobility
+from orchestrator.air.trace import read_movements
+from orchestrator.lab.yamldoc import DocumentError, parse_document
 
 # Names become parts of netns, radio and file names: keep them short, plain and traversal-proof.
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
@@ -88,8 +88,8 @@ class MeshSettings(_Strict):
 
     def param_problems(self) -> list[tuple[tuple, str]]:
         """(loc under `mesh`, message) for each unknown or out-of-range kernel parameter: checked
-        as nl80211 checks them (orchestrator/mesh.py), so a bad value fails before `up` makes anything."""
-        from orchestrator.mesh import mesh_config_attrs
+        as nl80211 checks them (orchestrator/kernel/mesh.py), so a bad value fails before `up` makes anything."""
+        from orchestrator.kernel.mesh import mesh_config_attrs
 
         problems: list[tuple[tuple, str]] = []
         for field_name, params in (("params", self.params), ("authority_params", self.authority_params)):
@@ -143,7 +143,7 @@ MESH_PARAMS = frozenset(
 
 
 class MediumSettings(_Strict):
-    """The lab's wireless medium (orchestrator/medium.py): who hears whom, how loud, how lossy.
+    """The lab's wireless medium (orchestrator/medium/process.py): who hears whom, how loud, how lossy.
 
     A frame reaches only radios within range (the shorter of the two nodes' ranges, as in the
     plan); the path-loss model gives its signal there, and the SNR its chance of being lost.
@@ -202,7 +202,7 @@ _TOPOLOGY_DIR: ContextVar[Path] = ContextVar("topology_dir", default=Path("."))
 
 
 class MobilitySpec(_Strict):
-    """How a node moves during a run (orchestrator/mobility.py), from its `position` on, once the
+    """How a node moves during a run (orchestrator/air/mobility.py), from its `position` on, once the
     lab serves. Any role may move; clients are the usual movers. docs/medium.md lists the models."""
 
     model: Literal["random_waypoint", "random_walk", "random_direction", "gauss_markov", "group", "trace"]
@@ -221,7 +221,7 @@ class MobilitySpec(_Strict):
     # wanders from its place in the group (default 5)
     follow: str | None = None
     radius: float | None = Field(default=None, gt=0, le=MAX_COORD)
-    # trace: a BonnMotion `.movements` file (orchestrator/trace.py), relative to the topology's
+    # trace: a BonnMotion `.movements` file (orchestrator/air/trace.py), relative to the topology's
     # folder, and which of its nodes (its line, from 0) this node replays (default 0)
     file: str | None = None
     trace_node: int | None = Field(default=None, ge=0, le=100_000)

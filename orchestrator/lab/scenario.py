@@ -23,8 +23,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orchestrator.topology import MAX_COORD, NAME_RE
-from orchestrator.yamldoc import DocumentError, parse_document
+from orchestrator.lab.topology import MAX_COORD, NAME_RE
+from orchestrator.lab.yamldoc import DocumentError, parse_document
 
 MAX_STEPS = 1000
 MAX_AT_S = 24 * 3600.0

@@ -1,7 +1,7 @@
 """The VM route: run the lab inside a virtme-ng VM when the host kernel has no mac80211_hwsim.
 
 One long-lived VM per lab. The lab directory is shared writable at the same path, so paths mean
-the same thing on both sides; the agent (`orchestrator/agent.py`) listens on guest port 8080 and a
+the same thing on both sides; the agent (`orchestrator/vm/agent.py`) listens on guest port 8080 and a
 QEMU user-mode NIC forwards one host loopback port to it. The lab directory records the VM in
 `vm.json`, so any later verb (and any later process) finds it.
 """
@@ -34,7 +34,7 @@ GUEST_ADDR = "10.0.2.15"
 GUEST_PREFIX = 24
 RECORD_NAME = "vm.json"
 LOG_NAME = "vm.log"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class VMError(RuntimeError):
@@ -185,7 +185,7 @@ def vng_argv(
 # kernel's last words go to vm.log, or a dead agent (a reset connection on the host) is a mystery.
 AGENT_WRAPPER = (
     'repo=$1 python=$2 lab=$3 port=$4; shift 4; '
-    'PYTHONPATH="$repo" "$python" -m orchestrator.agent --lab-dir "$lab" --port "$port" "$@"; rc=$?; '
+    'PYTHONPATH="$repo" "$python" -m orchestrator.vm.agent --lab-dir "$lab" --port "$port" "$@"; rc=$?; '
     'echo "agent exited with status $rc" >&2; dmesg 2>&1 | tail -n 40 >&2; exit $rc'
 )
 

@@ -16,7 +16,7 @@ def is_vm_lab(lab_dir: Path) -> bool:
 
 def call(lab_dir: Path, verb: str, **kwargs) -> dict:
     if is_vm_lab(lab_dir):
-        from orchestrator.vm import VMRecord
+        from orchestrator.vm.machine import VMRecord
 
         record = VMRecord.load(Path(lab_dir))
         if record is not None:

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator import lab
-from orchestrator.airspace import MediumConfig, Radio, impairments_in_force, read_config, write_config
-from orchestrator.health import process_alive
-from orchestrator.medium import STATS_FILE, STATS_INTERVAL_S
-from orchestrator.plan import Plan
-from orchestrator.propagation import Model
+from orchestrator.lab import labdir
+from orchestrator.air.airspace import MediumConfig, Radio, impairments_in_force, read_config, write_config
+from orchestrator.runtime.health import process_alive
+from orchestrator.medium.process import STATS_FILE, STATS_INTERVAL_S
+from orchestrator.lab.plan import Plan
+from orchestrator.air.propagation import Model
 from orchestrator.runtime.base import NodeRef
 from orchestrator.runtime.netns import NetnsRuntime
 
@@ -83,7 +83,7 @@ def ensure_running(lab_dir: Path, plan: Plan, state: dict) -> int:
 def medium_argv(lab_dir: Path, plan: Plan) -> list[str]:
     """The medium's command line, with the topology's seed for its random draws."""
     assert plan.medium is not None
-    return [sys.executable, "-m", "orchestrator.medium", "--lab-dir", str(lab_dir), "--seed", str(plan.medium.seed)]
+    return [sys.executable, "-m", "orchestrator.medium.process", "--lab-dir", str(lab_dir), "--seed", str(plan.medium.seed)]
 
 
 def health(lab_dir: Path, state: dict) -> dict:
@@ -128,7 +128,7 @@ def read_stats(lab_dir: Path) -> dict:
 
 def require_running(lab_dir: Path) -> dict:
     """The lab's state, once sure its medium runs; the error says why not and what to do."""
-    state = lab.read_state(lab_dir)
+    state = labdir.read_state(lab_dir)
     h = health(lab_dir, state)
     if h["state"] == "none":
         raise ValueError("this lab has no medium (its topology says `medium: none`): "

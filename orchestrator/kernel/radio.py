@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from orchestrator.netlink import (
+from orchestrator.kernel.netlink import (
     NETNS_DIR,
     HWSIM_CMD_DEL_RADIO,
     HWSIM_CMD_GET_RADIO,

@@ -1,4 +1,4 @@
-"""The agent: the one process the lab VM runs (`python -m orchestrator.agent --lab-dir DIR`).
+"""The agent: the one process the lab VM runs (`python -m orchestrator.vm.agent --lab-dir DIR`).
 
 It runs the lab's verbs inside the VM (`POST /verbs/{verb}`), proxies REST calls to the nodes
 over the management plane (`/nodes/{name}/{path}`), and powers the VM off on `POST /shutdown`
@@ -26,9 +26,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-log = logging.getLogger("orchestrator.agent")
+log = logging.getLogger("orchestrator.vm.agent")
 
-GUEST_ADDR = "10.0.2.15/24"  # matches orchestrator.vm.GUEST_ADDR; not imported to stay lean
+GUEST_ADDR = "10.0.2.15/24"  # matches orchestrator.vm.machine.GUEST_ADDR; not imported to stay lean
 VERB_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Verb errors a caller can fix by changing its request; anything else is the lab's fault (500).
 CALLER_ERRORS = (ValueError, LookupError, FileNotFoundError, FileExistsError, PermissionError)
@@ -227,7 +227,7 @@ def _uptime() -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.agent", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.vm.agent", description=__doc__)
     parser.add_argument("--lab-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--host", default="0.0.0.0")

@@ -8,7 +8,7 @@
   With no engine here the build runs in a throwaway VM that starts its own dockerd.
 
 Either way a VM lab needs the image as a tarball (build/node-image/meshpay-node.tar), which the
-lab VM's engine loads (orchestrator/engine.py).
+lab VM's engine loads (orchestrator/runtime/engine.py).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import engine
+from orchestrator.runtime import engine
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WHEELS = REPO / "node_image" / "wheels"
 LOCAL_BASE = "meshpay-base:bookworm"
 BASE_TAR = "base.tar"
@@ -117,9 +117,9 @@ def build_with(cli, base: str, save_dir: Path | None) -> str | None:
 
 
 def _build_in_vm(image_dir: Path) -> None:
-    from orchestrator.vm import run_once
+    from orchestrator.vm.machine import run_once
 
-    argv = ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "orchestrator.image",
+    argv = ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "orchestrator.verbs.image",
             "--inside-vm", str(image_dir)]
     done = run_once(argv, rwdirs=[image_dir], timeout=VM_BUILD_TIMEOUT_S, memory="3G")
     if done.returncode != 0 or not (image_dir / engine.IMAGE_TAR).exists():
@@ -135,7 +135,7 @@ def _run(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Inside the build VM: start an engine, import the base, build, save the tarball."""
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.image")
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.verbs.image")
     parser.add_argument("--inside-vm", type=Path, required=True, metavar="IMAGE_DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="image %(message)s")

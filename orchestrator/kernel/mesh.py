@@ -1,7 +1,7 @@
 """A node's 802.11s mesh point, driven from inside the node's netns.
 
 Everything here is nl80211 over pyroute2, with the mesh attributes pyroute2 leaves raw (mesh
-config, mpath info, plink action) described in orchestrator/netlink.py; no `iw` is needed. Link
+config, mpath info, plink action) described in orchestrator/kernel/netlink.py; no `iw` is needed. Link
 state and addresses go through rtnetlink (pyroute2 IPRoute) in the same netns.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from orchestrator.netlink import (
+from orchestrator.kernel.netlink import (
     NETLINK_ROUTE,
     MESHCONF_ATTRS,
     NL80211_CMD_DEL_INTERFACE,
@@ -35,7 +35,7 @@ from orchestrator.netlink import (
     send_with_acks,
     write_sysctl,
 )
-from orchestrator.topology import BEACON_INTERVAL_TU, DTIM_PERIOD
+from orchestrator.lab.topology import BEACON_INTERVAL_TU, DTIM_PERIOD
 
 log = logging.getLogger(__name__)
 

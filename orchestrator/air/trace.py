@@ -17,7 +17,7 @@ import itertools
 import math
 from pathlib import Path
 
-from orchestrator.mobility import Waypoint
+from orchestrator.air.mobility import Waypoint
 
 MAX_TRACE_BYTES = 8 << 20
 

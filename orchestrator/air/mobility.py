@@ -20,7 +20,7 @@ times seconds, speeds m/s; a node never leaves its model's area.
 - Group (reference point group mobility, Hong, Gerla, Pei, Chiang 1999): a member follows a
   leader's motion (the group's reference point) at its starting offset from it, plus a deviation of
   its own that wanders within `radius` metres; it is held inside its area.
-- Trace replay: straight lines between timed positions read from a file (orchestrator/trace.py),
+- Trace replay: straight lines between timed positions read from a file (orchestrator/air/trace.py),
   still at the last one after the trace ends.
 """
 

@@ -1,7 +1,7 @@
 """Checks that need more than one file's own schema, run at load before anything is touched:
 the planned mesh against the kernel's TTLs, and a scenario's node names against its topology (or
 the running lab). `meshpay-lab validate`, `up` and `run` all use them. Every problem names the
-file, the line and the field (orchestrator/yamldoc.py spells them).
+file, the line and the field (orchestrator/lab/yamldoc.py spells them).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator import lab
+from orchestrator.lab import labdir
 from orchestrator.errors import UsageError
-from orchestrator.plan import Plan, make_plan
-from orchestrator.scenario import RELAY, FaultStep, MoveStep, Scenario, TransferStep, load_scenario
-from orchestrator.topology import Topology, TopologyError, load_topology
-from orchestrator.yamldoc import line_of, problem
+from orchestrator.lab.plan import Plan, make_plan
+from orchestrator.lab.scenario import RELAY, FaultStep, MoveStep, Scenario, TransferStep, load_scenario
+from orchestrator.lab.topology import Topology, TopologyError, load_topology
+from orchestrator.lab.yamldoc import line_of, problem
 
 # mac80211's defaults (net/wireless/mesh.c: MESH_TTL, MESH_DEFAULT_ELEMENT_TTL).
 DEFAULT_TTL = 31
@@ -110,7 +110,7 @@ def check_scenario(scenario: Scenario, source: str, roles: Mapping[str, str], ag
 
 
 def check_scenario_against_lab(scenario: Scenario, source: str, lab_dir: Path) -> None:
-    nodes = lab.read_lab_json(lab_dir)["nodes"]
+    nodes = labdir.read_lab_json(lab_dir)["nodes"]
     check_scenario(scenario, source, {n: v["role"] for n, v in nodes.items()}, f"lab {lab_dir.name}")
 
 

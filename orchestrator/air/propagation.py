@@ -1,6 +1,6 @@
 """Radio propagation: path loss over distance, received signal, and the chance a frame is lost.
 
-Pure functions, no I/O: the medium process (orchestrator/medium.py) evaluates them once per pair
+Pure functions, no I/O: the medium process (orchestrator/medium/process.py) evaluates them once per pair
 of radios when positions change, never per frame.
 """
 

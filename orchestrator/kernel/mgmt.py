@@ -13,7 +13,7 @@ import logging
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from orchestrator.netlink import iproute
+from orchestrator.kernel.netlink import iproute
 
 log = logging.getLogger(__name__)
 

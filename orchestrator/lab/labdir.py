@@ -1,11 +1,11 @@
 """The lab directory: where `up` records what it made, so every other verb finds it.
 
-Labs are found by name through the host-wide registry (orchestrator/registry.py) from any
+Labs are found by name through the host-wide registry (orchestrator/lab/registry.py) from any
 directory; `--labs-root` (or $MESHPAY_LAB_ROOT) narrows the search to the labs under one root.
 
     labs/<lab>/state.json      what exists (plan, pids); written after every step
     labs/<lab>/lab.json        for people and scripts: every node's role, addresses, REST URL
-    labs/<lab>/vm.json         the VM of the VM route, if any (written by orchestrator.vm)
+    labs/<lab>/vm.json         the VM of the VM route, if any (written by orchestrator.vm.machine)
     labs/<lab>/nodes/<node>/   node.json (config, owner-only), state.db, node.log
 """
 
@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from orchestrator import registry
+from orchestrator.lab import registry
 
 DEFAULT_ROOT = Path("labs")
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-log = logging.getLogger("orchestrator.capture")
+log = logging.getLogger("orchestrator.air.capture")
 
 REQUEST_FILE = "capture.json"
 LINKTYPE_IEEE802_11_RADIOTAP = 127

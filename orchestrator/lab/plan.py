@@ -1,7 +1,7 @@
 """The plan: everything `up` will create for a topology, decided before anything is touched.
 
 Pure: no I/O. Names, addresses and MACs are derived from the lab's identity (its id and management
-subnet, allocated by `up` from the host-wide registry, orchestrator/registry.py, and kept in
+subnet, allocated by `up` from the host-wide registry, orchestrator/lab/registry.py, and kept in
 state.json) and the node order, so a re-run of `up` (reconcile) and a `down` after a crash compute
 the same names as the first `up`.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from orchestrator.airspace import Impairment
-from orchestrator.mobility import Motion
-from orchestrator.registry import Identity
-from orchestrator.topology import Topology
+from orchestrator.air.airspace import Impairment
+from orchestrator.air.mobility import Motion
+from orchestrator.lab.registry import Identity
+from orchestrator.lab.topology import Topology
 
 WIRE_PORT = 7100
 API_PORT = 8080

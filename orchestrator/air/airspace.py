@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from orchestrator.mobility import Motion, Trajectory
-from orchestrator.propagation import RATE_MIN_SNR_DB, Model, loss_by_rate, signal_dbm
+from orchestrator.air.mobility import Motion, Trajectory
+from orchestrator.air.propagation import RATE_MIN_SNR_DB, Model, loss_by_rate, signal_dbm
 
 CONFIG_FILE = "medium.json"
 NO_LOSS = (0.0,) * len(RATE_MIN_SNR_DB)

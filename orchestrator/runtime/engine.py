@@ -4,7 +4,7 @@ Inside the lab's VM nothing runs dockerd, so the first verb that needs an engine
 detached, with its data on a tmpfs (the VM's root filesystem is the host's, read-only) and no
 networking of its own (`--iptables=false --bridge=none`: node containers get `--network none`
 and the lab wires them itself). No registry is reachable there: the node image comes from the
-tarball `meshpay-lab image build` saved (orchestrator/image.py).
+tarball `meshpay-lab image build` saved (orchestrator/verbs/image.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 NODE_IMAGE = "meshpay-node:latest"
 # Where `image build` leaves the saved node image; the VM sees the host's files at the same path.
-IMAGE_DIR = Path(os.environ.get("MESHPAY_IMAGE_DIR", Path(__file__).resolve().parents[1] / "build" / "node-image"))
+IMAGE_DIR = Path(os.environ.get("MESHPAY_IMAGE_DIR", Path(__file__).resolve().parents[2] / "build" / "node-image"))
 IMAGE_TAR = "meshpay-node.tar"
 ENGINE_DIR = Path("/run/meshpay-lab/docker")
 START_TIMEOUT_S = 120.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.plan import API_PORT, WIRE_PORT, NodePlan, Plan
+from orchestrator.lab.plan import API_PORT, WIRE_PORT, NodePlan, Plan
 
 
 def node_configs(plan: Plan, seeds: dict[str, str], pubkeys: dict[str, str], token: str,
