@@ -15,7 +15,6 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from orchestrator.kernel.netlink import (
     NETLINK_ROUTE,
-    MESHCONF_ATTRS,
     NL80211_CMD_DEL_INTERFACE,
     NL80211_CMD_GET_INTERFACE,
     NL80211_CMD_GET_MESH_CONFIG,
@@ -35,7 +34,7 @@ from orchestrator.kernel.netlink import (
     send_with_acks,
     write_sysctl,
 )
-from orchestrator.lab.topology import BEACON_INTERVAL_TU, DTIM_PERIOD
+from orchestrator.kernel import meshconf
 
 log = logging.getLogger(__name__)
 
@@ -46,61 +45,6 @@ PLINK_STATES = ("LISTEN", "OPN_SNT", "OPN_RCVD", "CNF_RCVD", "ESTAB", "HOLDING",
 
 # enum nl80211_mpath_flags
 MPATH_FLAGS = {1: "ACTIVE", 2: "RESOLVING", 4: "SN_VALID", 8: "FIXED", 16: "RESOLVED"}
-
-# `iw set mesh_param` names -> nl80211 attribute, so topologies use the names people know
-MESH_PARAMS: dict[str, str] = {
-    "mesh_retry_timeout": "NL80211_MESHCONF_RETRY_TIMEOUT",
-    "mesh_confirm_timeout": "NL80211_MESHCONF_CONFIRM_TIMEOUT",
-    "mesh_holding_timeout": "NL80211_MESHCONF_HOLDING_TIMEOUT",
-    "mesh_max_peer_links": "NL80211_MESHCONF_MAX_PEER_LINKS",
-    "mesh_max_retries": "NL80211_MESHCONF_MAX_RETRIES",
-    "mesh_ttl": "NL80211_MESHCONF_TTL",
-    "mesh_element_ttl": "NL80211_MESHCONF_ELEMENT_TTL",
-    "mesh_auto_open_plinks": "NL80211_MESHCONF_AUTO_OPEN_PLINKS",
-    "mesh_hwmp_max_preq_retries": "NL80211_MESHCONF_HWMP_MAX_PREQ_RETRIES",
-    "mesh_path_refresh_time": "NL80211_MESHCONF_PATH_REFRESH_TIME",
-    "mesh_min_discovery_timeout": "NL80211_MESHCONF_MIN_DISCOVERY_TIMEOUT",
-    "mesh_hwmp_active_path_timeout": "NL80211_MESHCONF_HWMP_ACTIVE_PATH_TIMEOUT",
-    "mesh_hwmp_preq_min_interval": "NL80211_MESHCONF_HWMP_PREQ_MIN_INTERVAL",
-    "mesh_hwmp_net_diameter_traversal_time": "NL80211_MESHCONF_HWMP_NET_DIAM_TRVS_TIME",
-    "mesh_hwmp_rootmode": "NL80211_MESHCONF_HWMP_ROOTMODE",
-    "mesh_hwmp_rann_interval": "NL80211_MESHCONF_HWMP_RANN_INTERVAL",
-    "mesh_gate_announcements": "NL80211_MESHCONF_GATE_ANNOUNCEMENTS",
-    "mesh_hwmp_perr_min_interval": "NL80211_MESHCONF_HWMP_PERR_MIN_INTERVAL",
-    "mesh_fwding": "NL80211_MESHCONF_FORWARDING",
-    "mesh_rssi_threshold": "NL80211_MESHCONF_RSSI_THRESHOLD",
-    "mesh_sync_offset_max_neighbor": "NL80211_MESHCONF_SYNC_OFFSET_MAX_NEIGHBOR",
-    "mesh_hwmp_active_path_to_root_timeout": "NL80211_MESHCONF_HWMP_PATH_TO_ROOT_TIMEOUT",
-    "mesh_hwmp_root_interval": "NL80211_MESHCONF_HWMP_ROOT_INTERVAL",
-    "mesh_hwmp_confirmation_interval": "NL80211_MESHCONF_HWMP_CONFIRMATION_INTERVAL",
-    "mesh_power_mode": "NL80211_MESHCONF_POWER_MODE",
-    "mesh_awake_window": "NL80211_MESHCONF_AWAKE_WINDOW",
-    "mesh_plink_timeout": "NL80211_MESHCONF_PLINK_TIMEOUT",
-    "mesh_connected_to_gate": "NL80211_MESHCONF_CONNECTED_TO_GATE",
-    "mesh_nolearn": "NL80211_MESHCONF_NOLEARN",
-    "mesh_connected_to_as": "NL80211_MESHCONF_CONNECTED_TO_AS",
-}
-_PARAM_BY_ATTR = {attr: name for name, attr in MESH_PARAMS.items()}
-_ATTR_KIND = dict(MESHCONF_ATTRS)
-# Params the kernel holds to a narrower range than their size: net/wireless/nl80211.c,
-# nl80211_meshconf_params_policy (NLA_POLICY_RANGE/MIN/MAX) and the extra checks in
-# nl80211_parse_mesh_config (the u32 timeouts to 1..65535). Outside it the join fails with EINVAL.
-_KERNEL_RANGES = {
-    "mesh_retry_timeout": (1, 255), "mesh_confirm_timeout": (1, 255), "mesh_holding_timeout": (1, 255),
-    "mesh_max_peer_links": (0, 255), "mesh_max_retries": (0, 16), "mesh_ttl": (1, 255),
-    "mesh_element_ttl": (1, 255), "mesh_auto_open_plinks": (0, 1), "mesh_sync_offset_max_neighbor": (1, 255),
-    "mesh_path_refresh_time": (1, 65535), "mesh_min_discovery_timeout": (1, 65535),
-    "mesh_hwmp_active_path_timeout": (1, 65535), "mesh_hwmp_preq_min_interval": (1, 65535),
-    "mesh_hwmp_perr_min_interval": (1, 65535), "mesh_hwmp_net_diameter_traversal_time": (1, 65535),
-    "mesh_hwmp_rootmode": (0, 4), "mesh_hwmp_rann_interval": (1, 65535), "mesh_gate_announcements": (0, 1),
-    "mesh_fwding": (0, 1), "mesh_rssi_threshold": (-255, 0),
-    "mesh_hwmp_active_path_to_root_timeout": (1, 65535), "mesh_hwmp_root_interval": (1, 65535),
-    "mesh_hwmp_confirmation_interval": (1, 65535), "mesh_power_mode": (1, 3),  # ACTIVE..DEEP_SLEEP
-    "mesh_connected_to_gate": (0, 1), "mesh_nolearn": (0, 1), "mesh_connected_to_as": (0, 1),
-}
-_RANGES = {"uint8": (0, 0xFF), "uint16": (0, 0xFFFF), "uint32": (0, 0xFFFFFFFF),
-           "int32": (-(2**31), 2**31 - 1)}
-
 
 class StationUnknown(RuntimeError):
     """The kernel has no station entry for that peer (not heard yet, or just expired)."""
@@ -132,17 +76,9 @@ class MeshPath:
 
 
 def mesh_config_attrs(params: dict[str, int]) -> list[list[object]]:
-    """Validate `iw`-style mesh params and turn them into NL80211_ATTR_MESH_CONFIG attributes."""
-    attrs: list[list[object]] = []
-    for name, value in params.items():
-        attr = MESH_PARAMS.get(name)
-        if attr is None:
-            raise ValueError(f"unknown mesh param {name!r}; known: {', '.join(sorted(MESH_PARAMS))}")
-        low, high = _KERNEL_RANGES.get(name) or _RANGES[_ATTR_KIND[attr]]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"mesh param {name}={value!r}: want an integer in {low}..{high}")
-        attrs.append([attr, value])
-    return attrs
+    """`iw`-style mesh params as NL80211_ATTR_MESH_CONFIG attributes; ValueError (from
+    meshconf.check_param) on an unknown name or a value the kernel would refuse."""
+    return [[meshconf.check_param(name, value), value] for name, value in params.items()]
 
 
 def create_mesh_point(
@@ -207,11 +143,7 @@ def join_attrs(ifindex: int, mesh_id: str, freq_mhz: int, params: dict[str, int]
                beacon_interval: int | None = None, dtim_period: int | None = None) -> list[list[object]]:
     """NL80211_CMD_JOIN_MESH's attributes; bad params, beacon interval or DTIM period raise
     ValueError before anything is sent (the kernel would only say EINVAL)."""
-    for what, value, (low, high) in (("beacon interval (TU)", beacon_interval, BEACON_INTERVAL_TU),
-                                     ("DTIM period", dtim_period, DTIM_PERIOD)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or not low <= value <= high):
-            raise ValueError(f"{what} {value!r}: want an integer in {low}..{high}")
+    meshconf.check_join(beacon_interval, dtim_period)
     config = mesh_config_attrs(params)
     attrs: list[list[object]] = [
         ["NL80211_ATTR_IFINDEX", ifindex],
@@ -261,7 +193,7 @@ def mesh_params(netns: str, ifname: str) -> dict[str, int]:
         (reply,) = sock.request(NL80211_CMD_GET_MESH_CONFIG,
                                 [["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)]])
     config = reply.get_attr("NL80211_ATTR_MESH_CONFIG")
-    return {_PARAM_BY_ATTR[name]: value for name, value in config["attrs"] if name in _PARAM_BY_ATTR}
+    return {meshconf.PARAM_BY_ATTR[name]: value for name, value in config["attrs"] if name in meshconf.PARAM_BY_ATTR}
 
 
 def set_mesh_params(netns: str, ifname: str, params: dict[str, int]) -> None:

@@ -23,6 +23,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orchestrator.errors import BadInputFile
 from orchestrator.lab.topology import MAX_COORD, NAME_RE
 from orchestrator.lab.yamldoc import DocumentError, parse_document
 
@@ -31,7 +32,7 @@ MAX_AT_S = 24 * 3600.0
 RELAY = "@relay"  # in a fault step's `node`: the relay a path uses, resolved when the step plays
 
 
-class ScenarioError(ValueError):
+class ScenarioError(BadInputFile):
     """A scenario file that cannot be played; the message says where and why."""
 
 

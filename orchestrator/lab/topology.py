@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from orchestrator.air import mobility
+from orchestrator.errors import BadInputFile
+from orchestrator.kernel import meshconf
 from orchestrator.air.trace import read_movements
 from orchestrator.lab.yamldoc import DocumentError, parse_document
 
@@ -35,12 +37,9 @@ MAX_MOTION_S = 3600.0
 PASSWORD_RE = re.compile(r"^[\x20-\x7e]{8,63}$")
 # The 802.11 mesh ID is at most 32 bytes; printable ASCII keeps bytes == characters.
 MESH_ID_RE = re.compile(r"^[\x21-\x7e]{1,32}$")
-# What cfg80211 accepts at mesh join (cfg80211_validate_beacon_int, nl80211_join_mesh in 6.1).
-BEACON_INTERVAL_TU = (10, 10000)
-DTIM_PERIOD = (1, 100)
 
 
-class TopologyError(ValueError):
+class TopologyError(BadInputFile):
     """A topology file that cannot be used; the message says where and why."""
 
 
@@ -74,9 +73,9 @@ class MeshSettings(_Strict):
     # Given at mesh join (nl80211, or wpa_supplicant's network block under SAE); unset keeps the
     # joiner's default: 1000 TU and DTIM 2 for the kernel's join, 100 TU for wpa_supplicant's.
     # Each beacon is a frame through the medium to every neighbour.
-    beacon_interval: int | None = Field(default=None, ge=BEACON_INTERVAL_TU[0], le=BEACON_INTERVAL_TU[1],
+    beacon_interval: int | None = Field(default=None, ge=meshconf.BEACON_INTERVAL_TU[0], le=meshconf.BEACON_INTERVAL_TU[1],
                                         description="beacon interval, TU (1.024 ms)")
-    dtim_period: int | None = Field(default=None, ge=DTIM_PERIOD[0], le=DTIM_PERIOD[1],
+    dtim_period: int | None = Field(default=None, ge=meshconf.DTIM_PERIOD[0], le=meshconf.DTIM_PERIOD[1],
                                     description="beacons per DTIM")
 
     @field_validator("id")
@@ -88,17 +87,16 @@ class MeshSettings(_Strict):
 
     def param_problems(self) -> list[tuple[tuple, str]]:
         """(loc under `mesh`, message) for each unknown or out-of-range kernel parameter: checked
-        as nl80211 checks them (orchestrator/kernel/mesh.py), so a bad value fails before `up` makes anything."""
-        from orchestrator.kernel.mesh import mesh_config_attrs
-
+        as nl80211 checks them (kernel/meshconf.py), so a bad value fails before `up` makes anything."""
         problems: list[tuple[tuple, str]] = []
         for field_name, params in (("params", self.params), ("authority_params", self.authority_params)):
             for name, value in params.items():
-                if name not in MESH_PARAMS:
-                    problems.append(((field_name, name), f"unknown mesh parameter; known: {', '.join(sorted(MESH_PARAMS))}"))
+                if name not in meshconf.TOPOLOGY_PARAMS:
+                    known = ", ".join(sorted(meshconf.TOPOLOGY_PARAMS))
+                    problems.append(((field_name, name), f"unknown mesh parameter; known: {known}"))
                     continue
                 try:
-                    mesh_config_attrs({name: value})
+                    meshconf.check_param(name, value)
                 except ValueError as exc:
                     problems.append(((field_name, name), f"{exc} (the kernel refuses anything else)"))
         return problems
@@ -113,33 +111,6 @@ class MeshSettings(_Strict):
         if self.password is not None and self.security != "sae":
             raise ValueError("mesh.password is only used with `security: sae`")
         return self
-
-
-MESH_PARAMS = frozenset(
-    {
-        "mesh_fwding",
-        "mesh_hwmp_rootmode",
-        "mesh_hwmp_active_path_timeout",
-        "mesh_hwmp_preq_min_interval",
-        "mesh_hwmp_net_diameter_traversal_time",
-        "mesh_hwmp_max_preq_retries",
-        "mesh_hwmp_root_interval",
-        "mesh_hwmp_active_path_to_root_timeout",
-        "mesh_min_discovery_timeout",
-        "mesh_hwmp_rann_interval",
-        "mesh_path_refresh_time",
-        "mesh_element_ttl",
-        "mesh_ttl",
-        "mesh_retry_timeout",
-        "mesh_confirm_timeout",
-        "mesh_holding_timeout",
-        "mesh_max_retries",
-        "mesh_max_peer_links",
-        "mesh_rssi_threshold",
-        "mesh_plink_timeout",
-        "mesh_gate_announcements",
-    }
-)
 
 
 class MediumSettings(_Strict):
