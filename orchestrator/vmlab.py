@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from orchestrator import labfiles
 from orchestrator.lab import labdir
 
 from orchestrator.lab import registry
@@ -31,7 +32,7 @@ def up_in_vm(lab_dir: Path, topology: Path, on_step: Callable[[str], None] | Non
         except Exception:
             vm.stop(record, timeout=10)  # a VM that never answered is no use to anyone
             raise
-    with _follow_progress(lab_dir / "progress.log", step):
+    with _follow_progress(lab_dir / labfiles.PROGRESS, step):
         args = {"topology": str(topology)} | ({"runtime": runtime} if runtime else {})
         result = agent_call(record.port, "up", args)
     # Inside the VM a node's REST URL is its management address; from the host, the agent's

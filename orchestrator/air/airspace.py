@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from orchestrator import labfiles
+from orchestrator import atomic
 from orchestrator.air.mobility import Motion, Trajectory
 from orchestrator.air.propagation import RATE_MIN_SNR_DB, Model, loss_by_rate, signal_dbm
 
-CONFIG_FILE = "medium.json"
+CONFIG_FILE = labfiles.MEDIUM_CONFIG
 NO_LOSS = (0.0,) * len(RATE_MIN_SNR_DB)
 
 
@@ -145,12 +146,16 @@ def read_config(lab_dir: Path) -> MediumConfig:
                           "(its topology says `medium: none`), or it is not up") from None
 
 
+def in_range(distance_m: float, range_a_m: float, range_b_m: float) -> bool:
+    """Do two radios `distance_m` apart, with these ranges, hear each other? A link needs each end
+    to hear the other, so the shorter range decides. The plan's blocked pairs and the medium's
+    deliveries both follow this rule."""
+    return distance_m <= min(range_a_m, range_b_m)
+
+
 def write_config(lab_dir: Path, cfg: MediumConfig) -> None:
     # write then rename: the medium never reads half a file
-    path = config_path(lab_dir)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cfg.to_json(), indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(config_path(lab_dir), json.dumps(cfg.to_json(), indent=1) + "\n")
 
 
 class Movers:
@@ -232,7 +237,7 @@ class Airspace:
                     if rx is tx or rx.name in cfg.isolated:
                         continue
                     d = math.dist(tx.position, rx.position)
-                    if d > min(tx.range, rx.range):  # as plan.in_range: the shorter range decides
+                    if not in_range(d, tx.range, rx.range):
                         continue
                     sig = signal_dbm(cfg.model, d, cfg.freq)
                     loss = loss_by_rate(sig - cfg.model.noise_dbm) if cfg.loss else NO_LOSS

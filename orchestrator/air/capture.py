@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import struct
 import time
 from collections.abc import Iterable
@@ -30,9 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from orchestrator import labfiles
+from orchestrator import atomic
+
 log = logging.getLogger("orchestrator.air.capture")
 
-REQUEST_FILE = "capture.json"
+REQUEST_FILE = labfiles.CAPTURE_REQUEST
 LINKTYPE_IEEE802_11_RADIOTAP = 127
 SNAPLEN = 65535
 
@@ -130,9 +132,7 @@ def request_path(lab_dir: Path) -> Path:
 
 
 def write_request(lab_dir: Path, req: CaptureRequest) -> None:
-    tmp = request_path(lab_dir).with_suffix(".tmp")
-    tmp.write_text(json.dumps(req.to_json()) + "\n")
-    os.replace(tmp, request_path(lab_dir))  # the medium never reads half a request
+    atomic.write_text(request_path(lab_dir), json.dumps(req.to_json()) + "\n")  # the medium never reads half a request
 
 
 def read_request(lab_dir: Path) -> CaptureRequest | None:

@@ -3,10 +3,7 @@
 Labs are found by name through the host-wide registry (orchestrator/lab/registry.py) from any
 directory; `--labs-root` (or $MESHPAY_LAB_ROOT) narrows the search to the labs under one root.
 
-    labs/<lab>/state.json      what exists (plan, pids); written after every step
-    labs/<lab>/lab.json        for people and scripts: every node's role, addresses, REST URL
-    labs/<lab>/vm.json         the VM of the VM route, if any (written by orchestrator.vm.machine)
-    labs/<lab>/nodes/<node>/   node.json (config, owner-only), state.db, node.log
+The files in it are named in orchestrator/labfiles.py.
 """
 
 from __future__ import annotations
@@ -15,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from orchestrator import labfiles
+from orchestrator import atomic
 from orchestrator.lab import registry
 
 DEFAULT_ROOT = Path("labs")
@@ -29,7 +28,7 @@ def lab_dir(name: str, root: Path | None = None) -> Path:
 
 
 def is_lab(path: Path) -> bool:
-    return (path / "state.json").exists() or (path / "vm.json").exists()
+    return (path / labfiles.STATE).exists() or (path / labfiles.VM_RECORD).exists()
 
 
 def known_labs(root: Path | None = None) -> dict[str, Path]:
@@ -61,12 +60,7 @@ def find_lab(name: str | None, root: Path | None = None) -> Path:
 def _write_json(path: Path, data: dict, mode: int = 0o644) -> None:
     # Write then rename, so a crash mid-write never leaves a half state file for `down` to trip on.
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
 def read_json(path: Path) -> dict:
@@ -74,7 +68,7 @@ def read_json(path: Path) -> dict:
 
 
 def state_path(lab: Path) -> Path:
-    return lab / "state.json"
+    return lab / labfiles.STATE
 
 
 def read_state(lab: Path) -> dict:
@@ -90,7 +84,7 @@ def write_state(lab: Path, state: dict) -> None:
 
 
 def token_path(lab: Path) -> Path:
-    return lab / "token"
+    return lab / labfiles.TOKEN
 
 
 def write_token(lab: Path, token: str) -> None:
@@ -104,15 +98,15 @@ def read_token(lab: Path) -> str:
 
 
 def write_lab_json(lab: Path, info: dict) -> None:
-    _write_json(lab / "lab.json", info)
+    _write_json(lab / labfiles.LAB, info)
 
 
 def read_lab_json(lab: Path) -> dict:
-    return read_json(lab / "lab.json")
+    return read_json(lab / labfiles.LAB)
 
 
 def node_dir(lab: Path, node: str) -> Path:
-    path = lab / "nodes" / node
+    path = lab / labfiles.NODES_DIR / node
     path.mkdir(parents=True, exist_ok=True)
     return path
 

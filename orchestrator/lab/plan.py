@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from orchestrator.air import airspace
 from orchestrator.air.airspace import Impairment
 from orchestrator.air.mobility import Motion
 from orchestrator.lab.registry import Identity
@@ -168,8 +169,8 @@ def node_mac(lid: str, index: int) -> str:
 
 
 def in_range(a: NodePlan, b: NodePlan) -> bool:
-    # A link needs each end to hear the other, so the shorter range decides.
-    return math.dist(a.position, b.position) <= min(a.range, b.range)
+    """Whether two planned nodes hear each other where they start (airspace.in_range)."""
+    return airspace.in_range(math.dist(a.position, b.position), a.range, b.range)
 
 
 def make_plan(topo: Topology, identity: Identity = UNALLOCATED) -> Plan:

@@ -29,6 +29,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from orchestrator import labfiles
+from orchestrator import atomic
+
 DEFAULT_DIR = Path("/run/meshpay-lab")
 # Interface names are capped at 15 characters: four hex digits fit `mp<id>v<249>` and `mpl<id>-<249>`.
 ID_SPACE = 0xFFFF
@@ -94,9 +97,7 @@ def _locked() -> Iterator[dict]:
             data = {}  # a torn file cannot happen (write then rename); a hand-edited one is rebuilt
         data.setdefault("labs", {})
         yield data
-        tmp = _path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, _path())
+        atomic.write_text(_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _lock_path(name: str) -> Path:
@@ -134,7 +135,7 @@ def _lock_held(name: str) -> bool:
 
 def _live(entry: Entry, holder_pid: int) -> bool:
     d = Path(entry.lab_dir)
-    if (d / "state.json").exists() or (d / "vm.json").exists():
+    if (d / labfiles.STATE).exists() or (d / labfiles.VM_RECORD).exists():
         return True
     # an `up` between its claim and its first state file holds the lab lock (not us: we hold it too)
     return entry.pid not in (None, holder_pid) and _lock_held(entry.name)

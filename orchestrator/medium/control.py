@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from orchestrator import labfiles
 from orchestrator.lab import labdir
 from orchestrator.air.airspace import MediumConfig, Radio, impairments_in_force, read_config, write_config
 from orchestrator.runtime.health import process_alive
@@ -26,7 +27,7 @@ from orchestrator.runtime.netns import NetnsRuntime
 
 START_TIMEOUT_S = 60.0
 APPLY_TIMEOUT_S = 10.0
-LOG_FILE = "medium.log"
+LOG_FILE = labfiles.MEDIUM_LOG
 DEAD = ("the medium process is not running: the kernel has fallen back to a perfect medium where "
         "every radio hears every other, so ranges, moves and isolation no longer hold; "
         "run `meshpay-lab up` again to restart it")
@@ -65,7 +66,7 @@ def ensure_running(lab_dir: Path, plan: Plan, state: dict) -> int:
     current = state.get("medium", {})
     if process_alive(current.get("pid")):
         return current["pid"]
-    if not lab_dir.joinpath("medium.json").exists():  # kept across re-runs: moves and isolation stay
+    if not lab_dir.joinpath(labfiles.MEDIUM_CONFIG).exists():  # kept across re-runs: moves and isolation stay
         write_config(lab_dir, config_for(plan))
     stats = lab_dir / STATS_FILE
     stats.unlink(missing_ok=True)

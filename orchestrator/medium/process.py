@@ -40,6 +40,8 @@ from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from orchestrator import labfiles
+from orchestrator import atomic
 from orchestrator.air import airtime
 from orchestrator.air.airspace import (Airspace, Link, MediumConfig, Movers, Outcome, config_path, mac_bytes,
                                    moving_positions, read_config)
@@ -49,7 +51,7 @@ from orchestrator.air.shaping import Shaping
 
 log = logging.getLogger("orchestrator.medium.process")
 
-STATS_FILE = "medium-stats.json"
+STATS_FILE = labfiles.MEDIUM_STATS
 STATS_INTERVAL_S = 2.0
 RELOAD_CHECK_S = 0.25
 # A client walking at 5 m/s moves 2.5 m between steps: small next to a 100 m range.
@@ -685,9 +687,7 @@ class StatsWriter:
                 "cpu_pct": round(100 * (cpu - cpu_then) / dt, 1), **asdict(self.counters),
                 "medium_lost": self.counters.medium_lost, "model_dropped": self.counters.model_dropped,
                 **(extra or {})}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data) + "\n")
-        os.replace(tmp, self.path)
+        atomic.write_text(self.path, json.dumps(data) + "\n")
 
 
 def _cpu() -> float:

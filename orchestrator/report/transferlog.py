@@ -12,7 +12,9 @@ import json
 import os
 from pathlib import Path
 
-LOG_FILE = "transfers.jsonl"
+from orchestrator import labfiles
+
+LOG_FILE = labfiles.TRANSFER_LOG
 # Only the end of the log is read back: a long run's log stays cheap to follow once a second.
 TAIL_BYTES = 64 * 1024
 

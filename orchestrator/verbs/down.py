@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator import labfiles
 from orchestrator.lab import labdir
 
 from orchestrator.kernel import mgmt
@@ -28,7 +29,8 @@ from orchestrator.lab.plan import medium_netns, netns_prefix, radio_prefix
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef
 
-STATE_FILES = ("state.json", "lab.json", "token", "progress.log", "medium.json", "medium-stats.json")
+STATE_FILES = (labfiles.STATE, labfiles.LAB, labfiles.TOKEN, labfiles.PROGRESS, labfiles.MEDIUM_CONFIG,
+               labfiles.MEDIUM_STATS)
 
 
 def run(lab_dir: Path, lab_name: str | None = None, vm_stopping: bool = False) -> dict:

@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from orchestrator import labfiles
 from orchestrator.lab import labdir
 
 from orchestrator.medium import control as medium_control
@@ -74,7 +75,7 @@ def _restart(lab_dir: Path, state: dict, node: str, info: dict) -> dict:
     rt = runtime_for(runtime, state["lab"], lab_dir)
     ref = NodeRef(lab=state["lab"], name=node, netns=info["netns"])
     node_dir = labdir.node_dir(lab_dir, node)
-    config, log = str(node_dir / "node.json"), node_dir / "node.log"
+    config, log = str(node_dir / labfiles.NODE_CONFIG), node_dir / labfiles.NODE_LOG
     t0 = time.monotonic()
     if runtime == "netns":  # as `up` does: the preloading launcher forks it into the netns
         pids.update(spawn_nodes([{"name": node, "netns_path": rt.netns_path(ref), "config": config,

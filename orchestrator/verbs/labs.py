@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from orchestrator import labfiles
 from orchestrator.lab import labdir
 
 from orchestrator.lab import registry
@@ -27,12 +28,12 @@ def run(root: Path | None = None, probe: bool = False) -> dict:
 
 
 def _row(name: str, lab_dir: Path, entry: registry.Entry | None, probe: bool) -> dict:
-    state = _read(lab_dir / "state.json")
-    info = _read(lab_dir / "lab.json")
+    state = _read(lab_dir / labfiles.STATE)
+    info = _read(lab_dir / labfiles.LAB)
     identity = state.get("identity") or {}
     row = {
         "lab": name,
-        "where": "vm" if (lab_dir / "vm.json").exists() else "host",
+        "where": "vm" if (lab_dir / labfiles.VM_RECORD).exists() else "host",
         "phase": state.get("phase", "?"),
         "nodes": len(info.get("nodes", {})),
         "lab_id": info.get("lab_id") or identity.get("id") or (entry.id if entry else None),

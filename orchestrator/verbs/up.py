@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
+from orchestrator import labfiles
 from orchestrator.lab import keys
 
 from orchestrator.lab import labdir
@@ -70,7 +71,7 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     plan = make_plan(topo, entry.identity)
     _refuse_kernel_holders(plan)
     lab_dir.mkdir(parents=True, exist_ok=True)
-    progress = lab_dir / "progress.log"
+    progress = lab_dir / labfiles.PROGRESS
 
     def step(msg: str) -> None:
         log.info("up step=%r lab=%s", msg, plan.lab)
@@ -168,7 +169,7 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     pids = state.setdefault("pids", {})
     batch = [
         {"name": node.name, "netns_path": rt.netns_path(refs[node.name]),
-         "config": str(configs[node.name]), "log": str(lab_dir / "nodes" / node.name / "node.log")}
+         "config": str(configs[node.name]), "log": str(labdir.node_dir(lab_dir, node.name) / labfiles.NODE_LOG)}
         for node in plan.nodes if not process_alive(pids.get(node.name))
     ]
     if batch and launcher is not None:
@@ -181,7 +182,7 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     step("waiting for every node to serve")
     wait_healthy({n.name: n.api_url for n in plan.nodes},
                  max(SERVING_TIMEOUT_S, SERVING_S_PER_NODE * len(plan.nodes)), pids=pids,
-                 logs={n.name: lab_dir / "nodes" / n.name / "node.log" for n in plan.nodes})
+                 logs={n.name: labdir.node_dir(lab_dir, n.name) / labfiles.NODE_LOG for n in plan.nodes})
     timings["serving_s"] = round(time.monotonic() - t0, 2)
 
     if plan.medium and any(n.motion for n in plan.nodes):
@@ -284,7 +285,7 @@ def _recorded_identity(lab_dir: Path) -> registry.Identity | None:
 def _elsewhere(lab_dir: Path, plan: Plan) -> frozenset[str]:
     """Nodes a re-run of `up` finds away from the topology's positions (moved, or moving since
     the mobility epoch): their planned neighbours no longer say whom they should peer with."""
-    if not plan.medium or not (lab_dir / "medium.json").exists():
+    if not plan.medium or not (lab_dir / labfiles.MEDIUM_CONFIG).exists():
         return frozenset()
     cfg = read_config(lab_dir)
     return frozenset(r.name for r in cfg.radios
@@ -345,10 +346,10 @@ def _has_interface(netns: str, ifname: str) -> bool:
 def _write_node_configs(lab_dir: Path, plan: Plan, state: dict) -> dict[str, Path]:
     seeds = state["seeds"]
     pubkeys = {name: keys.public_key(seed) for name, seed in seeds.items()}
-    db_paths = {n.name: str(labdir.node_dir(lab_dir, n.name) / "state.db") for n in plan.nodes}
+    db_paths = {n.name: str(labdir.node_dir(lab_dir, n.name) / labfiles.NODE_DB) for n in plan.nodes}
     paths = {}
     for name, cfg in node_configs(plan, seeds, pubkeys, state["token"], db_paths).items():
-        paths[name] = labdir.node_dir(lab_dir, name) / "node.json"
+        paths[name] = labdir.node_dir(lab_dir, name) / labfiles.NODE_CONFIG
         labdir.write_secret_json(paths[name], cfg)
     return paths
 
@@ -364,7 +365,7 @@ def lab_info(plan: Plan, state: dict) -> dict:
                  "authority_params": plan.authority_mesh_params,
                  "address_resolution": plan.address_resolution, "security": plan.security},
         # State-changing REST calls need `Authorization: Bearer $(cat token)`.
-        "token_file": "token",
+        "token_file": labfiles.TOKEN,
         "nodes": {
             n.name: {
                 "role": n.role,

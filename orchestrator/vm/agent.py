@@ -26,9 +26,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from orchestrator import labfiles
+from orchestrator.lab import labdir
+from orchestrator.vm import machine
+
 log = logging.getLogger("orchestrator.vm.agent")
 
-GUEST_ADDR = "10.0.2.15/24"  # matches orchestrator.vm.machine.GUEST_ADDR; not imported to stay lean
+# the address QEMU's user-mode network hands the guest, which the host's port forward targets
+GUEST_ADDR = f"{machine.GUEST_ADDR}/{machine.GUEST_PREFIX}"
 VERB_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Verb errors a caller can fix by changing its request; anything else is the lab's fault (500).
 CALLER_ERRORS = (ValueError, LookupError, FileNotFoundError, FileExistsError, PermissionError)
@@ -84,13 +89,9 @@ def run_verb(lab_dir: Path, verb: str, args: dict[str, Any]) -> JSONResponse:
 def node_api_url(lab_dir: Path, name: str) -> str:
     """The node's REST URL inside the VM, from lab.json; LookupError says what is missing."""
     try:
-        lab = json.loads((lab_dir / "lab.json").read_text())
+        return labdir.lab_node(lab_dir, name)["api_url"]
     except FileNotFoundError:
-        raise LookupError(f"no lab.json in {lab_dir}: the lab is not up") from None
-    nodes = lab.get("nodes", {})
-    if name not in nodes:
-        raise LookupError(f"no node {name!r} in this lab; nodes: {', '.join(sorted(nodes))}")
-    return nodes[name]["api_url"]
+        raise LookupError(f"no {labfiles.LAB} in {lab_dir}: the lab is not up") from None
 
 
 def create_app(
@@ -159,7 +160,7 @@ def create_app(
     @app.post("/shutdown")
     def shutdown() -> Response:
         down: Any = None
-        if (lab_dir / "state.json").exists():
+        if (lab_dir / labfiles.STATE).exists():
             if _load_verb("down") is None:
                 log.warning("shutdown: no down verb; leaving the lab as it is")
             else:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import httpx
 
+from orchestrator import labfiles
+
 VERB_TIMEOUT_S = 900.0
 
 
 def is_vm_lab(lab_dir: Path) -> bool:
-    return (Path(lab_dir) / "vm.json").exists()
+    return (Path(lab_dir) / labfiles.VM_RECORD).exists()
 
 
 def call(lab_dir: Path, verb: str, **kwargs) -> dict:

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import httpx
 
+from orchestrator import labfiles
+from orchestrator import atomic
+
 log = logging.getLogger(__name__)
 
 GUEST_PORT = 8080
@@ -32,8 +35,8 @@ GUEST_PORT = 8080
 # assigns it statically (no DHCP client runs on our NIC).
 GUEST_ADDR = "10.0.2.15"
 GUEST_PREFIX = 24
-RECORD_NAME = "vm.json"
-LOG_NAME = "vm.log"
+RECORD_NAME = labfiles.VM_RECORD
+LOG_NAME = labfiles.VM_LOG
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -398,9 +401,7 @@ class LabVM:
             accel=accel,
             started_at=time.time(),
         )
-        tmp = lab_dir / f".{RECORD_NAME}.tmp"
-        tmp.write_text(record.to_json())
-        tmp.replace(lab_dir / RECORD_NAME)
+        atomic.write_text(lab_dir / RECORD_NAME, record.to_json())
         log.info("vm boot pid=%d port=%d accel=%s log=%s", proc.pid, port, accel, log_path)
         return record
 
