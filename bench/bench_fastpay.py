@@ -119,7 +119,7 @@ async def _drive_shard(host: str, port: int, frames: list[bytes], window: int, s
     return {"votes": votes, "refused": refused, "kept": kept}
 
 
-def shard_throughput(tmp: str, shards: int, orders: int, window: int = 64, connections_per_shard: int = 2) -> dict:
+def shard_throughput(tmp: str, shards: int, orders: int, window: int = 256, connections_per_shard: int = 2) -> dict:
     """One authority of `shards` shard processes (meshpay/shards.py) on loopback, sent `orders`
     transfer orders from distinct funded accounts, pipelined over its binary wire; the load
     generator is this process, on the same two cores.

@@ -79,7 +79,9 @@ async def serve(config: NodeConfig) -> None:
         from meshpay.mdns import Announcer, Browser
 
         if config.role == "authority":
-            announcer = Announcer(config)
+            # One announcement per authority, by shard 0: its base wire port; clients add the
+            # shard (shards.py), and the others would only collide with the same service name.
+            announcer = Announcer(config) if config.shard == 0 else None
         else:
             browser = Browser(config)
     # Authorities commit in groups: replies wait for the commit (transport.py WireServer).
