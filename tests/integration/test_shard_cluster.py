@@ -142,3 +142,29 @@ def test_a_credit_owed_to_a_stopped_shard_is_delivered_when_it_is_back(sharded):
     assert sum(a["balance"] for a in view.values()) == sum(net.genesis.values())
     assert view[net.nodes[recipient].keypair.public_key.hex()]["balance"] == \
         net.request(recipient, "GET", f"/accounts/{recipient}")[1]["balance"]
+
+
+def test_a_restarted_shard_pulls_what_it_missed_from_every_shard_of_its_peers(sharded):
+    net = sharded
+    names = [c.name for c in net.clients]
+    sender = next(n for n in names if net.request(n, "GET", f"/accounts/{n}")[1]["balance"] >= 4)
+    recipient = next(n for n in names if n != sender)
+    key = net.nodes[sender].keypair.public_key.hex()
+    victim = next(n for n in net.shards_of("auth2") if n.shard == _shard(net, sender))
+    net.kill(victim.name)
+    try:
+        for _ in range(2):  # the sender's debits happen while auth2's shard for it is down
+            _transfer(net, sender, recipient, 2)
+    finally:
+        net.start(victim.name)
+        net.wait_ready([victim.name], timeout=60)
+    want = _views(net, "auth1")[key]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        mine = net.request(victim.name, "GET", f"/accounts/{key}")[1]
+        if (mine["next_sequence"], mine["balance"]) == (want["next_sequence"], want["balance"]):
+            break
+        time.sleep(0.2)
+    assert (mine["next_sequence"], mine["balance"]) == (want["next_sequence"], want["balance"])
+    view = _wait_supply(net, "auth2")
+    assert sum(a["balance"] for a in view.values()) == sum(net.genesis.values())
