@@ -86,6 +86,11 @@ def test_transfers_across_shards_confirm_and_every_authority_adds_up(sharded):
     expected[sender] += expected[recipient]
     expected[recipient] = 0
     for n in names:
+        # A recipient hears of a payment from the sender's node, which waits at most 1 s for it
+        # before answering: under load the credit can reach the recipient's own view later.
+        deadline = time.monotonic() + 10
+        while net.request(n, "GET", f"/accounts/{n}")[1]["balance"] != expected[n] and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert net.request(n, "GET", f"/accounts/{n}")[1]["balance"] == expected[n]
     for authority in net.authorities:
         view = _wait_supply(net, authority.name)
