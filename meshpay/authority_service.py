@@ -58,7 +58,6 @@ def _fit(certs: list[Certificate], budget: int = wire.MAX_FRAME // 3) -> tuple[C
     return tuple(out)
 
 
-
 class AuthorityService:
     role = "authority"
 

@@ -74,7 +74,6 @@ async def _wait_for_event_or_all(event: asyncio.Event, tasks: list[asyncio.Task[
         waiter.cancel()
 
 
-
 class ClientService:
     role = "client"
 

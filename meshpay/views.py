@@ -24,7 +24,6 @@ class NodeError(Exception):
         self.message = message
 
 
-
 def certificate_json(cert: Certificate, config: NodeConfig) -> dict[str, Any]:
     o = cert.order
     return {
