@@ -193,6 +193,9 @@ def shard_throughput(tmp: str, shards: int, orders: int, window: int = 256, conn
         "seconds": round(seconds, 3),
         "orders_per_second_wall_clock": round(votes / seconds, 1),
         "authority_cpu_seconds": round(sum(cpu), 3),
+        # Cores the shard processes got over the run: below `shards`, something else on the
+        # machine (or the load generator) held the rest.
+        "authority_cores_used": round(sum(cpu) / seconds, 2),
         "orders_per_authority_cpu_second": round(votes / sum(cpu), 1) if sum(cpu) else None,
         "load_generator_cpu_seconds": round(generator_cpu, 3),
         "per_shard": shard_rows,
@@ -222,7 +225,8 @@ def shard_scaling(orders: int, repeats: int) -> dict:
             print(f"  {shards} shard(s): {run['orders_per_second_wall_clock']} orders/s wall clock, per shard "
                   f"{[r['orders_per_cpu_second'] for r in run['per_shard']]} orders per CPU second; verify+sign {rate:.0f}/s; "
                   f"ratios {[r['ratio_to_verify_sign_per_cpu_second'] for r in run['per_shard']]} per CPU second, "
-                  f"{run['ratio_to_verify_sign_wall_clock_per_shard']} by wall clock; load {run['load_average_after']:.2f}", flush=True)
+                  f"{run['ratio_to_verify_sign_wall_clock_per_shard']} by wall clock; the shards got {run['authority_cores_used']} "
+                  f"cores; load {run['load_average_after']:.2f}", flush=True)
 
     def median(values: list[float]) -> float:
         return round(statistics.median(values), 3)
