@@ -84,9 +84,8 @@ def remove_state_files(lab_dir: Path) -> None:
 def leftover(lab_name: str, runtime: str = "netns", lab_id: str | None = None) -> list[str]:
     """What of this lab still exists on the kernel: empty after a clean `down`."""
     rt = runtime_for(runtime, lab_name)
-    what = "container" if runtime == "docker" else "netns"
     radios = radio.list_radios(radio_prefix(lab_id)) if lab_id else []
-    return ([f"{what} {n}" for n in rt.list(lab_name)]
+    return ([f"{rt.node_kind} {n}" for n in rt.list(lab_name)]
             + [f"radio {r.name}" for r in radios]
             + [f"link {link}" for link in mgmt.owned_links(lab_name)])
 
