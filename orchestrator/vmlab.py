@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from orchestrator.errors import MeshpayError
 from orchestrator import labfiles
 from orchestrator.lab import labdir
 
@@ -64,7 +65,7 @@ def down_lab(lab_dir: Path, keep_files: bool = False) -> dict:
             quick = _node_count(lab_dir) > FULL_TEARDOWN_MAX_NODES
             try:
                 removed = agent_call(record.port, "down", {"vm_stopping": True} if quick else {})
-            except RuntimeError as exc:
+            except MeshpayError as exc:
                 removed["error"] = f"teardown inside the VM failed: {exc}"
         LabVM().stop(record)
         removed["vm"] = True

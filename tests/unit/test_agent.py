@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from orchestrator import errors
 from orchestrator.vm import agent
 
 
@@ -212,3 +213,18 @@ def test_agent_guest_addr_matches_the_forward_target() -> None:
     from orchestrator.vm import machine
 
     assert agent.GUEST_ADDR == f"{machine.GUEST_ADDR}/{machine.GUEST_PREFIX}"
+
+
+@pytest.mark.parametrize(("exc", "status", "code"),
+                         [(errors.UsageError("no node 'x': see `meshpay-lab status`"), 400, errors.USAGE),
+                          (errors.MeshpayError("no quorum: see `meshpay-lab status`"), 500, errors.FAILED),
+                          (ValueError("bad amount"), 400, errors.FAILED)])
+def test_a_failed_verb_says_the_exit_status_the_cli_gives_it(monkeypatch, lab_dir, exc, status, code) -> None:
+    def run(lab_dir: Path) -> dict:
+        raise exc
+
+    _verb(monkeypatch, "fake_exit", run)
+    with _client(lab_dir) as client:
+        response = client.post("/verbs/fake_exit", json={})
+    assert response.status_code == status
+    assert response.json()["error"] == str(exc) and response.json()["exit_code"] == code
