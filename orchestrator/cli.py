@@ -24,15 +24,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import errors
-
-from orchestrator.lab import labdir
-
-from orchestrator import logfmt
-
-from orchestrator.lab import registry
-from orchestrator.vm.dispatch import call, is_vm_lab
+from orchestrator import errors, logfmt
 from orchestrator.errors import MeshpayError, UsageError
+from orchestrator.lab import labdir, registry
+from orchestrator.vm.dispatch import call, is_vm_lab
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from orchestrator.lab import labdir
-
-from orchestrator.report import meshmap
-
-from orchestrator.report import transferlog
 from orchestrator.air.airspace import read_config
-from orchestrator.vm.dispatch import call
+from orchestrator.lab import labdir
+from orchestrator.report import meshmap, transferlog
 from orchestrator.verbs import draw
+from orchestrator.vm.dispatch import call
 
 Dispatch = Callable[..., dict]
 REFRESH_S = 1.0  # the page asks for a frame this often

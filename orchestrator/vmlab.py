@@ -8,11 +8,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.errors import MeshpayError
 from orchestrator import labfiles
-from orchestrator.lab import labdir
-
-from orchestrator.lab import registry
+from orchestrator.errors import MeshpayError
+from orchestrator.lab import labdir, registry
 from orchestrator.vm.dispatch import agent_call
 from orchestrator.vm.machine import LabVM, VMRecord, agent_argv, vm_alive
 

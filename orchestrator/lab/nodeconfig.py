@@ -7,7 +7,7 @@ from pathlib import Path
 
 from orchestrator import labfiles
 from orchestrator.lab import keys, labdir
-from orchestrator.lab.plan import API_PORT, WIRE_PORT, NodePlan, Plan
+from orchestrator.lab.plan import API_PORT, NodePlan, Plan, WIRE_PORT
 
 
 def config_path(lab_dir: Path, node: str) -> Path:

@@ -24,10 +24,10 @@ from typing import ClassVar
 
 from docker.errors import NotFound
 
-from orchestrator.runtime import engine
 from orchestrator import labfiles
 from orchestrator.kernel.netns import NETNS_DIR, pids_in_netns
 from orchestrator.lab.plan import netns_prefix
+from orchestrator.runtime import engine
 from orchestrator.runtime.base import NodeRef, NodeService
 
 log = logging.getLogger(__name__)

@@ -15,18 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator import labfiles
-from orchestrator.lab import labdir
-
-from orchestrator.kernel import mgmt
-
-from orchestrator.kernel import radio
-
-from orchestrator.lab import registry
-
-from orchestrator.runtime import sae
-from orchestrator.medium.control import delete_netns as delete_medium_netns
+from orchestrator.kernel import mgmt, radio
+from orchestrator.lab import labdir, registry
 from orchestrator.lab.plan import medium_netns, netns_prefix, radio_prefix
-from orchestrator.runtime import runtime_for
+from orchestrator.medium.control import delete_netns as delete_medium_netns
+from orchestrator.runtime import runtime_for, sae
 from orchestrator.runtime.base import NodeRef
 
 STATE_FILES = (labfiles.STATE, labfiles.LAB, labfiles.TOKEN, labfiles.PROGRESS, labfiles.MEDIUM_CONFIG,

@@ -13,14 +13,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator.lab import labdir
-
-from orchestrator.medium import control as medium_control
-
-from orchestrator.report import meshmap
 from orchestrator.air.airspace import impairments_in_force, read_config
-from orchestrator.vm.dispatch import call
+from orchestrator.lab import labdir
+from orchestrator.medium import control as medium_control
+from orchestrator.report import meshmap
 from orchestrator.verbs.run import Dispatch, latest
+from orchestrator.vm.dispatch import call
 
 
 def run(lab_dir: Path, out: str | None = None, sender: str | None = None, dispatch: Dispatch = call) -> dict:

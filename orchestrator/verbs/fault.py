@@ -16,11 +16,10 @@ from pathlib import Path
 
 from orchestrator import labfiles
 from orchestrator.lab import labdir, nodeconfig
-
 from orchestrator.medium import control as medium_control
-from orchestrator.runtime.health import process_alive, wait_healthy
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef, NodeService
+from orchestrator.runtime.health import process_alive, wait_healthy
 
 ACTIONS = ("kill", "restart", "isolate", "heal")
 STOP_TIMEOUT_S = 10.0

@@ -16,29 +16,16 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from orchestrator import labfiles
-from orchestrator.lab import keys
-
-from orchestrator.lab import labdir
-
-from orchestrator.medium import control as medium_control
-
-from orchestrator.kernel import mesh
-
-from orchestrator.kernel import mgmt
-
-from orchestrator.kernel import radio
-
-from orchestrator.lab import registry
-
-from orchestrator.runtime import sae
 from orchestrator.air.airspace import read_config
-from orchestrator.runtime.health import process_alive, wait_healthy
+from orchestrator.kernel import mesh, mgmt, radio
 from orchestrator.kernel.netlink import iproute
-from orchestrator.lab import nodeconfig
+from orchestrator.lab import keys, labdir, nodeconfig, registry
 from orchestrator.lab.plan import MESH_IFNAME, MGMT_IFNAME, NodePlan, Plan, make_plan, radio_prefix
-from orchestrator.runtime import runtime_for
-from orchestrator.runtime.base import NodeRef, NodeService, Runtime
 from orchestrator.lab.topology import load_topology
+from orchestrator.medium import control as medium_control
+from orchestrator.runtime import runtime_for, sae
+from orchestrator.runtime.base import NodeRef, NodeService, Runtime
+from orchestrator.runtime.health import process_alive, wait_healthy
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from orchestrator.kernel import mesh  # noqa: E402
-
-from orchestrator.kernel import mgmt  # noqa: E402
-
-from orchestrator.kernel import radio  # noqa: E402
-from orchestrator.runtime.base import NodeRef  # noqa: E402
+from orchestrator.kernel import mesh, mgmt, radio  # noqa: E402
 from orchestrator.kernel.netns import pids_in_netns  # noqa: E402
+from orchestrator.runtime.base import NodeRef  # noqa: E402
 from orchestrator.runtime.netns import NetnsRuntime  # noqa: E402
 
 LAB = "ksmoke"

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from docker.errors import ImageNotFound, NotFound
 
-from orchestrator.runtime import engine
-from orchestrator.runtime import docker as docker_rt
+from orchestrator.runtime import docker as docker_rt, engine
 from orchestrator.runtime.base import NodeRef, NodeService
-from orchestrator.runtime.docker import LABEL_LAB, LABEL_NODE, DockerRuntime, container_name
+from orchestrator.runtime.docker import DockerRuntime, LABEL_LAB, LABEL_NODE, container_name
 
 
 class FakeContainer:

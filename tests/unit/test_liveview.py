@@ -12,12 +12,11 @@ import httpx
 import pytest
 
 from orchestrator import liveview
-
-from orchestrator.report import transferlog
 from orchestrator.air.airspace import MediumConfig, Radio, write_config
-from orchestrator.medium.process import STATS_FILE
 from orchestrator.air.mobility import Area, Motion, RandomWalk
 from orchestrator.air.propagation import Model
+from orchestrator.medium.process import STATS_FILE
+from orchestrator.report import transferlog
 from orchestrator.verbs import mesh_tables
 
 POSITIONS = {"client1": (0.0, 0.0), "relay1": (70.0, 70.0), "auth1": (140.0, 0.0), "client2": (190.0, 0.0)}

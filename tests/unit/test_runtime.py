@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.kernel import mgmt
-from orchestrator.runtime import NodeRef
-from orchestrator.runtime.base import NodeService
-from orchestrator.runtime import netns as netns_runtime
 from orchestrator.kernel.netns import pids_in_netns
+from orchestrator.runtime import NodeRef, netns as netns_runtime
+from orchestrator.runtime.base import NodeService
 from orchestrator.runtime.netns import NetnsRuntime
 
 
