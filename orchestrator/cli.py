@@ -470,12 +470,15 @@ def fault(
     def render(d: dict) -> None:
         if d["action"] in ("isolate", "heal"):
             out.print(f"{d['node']}: {d['action']}ed; isolated now: {', '.join(d['isolated']) or 'none'}")
-        elif d["action"] == "kill":
-            out.print(f"{d['node']}: service killed (pid {d['pid']})" if d.get("was_running")
+            return
+        # an authority of several shards has a process per shard
+        pids = ", ".join(str(p) for p in (d.get("pids") or {d["node"]: d["pid"]}).values())
+        if d["action"] == "kill":
+            out.print(f"{d['node']}: service killed (pid {pids})" if d.get("was_running")
                       else f"{d['node']}: its service was not running")
         else:
             out.print(f"{d['node']}: service " + ("already running" if d.get("already_running") else "restarted")
-                      + f" (pid {d['pid']})")
+                      + f" (pid {pids})")
 
     _emit(data, fmt, render)
 

@@ -10,7 +10,9 @@
     <lab>/medium.log            the medium process's log
     <lab>/capture.json          a capture request the medium acts on
     <lab>/transfers.jsonl       one line per transfer the `transfer` verb ran
-    <lab>/nodes/<node>/         node.json (NODE_JSON, owner-only), state.db, node.log
+    <lab>/nodes/<node>/         node.json (NODE_JSON, owner-only), state.db, node.log; shard k of
+                                an authority of several shards: node.shard<k>.json, state.shard<k>.db,
+                                node.shard<k>.log (shard 0 keeps the plain names)
 """
 
 STATE = "state.json"
@@ -28,3 +30,12 @@ NODES_DIR = "nodes"
 NODE_CONFIG = "node.json"
 NODE_DB = "state.db"
 NODE_LOG = "node.log"
+
+
+def shard_file(name: str, shard: int) -> str:
+    """The file `name` (NODE_CONFIG, NODE_DB, NODE_LOG) of an authority's shard `shard`: shard 0
+    keeps the plain name, so a node of one shard has the files it always had."""
+    if shard == 0:
+        return name
+    stem, dot, ext = name.partition(".")
+    return f"{stem}.shard{shard}{dot}{ext}"

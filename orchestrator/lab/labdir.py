@@ -110,6 +110,18 @@ def node_dir(lab: Path, node: str) -> Path:
     return path
 
 
+def node_file(lab: Path, node: str, name: str, shard: int = 0) -> Path:
+    """The file `name` (labfiles.NODE_CONFIG, NODE_DB, NODE_LOG) of `node`'s shard `shard`."""
+    return node_dir(lab, node) / labfiles.shard_file(name, shard)
+
+
+def node_services(name: str, node: dict) -> list[dict]:
+    """Every FastPay process of node `name` as lab.json records it, shard 0 first:
+    [{"key": its name in state.json's pids, "shard": k, "api_url": its REST URL}]. A lab.json
+    written before shards lists none: its node is one process under its own name."""
+    return node.get("services") or [{"key": name, "shard": 0, "api_url": node["api_url"]}]
+
+
 def write_secret_json(path: Path, data: dict) -> None:
     """Node configs hold private keys and the API token: owner-only."""
     _write_json(path, data, mode=0o600)

@@ -37,6 +37,29 @@ def radio_prefix(lab_id: str) -> str:
     return f"mpl{lab_id}-"
 
 
+def api_port(shard: int) -> int:
+    """The REST port of an authority's shard `shard` (on the node's management address): the
+    node's API_PORT + shard, as its wire port is WIRE_PORT + shard (meshpay/shards.py)."""
+    return API_PORT + shard
+
+
+def service_key(node: str, shard: int) -> str:
+    """The name of one FastPay process of `node` (state.json's pids, the launcher's batch):
+    the node's own name for shard 0, so a node of one shard is named as it always was, and
+    `<node>.s<k>` for shard k (a dot never occurs in a node name: no node can take it)."""
+    return node if shard == 0 else f"{node}.s{shard}"
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """One FastPay process of a node: an authority of N shards has N, every other node one."""
+
+    key: str  # service_key(node, shard)
+    node: str
+    shard: int
+    api_url: str
+
+
 @dataclass(frozen=True)
 class NodePlan:
     name: str
@@ -56,10 +79,20 @@ class NodePlan:
     mesh_password: str | None = field(default=None, repr=False)
     # How it moves once the lab serves (from `position`); None: it stays put.
     motion: Motion | None = None
+    # FastPay shard processes (authorities; 1 for a client): all in the node's netns, behind
+    # its one key and mesh address.
+    shards: int = 1
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.mgmt_ip}:{API_PORT}"
+        """The node's REST URL: its shard 0's."""
+        return self.services[0].api_url
+
+    @property
+    def services(self) -> tuple[ServicePlan, ...]:
+        """The node's FastPay processes, shard 0 first."""
+        return tuple(ServicePlan(service_key(self.name, k), self.name, k, f"http://{self.mgmt_ip}:{api_port(k)}")
+                     for k in range(self.shards))
 
 
 def medium_netns(lab: str) -> str:
@@ -192,6 +225,7 @@ def make_plan(topo: Topology, identity: Identity = UNALLOCATED) -> Plan:
             weight=spec.weight,
             mesh_password=spec.mesh_password,
             motion=topo.motion_of(name),
+            shards=spec.shards,
         )
         for i, (name, spec) in enumerate(topo.nodes.items())
     )

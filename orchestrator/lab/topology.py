@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from meshpay.shards import MAX_SHARDS
 from orchestrator.air import mobility
 from orchestrator.air.trace import read_movements
 from orchestrator.errors import BadInputFile
@@ -271,6 +272,12 @@ class NodeSpec(_Strict):
     range: float | None = Field(default=None, gt=0, le=MAX_COORD)
     balance: int | None = Field(default=None, ge=0, le=10**15)
     weight: int = Field(default=1, ge=1, le=1000)
+    # FastPay shards (meshpay/shards.py): an authority runs this many processes, one per core,
+    # behind one key and one mesh address. Labs under QEMU TCG keep 1: two emulated vCPUs have
+    # no core to spare for a second shard of every authority. Strict: `true` or "2" is a
+    # mistake here, not a count.
+    shards: int = Field(default=1, ge=1, le=MAX_SHARDS, strict=True,
+                        description="FastPay shard processes of an authority")
     # This node's own SAE password, overriding mesh.password: a node given a wrong one must
     # never peer (that is what the security tests check).
     mesh_password: str | None = Field(default=None, repr=False)
@@ -364,6 +371,9 @@ class Topology(_Strict):
         for name, node in self.nodes.items():
             if node.mesh_password is not None and self.mesh.security != "sae":
                 problems.append((("nodes", name, "mesh_password"), "only used with `mesh.security: sae`"))
+            if node.role != "authority" and "shards" in node.model_fields_set:
+                problems.append((("nodes", name, "shards"), "only an authority runs shards (a client is one "
+                                 "process): drop `shards` from this client"))
         problems += self._mobility_problems()
         if problems:
             raise ValidationError.from_exception_data("Topology", [

@@ -20,10 +20,17 @@ class NodeRef:
 
 @dataclass(frozen=True)
 class NodeService:
-    """A node's FastPay service to start: its NODE_JSON and the file its output goes to."""
+    """One FastPay process of a node to start: its NODE_JSON and the file its output goes to.
+    An authority of several shards has one per shard, all in its netns; `key` names the
+    process in the pids start_services returns (lab.plan.service_key; default: the node's name)."""
     node: NodeRef
     config: Path
     log: Path
+    key: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.key or self.node.name
 
 
 class Runtime(Protocol):
@@ -47,7 +54,7 @@ class Runtime(Protocol):
     def netns_path(self, node: NodeRef) -> str: ...
 
     # The node services: `prepare_services` may start work ahead (the netns runtime's preloading
-    # launcher); `start_services` starts each node's FastPay service, name -> pid; `close` releases
+    # launcher); `start_services` starts each FastPay process, its name -> pid; `close` releases
     # what was prepared and not used.
     def prepare_services(self) -> None: ...
 

@@ -108,8 +108,8 @@ class DockerRuntime:
         """Nothing to do ahead: the image holds the node code, each service is a `docker exec`."""
 
     def start_services(self, services: list[NodeService]) -> dict[str, int]:
-        """`docker exec` each node's FastPay service in its container; name -> pid."""
-        return {s.node.name: self.start(s.node, ["meshpay-node", "--config", str(s.config)], s.log)
+        """`docker exec` each FastPay process in its node's container; service name -> pid."""
+        return {s.name: self.start(s.node, ["meshpay-node", "--config", str(s.config)], s.log)
                 for s in services}
 
     def close(self) -> None:

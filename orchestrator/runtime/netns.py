@@ -39,11 +39,11 @@ class NetnsRuntime:
             self._launcher = Launcher()
 
     def start_services(self, services: list[NodeService]) -> dict[str, int]:
-        """Fork every node's FastPay service from one interpreter that imported the node code
-        once (runtime/launcher.py), each in its node's netns; name -> pid."""
+        """Fork every FastPay process from one interpreter that imported the node code once
+        (runtime/launcher.py), each in its node's netns; service name -> pid."""
         if not services:
             return {}
-        batch = [{"name": s.node.name, "netns_path": self.netns_path(s.node), "config": str(s.config),
+        batch = [{"name": s.name, "netns_path": self.netns_path(s.node), "config": str(s.config),
                   "log": str(s.log)} for s in services]
         launcher, self._launcher = self._launcher, None
         if launcher is None:

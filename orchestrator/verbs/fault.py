@@ -1,8 +1,8 @@
 """`fault kill|restart|isolate|heal NODE`: break a node, and mend it.
 
-kill stops the node's FastPay service (its radio stays on the mesh and keeps relaying, as a
-crashed application on a working router would); restart starts the service again from its
-database. isolate has the medium deliver nothing to or from the node's radio (a node gone dark:
+kill stops the node's FastPay service, every shard process of an authority of several (its radio
+stays on the mesh and keeps relaying, as a crashed application on a working router would);
+restart starts every one of them that is not running again, each from its own database. isolate has the medium deliver nothing to or from the node's radio (a node gone dark:
 its peers' links time out, HWMP routes around it); heal undoes that.
 """
 
@@ -34,9 +34,10 @@ def run(lab_dir: Path, action: str, node: str) -> dict:
     if action in ("isolate", "heal"):
         return _isolation(lab_dir, node, action == "isolate")
     state = labdir.read_state(lab_dir)
+    services = labdir.node_services(node, info)
     if action == "kill":
-        return _kill(lab_dir, state, node)
-    return _restart(lab_dir, state, node, info)
+        return _kill(state, node, services)
+    return _restart(lab_dir, state, node, info, services)
 
 
 def _isolation(lab_dir: Path, node: str, isolate: bool) -> dict:
@@ -50,34 +51,44 @@ def _isolation(lab_dir: Path, node: str, isolate: bool) -> dict:
             "medium_version": cfg.version, "time": time.time()}
 
 
-def _kill(lab_dir: Path, state: dict, node: str) -> dict:
-    pid = state.get("pids", {}).get(node)
-    was_running = process_alive(pid)
-    if was_running:
-        # the launcher made each service a session (and group) leader: its group is the service
+def _kill(state: dict, node: str, services: list[dict]) -> dict:
+    pids = {s["key"]: state.get("pids", {}).get(s["key"]) for s in services}
+    running = [pid for pid in pids.values() if process_alive(pid)]
+    # the launcher made each process a session (and group) leader: its group is the process;
+    # every shard at once, as a crash of the host's authority would take them
+    for pid in running:
         _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while process_alive(pid) and time.monotonic() < deadline:
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while any(process_alive(pid) for pid in running) and time.monotonic() < deadline:
+        for pid in running:
             _reap(pid)
-            time.sleep(0.1)
+        time.sleep(0.1)
+    for pid in running:
         if process_alive(pid):
             _signal_group(pid, signal.SIGKILL)
-    return {"node": node, "action": "kill", "pid": pid, "was_running": was_running, "time": time.time()}
+    first = services[0]["key"]
+    return {"node": node, "action": "kill", "pid": pids[first], "was_running": bool(running),
+            "pids": pids, "time": time.time()}
 
 
-def _restart(lab_dir: Path, state: dict, node: str, info: dict) -> dict:
+def _restart(lab_dir: Path, state: dict, node: str, info: dict, services: list[dict]) -> dict:
     pids = state.setdefault("pids", {})
-    if process_alive(pids.get(node)):
-        return {"node": node, "action": "restart", "pid": pids[node], "already_running": True}
+    first = services[0]["key"]
+    stopped = [s for s in services if not process_alive(pids.get(s["key"]))]
+    if not stopped:
+        return {"node": node, "action": "restart", "pid": pids[first], "already_running": True,
+                "pids": {s["key"]: pids[s["key"]] for s in services}}
     rt = runtime_for(state.get("runtime", "netns"), state["lab"], lab_dir)
     ref = NodeRef(lab=state["lab"], name=node, netns=info["netns"])
-    node_dir = labdir.node_dir(lab_dir, node)
-    log = node_dir / labfiles.NODE_LOG
+    logs = {s["key"]: labdir.node_file(lab_dir, node, labfiles.NODE_LOG, s["shard"]) for s in stopped}
     t0 = time.monotonic()
-    pids.update(rt.start_services([NodeService(ref, nodeconfig.config_path(lab_dir, node), log)]))  # as `up` does
+    pids.update(rt.start_services([  # as `up` does
+        NodeService(ref, nodeconfig.config_path(lab_dir, node, s["shard"]), logs[s["key"]], s["key"])
+        for s in stopped]))
     labdir.write_state(lab_dir, state)
-    wait_healthy({node: info["api_url"]}, SERVING_TIMEOUT_S, pids=pids, logs={node: log})
-    return {"node": node, "action": "restart", "pid": pids[node], "already_running": False,
+    wait_healthy({s["key"]: s["api_url"] for s in stopped}, SERVING_TIMEOUT_S, pids=pids, logs=logs)
+    return {"node": node, "action": "restart", "pid": pids[first], "already_running": False,
+            "pids": {s["key"]: pids[s["key"]] for s in services}, "restarted": [s["key"] for s in stopped],
             "serving_after_s": round(time.monotonic() - t0, 2)}
 
 

@@ -1,5 +1,6 @@
 """`status`: one row per node: role, position now, addresses, REST URL, established mesh peers,
-serving or not."""
+serving or not (an authority of several shards: running and serving only when every shard
+process is; `shards` says which)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,7 @@ def run(lab_dir: Path) -> dict:
             "rest_url": node["rest_url"],
             "peers": peers,
             "security": security,
-            "process": "running" if process_alive(state.get("pids", {}).get(name)) else "stopped",
-            "serving": is_healthy(node["api_url"], timeout=2.0),
+            **_processes(name, node, state.get("pids", {})),
         })
     timings = state.get("timings", {})
     # Convergence: seconds from the start of the last `up` (in the VM: after its boot) until every
@@ -44,6 +44,16 @@ def run(lab_dir: Path) -> dict:
     return {"lab": info["lab"], "mesh_security": info.get("mesh", {}).get("security", "none"), "nodes": rows,
             "timings": timings, "convergence_s": timings.get("peering_s"),
             "medium": medium_control.health(lab_dir, state)}
+
+
+def _processes(name: str, node: dict, pids: dict[str, int]) -> dict:
+    """`process` and `serving` of the node as a whole, and of each of its shard processes."""
+    shards = [{"shard": s["shard"], "process": "running" if process_alive(pids.get(s["key"])) else "stopped",
+               "serving": is_healthy(s["api_url"], timeout=2.0)} for s in labdir.node_services(name, node)]
+    running = sum(s["process"] == "running" for s in shards)
+    process = ("running" if running == len(shards) else "stopped" if running == 0
+               else f"{running} of {len(shards)} shards running")
+    return {"process": process, "serving": all(s["serving"] for s in shards), "shards": shards}
 
 
 def link_security(sta: mesh.Station) -> str:

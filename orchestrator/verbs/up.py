@@ -152,17 +152,19 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, step: Callable[[
 
     step("starting FastPay node services")
     configs = nodeconfig.write_node_configs(lab_dir, plan, state["seeds"], state["token"])
+    # One process per shard of an authority (one for every other node), all in its node's netns.
+    services = [s for n in plan.nodes for s in n.services]
+    logs = {s.key: labdir.node_file(lab_dir, s.node, labfiles.NODE_LOG, s.shard) for s in services}
     pids = state.setdefault("pids", {})
     pids.update(rt.start_services([
-        NodeService(refs[node.name], configs[node.name], labdir.node_dir(lab_dir, node.name) / labfiles.NODE_LOG)
-        for node in plan.nodes if not process_alive(pids.get(node.name))
+        NodeService(refs[s.node], configs[s.key], logs[s.key], s.key)
+        for s in services if not process_alive(pids.get(s.key))
     ]))
     labdir.write_state(lab_dir, state)
 
     step("waiting for every node to serve")
-    wait_healthy({n.name: n.api_url for n in plan.nodes},
-                 max(SERVING_TIMEOUT_S, SERVING_S_PER_NODE * len(plan.nodes)), pids=pids,
-                 logs={n.name: labdir.node_dir(lab_dir, n.name) / labfiles.NODE_LOG for n in plan.nodes})
+    wait_healthy({s.key: s.api_url for s in services},
+                 max(SERVING_TIMEOUT_S, SERVING_S_PER_NODE * len(services)), pids=pids, logs=logs)
     timings["serving_s"] = round(time.monotonic() - t0, 2)
 
     if plan.medium and any(n.motion for n in plan.nodes):
@@ -347,6 +349,10 @@ def lab_info(plan: Plan, state: dict) -> dict:
                 "range": n.range,  # metres: `draw` circles it on a lab without a medium
                 "api_url": n.api_url,
                 "rest_url": n.api_url,
+                "shards": n.shards,
+                # every FastPay process of the node (labdir.node_services): status, fault and
+                # balance cover each shard of an authority
+                "services": [{"key": s.key, "shard": s.shard, "api_url": s.api_url} for s in n.services],
             }
             for n in plan.nodes
         },

@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from orchestrator.lab.plan import WIRE_PORT
+
 from .capture_check import check_capture_on_line3
 from .labdriver import lab_fixture, up
 
@@ -81,6 +83,7 @@ def test_line_has_a_three_hop_path_and_carries_transfers():
     try:
         result = lab.json("transfer", "--from", "client1", "--to", "client2", "--amount", "7")
         assert result["outcome"] == "confirmed", result
+        check_sharded_authority(lab, "auth2", {"client1": 1000 - 7, "client2": 1000 + 7})
         lab.cli("exec", "auth1", "--", "ping", "-c", "3", "-i", "0.3", lab.plan.node("auth4").mesh_ip)
         hops = {p["destination_node"]: p["hop_count"] for p in lab.json("paths", "auth1")["paths"]}
         assert hops.get("auth4") == 3, hops
@@ -89,3 +92,35 @@ def test_line_has_a_three_hop_path_and_carries_transfers():
         removed = lab.json("down")
     assert removed["leftover"] == []
     assert not lab.lab_dir.exists()
+
+
+def check_sharded_authority(lab, node: str, balances: dict[str, int]) -> None:
+    """line3's auth2 runs two FastPay shards (issue 17): both processes serve on their own wire
+    port of its one mesh address, together they hold every account exactly once with the
+    settled balances, and `fault kill` / `restart` take down and bring back both."""
+    shards = lab.plan.node(node).shards
+    assert shards == 2, "line3.yaml's auth2 is the lab's sharded authority"
+
+    def row() -> dict:
+        return {r["node"]: r for r in lab.json("status")["nodes"]}[node]
+
+    assert [(s["shard"], s["process"], s["serving"]) for s in row()["shards"]] == \
+        [(k, "running", True) for k in range(shards)]
+    listening = lab.cli("exec", node, "--", "ss", "-ltnH").stdout
+    mesh_ip = lab.plan.node(node).mesh_ip
+    for k in range(shards):
+        assert f"{mesh_ip}:{WIRE_PORT + k} " in listening, (k, listening)
+    keys = {name: n["public_key"] for name, n in json.loads((lab.lab_dir / "lab.json").read_text())["nodes"].items()}
+    accounts = lab.json("balance", node)["accounts"]
+    held = sorted(a["id"] for a in accounts)
+    assert held == sorted(keys[c] for c in balances), accounts  # each client's account in one shard only
+    assert {a["id"]: a["balance"] for a in accounts} == {keys[c]: b for c, b in balances.items()}
+
+    killed = lab.json("fault", "kill", node)
+    assert killed["was_running"] and len(killed["pids"]) == shards, killed
+    status = lab.status(ready=False)
+    mine = {r["node"]: r for r in status["nodes"]}[node]
+    assert mine["process"] == "stopped" and [s["process"] for s in mine["shards"]] == ["stopped"] * shards, mine
+    restarted = lab.json("fault", "restart", node)
+    assert sorted(restarted["restarted"]) == sorted(killed["pids"]), restarted
+    assert [(s["process"], s["serving"]) for s in row()["shards"]] == [("running", True)] * shards

@@ -18,7 +18,8 @@ TOPOLOGIES = Path(__file__).parents[2] / "topologies"
 def configs(plan):
     seeds = {n.name: keys.new_seed() for n in plan.nodes}
     pubkeys = {name: keys.public_key(seed) for name, seed in seeds.items()}
-    return node_configs(plan, seeds, pubkeys, "token", {n.name: f"/tmp/{n.name}.db" for n in plan.nodes})
+    return node_configs(plan, seeds, pubkeys, "token",
+                        {s.key: f"/tmp/{s.key}.db" for n in plan.nodes for s in n.services})
 
 
 def test_mdns_configs_pin_keys_and_weights_but_give_no_addresses():
