@@ -128,14 +128,14 @@ def up(
     root: RootOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Create the lab: one node per authority and client, each with its own hwsim radio, on one mesh."""
-    from orchestrator.lab.topology import load_topology
+    from orchestrator.lab.topology import RUNTIMES, load_topology
     from orchestrator.lab.validate import check_topology
     from orchestrator.verbs.doctor import hwsim_available
 
     topo = load_topology(topology)
     check_topology(topo, str(topology))
-    if runtime not in (None, "netns", "docker"):
-        raise UsageError(f"--runtime {runtime}: use netns or docker")
+    if runtime is not None and runtime not in RUNTIMES:
+        raise UsageError(f"--runtime {runtime}: use {' or '.join(RUNTIMES)}")
     lab_dir = labdir.lab_dir(topo.name, root)
     with registry.lab_lock(topo.name, on_wait=lambda msg: err.print(msg)):
         held = registry.lookup(topo.name)
