@@ -2,8 +2,8 @@
 
 base (the Runtime protocol), netns (a named netns per node, the default) and docker (a container
 per node; engine finds or starts the Docker engine), launcher (many node processes from one
-preloaded interpreter), sae (one wpa_supplicant per node for `mesh.security: sae`) and health
-(is a node serving?).
+preloaded interpreter), sae (one wpa_supplicant per node for `mesh.security: sae`), health
+(is a node serving?) and procs (signal, reap, still running).
 May import: orchestrator.lab, orchestrator.kernel.
 """
 
