@@ -185,3 +185,24 @@ def test_a_peer_that_never_listens_fails_with_its_reason_after_the_deadline():
         assert loop.time() - start >= 0.5
 
     run(main())
+
+
+def test_both_ends_of_a_connection_ask_for_linear_retransmission_timeouts():
+    """A request resent over a mesh path that just healed must not wait out TCP's doubled RTO."""
+    import socket
+
+    from meshpay.transport import TCP_THIN_LINEAR_TIMEOUTS
+
+    async def main():
+        server = await echo_server()
+        peer = Peer("127.0.0.1", server.port)
+        await peer.request(AccountInfoRequest(b"b" * 32, 0, 0, 0), 5)
+        client_sock = peer._writer.get_extra_info("socket")
+        (server_writer,) = server._connections
+        server_sock = server_writer.get_extra_info("socket")
+        options = [s.getsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS) for s in (client_sock, server_sock)]
+        await peer.close()
+        await server.close()
+        return options
+
+    assert run(main()) == [1, 1]
