@@ -8,7 +8,6 @@ its peers' links time out, HWMP routes around it); heal undoes that.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from dataclasses import replace
@@ -17,7 +16,7 @@ from pathlib import Path
 from orchestrator import labfiles
 from orchestrator.lab import labdir, nodeconfig
 from orchestrator.medium import control as medium_control
-from orchestrator.runtime import runtime_for
+from orchestrator.runtime import procs, runtime_for
 from orchestrator.runtime.base import NodeRef, NodeService
 from orchestrator.runtime.health import process_alive, wait_healthy
 
@@ -57,15 +56,15 @@ def _kill(state: dict, node: str, services: list[dict]) -> dict:
     # the launcher made each process a session (and group) leader: its group is the process;
     # every shard at once, as a crash of the host's authority would take them
     for pid in running:
-        _signal_group(pid, signal.SIGTERM)
+        procs.send(pid, signal.SIGTERM, group=True)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while any(process_alive(pid) for pid in running) and time.monotonic() < deadline:
         for pid in running:
-            _reap(pid)
+            procs.reap(pid)  # not our child (the launcher forked it): init reaps it
         time.sleep(0.1)
     for pid in running:
         if process_alive(pid):
-            _signal_group(pid, signal.SIGKILL)
+            procs.send(pid, signal.SIGKILL, group=True)
     first = services[0]["key"]
     return {"node": node, "action": "kill", "pid": pids[first], "was_running": bool(running),
             "pids": pids, "time": time.time()}
@@ -91,16 +90,3 @@ def _restart(lab_dir: Path, state: dict, node: str, info: dict, services: list[d
             "pids": {s["key"]: pids[s["key"]] for s in services}, "restarted": [s["key"] for s in stopped],
             "serving_after_s": round(time.monotonic() - t0, 2)}
 
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child (the launcher forked it): init reaps it
-        pass
