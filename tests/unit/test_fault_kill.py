@@ -9,16 +9,17 @@ from orchestrator.runtime.health import process_alive
 from orchestrator.verbs import fault
 
 
-def test_kill_stops_the_service_and_its_children(tmp_path) -> None:
+def test_kill_stops_the_service_and_its_children() -> None:
     # a service as the launcher leaves it: a session (and group) leader with a child of its own
     leader = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE, text=True,
                               start_new_session=True)
     child = int(leader.stdout.readline())
     assert process_alive(leader.pid) and process_alive(child)
-    out = fault._kill(tmp_path, {"pids": {"auth1": leader.pid}}, "auth1")
+    services = [{"key": "auth1", "shard": 0, "api_url": "http://127.0.0.1:1"}]
+    out = fault._kill({"pids": {"auth1": leader.pid}}, "auth1", services)
     assert out["was_running"] and out["pid"] == leader.pid
     deadline = time.monotonic() + 5
     while process_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not process_alive(leader.pid) and not process_alive(child)
-    assert fault._kill(tmp_path, {"pids": {"auth1": leader.pid}}, "auth1")["was_running"] is False
+    assert fault._kill({"pids": {"auth1": leader.pid}}, "auth1", services)["was_running"] is False
