@@ -216,3 +216,26 @@ def test_status_reports_each_shard_and_a_node_runs_only_when_all_do(lab, monkeyp
     procs["auth2"].kill()
     procs["auth2"].wait()
     assert status._processes("auth2", auth2, pids)["process"] == "stopped"
+
+
+def test_the_runtimes_name_each_shard_process_by_its_service_key(monkeypatch, tmp_path: Path) -> None:
+    from orchestrator.runtime import docker as docker_runtime, netns as netns_runtime
+    from orchestrator.runtime.base import NodeRef, NodeService
+
+    ref = NodeRef(lab="sh", name="auth2", netns="mpl-sh-auth2")
+    services = [NodeService(ref, tmp_path / "node.json", tmp_path / "node.log", "auth2"),
+                NodeService(ref, tmp_path / "node.shard1.json", tmp_path / "node.shard1.log", "auth2.s1")]
+    batches: list[list[dict]] = []
+    monkeypatch.setattr(netns_runtime, "spawn_nodes",
+                        lambda batch: batches.append(batch) or {item["name"]: 10 + i for i, item in enumerate(batch)})
+    assert netns_runtime.NetnsRuntime().start_services(services) == {"auth2": 10, "auth2.s1": 11}
+    assert [(b["name"], b["netns_path"], b["config"]) for b in batches[0]] == [
+        ("auth2", "/run/netns/mpl-sh-auth2", str(tmp_path / "node.json")),
+        ("auth2.s1", "/run/netns/mpl-sh-auth2", str(tmp_path / "node.shard1.json"))]
+
+    execs: list[tuple] = []
+    rt = docker_runtime.DockerRuntime("sh")
+    monkeypatch.setattr(rt, "start", lambda node, argv, log, env=None: execs.append((node.name, argv[-1], log)) or len(execs))
+    assert rt.start_services(services) == {"auth2": 1, "auth2.s1": 2}
+    assert execs == [("auth2", str(tmp_path / "node.json"), tmp_path / "node.log"),
+                     ("auth2", str(tmp_path / "node.shard1.json"), tmp_path / "node.shard1.log")]
