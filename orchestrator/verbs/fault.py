@@ -2,8 +2,9 @@
 
 kill stops the node's FastPay service, every shard process of an authority of several (its radio
 stays on the mesh and keeps relaying, as a crashed application on a working router would);
-restart starts every one of them that is not running again, each from its own database. isolate has the medium deliver nothing to or from the node's radio (a node gone dark:
-its peers' links time out, HWMP routes around it); heal undoes that.
+restart starts every one of them that is not running again, each from its own database.
+isolate has the medium deliver nothing to or from the node's radio (a node gone dark: its
+peers' links time out, HWMP routes around it); heal undoes that.
 """
 
 from __future__ import annotations
