@@ -9,7 +9,9 @@ a lab root of its own, and takes them down again:
 - healing: scenarios/relay-failure.yaml, N times (default 10) on each of HEALING_TOPOLOGIES
   (diamond.yaml with HWMP paths of 10000 TU, diamond-longpath.yaml with 30000 TU, the larger
   ladder.yaml): seconds from isolating the relay the path uses to the first transfer confirmed
-  after it (the record's `healing_s`), per topology median, p90 and max, beside its path lifetime;
+  after it (the record's `healing_s`: when the paying node had it confirmed; `answered_s`: when the
+  transfer step returned, the tool's own work included), per topology median, p90 and max, beside
+  its path lifetime;
 - latency against hops: on topologies/hops.yaml client<k> is k hops from every authority; one
   warm-up transfer per client (HWMP finds paths on demand, the node connects), then N transfers,
   each's latency and time to quorum, and every authority's vote round trip by its hop count.
@@ -206,11 +208,15 @@ def healing_runs(lab: LabRun, topology: str, runs: int, figures: dict) -> None:
             continue
         isolated = next((s.get("node") for s in record["steps"] if s["do"] == "fault"), None)
         attempts = next((s.get("attempts") for s in record["steps"] if "attempts" in s), None)
-        rows["runs"].append({"healing_s": record["healing_s"], "isolated": isolated, "attempts": attempts,
-                             "ok": record["ok"], "healing": record["healing"]})
+        answered = (record["healing"] or [{}])[0].get("answered_s")
+        rows["runs"].append({"healing_s": record["healing_s"], "answered_s": answered, "isolated": isolated,
+                             "attempts": attempts, "ok": record["ok"], "healing": record["healing"],
+                             "transfers": [s.get("metrics") for s in record["steps"] if s["do"] == "transfer"]})
         print(f"  {topology} healing run {i + 1}: isolated {isolated}, healed in {record['healing_s']} s "
+              f"(the step returned at {answered} s) "
               f"({attempts} transfer attempts)", flush=True)
     rows["healing_s"] = healing_spread([r["healing_s"] for r in rows["runs"]])
+    rows["answered_s"] = healing_spread([r.get("answered_s") for r in rows["runs"]])
     print(f"  {topology}: healing {rows['healing_s']} s; its paths live {rows['path_lifetime_s']} s", flush=True)
 
 

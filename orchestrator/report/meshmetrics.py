@@ -35,15 +35,19 @@ def transfer_metrics(result: dict[str, Any], hops: dict[str, int | None]) -> dic
 def healing(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """For each successful `isolate` step of a scenario record: seconds from the isolation being
     applied (the end of its step: the fault verb returns once the medium applied it) to the first
-    transfer confirmed after it; `healing_s` None if none was."""
+    transfer confirmed after it (`healing_s`: when the paying node had it confirmed) and to that
+    transfer's step ending (`answered_s`: the tool's own work around the call included); None if
+    none was."""
     out = []
     for i, row in enumerate(steps):
         if not (row["do"] == "fault" and row["args"].get("action") == "isolate" and row["ok"]):
             continue
         isolated_s = row["start_s"] + row["duration_s"]
-        confirmed = next((later["confirmed_s"] for later in steps[i + 1:]
-                          if later["do"] == "transfer" and later.get("confirmed_s") is not None), None)
+        healed = next((later for later in steps[i + 1:]
+                       if later["do"] == "transfer" and later.get("confirmed_s") is not None), None)
         out.append({"step": row["index"], "node": row.get("node", row["args"].get("node")),
                     "isolated_s": round(isolated_s, 3),
-                    "healing_s": None if confirmed is None else round(confirmed - isolated_s, 3)})
+                    "healing_s": None if healed is None else round(healed["confirmed_s"] - isolated_s, 3),
+                    "answered_s": None if healed is None else
+                    round(healed.get("answered_s", healed["confirmed_s"]) - isolated_s, 3)})
     return out

@@ -59,9 +59,10 @@ def play(lab_dir: Path, scenario: Scenario, dispatch: Dispatch,
                 if step.action == "isolate":
                     isolated_relays.append(row["node"])
             elif isinstance(step, TransferStep):
-                row["result"] = _transfer(lab_dir, step, row, dispatch, clock, sleep)
+                row["result"], sent = _transfer(lab_dir, step, row, dispatch, clock, sleep)
                 if row["result"].get("outcome") == "confirmed":
-                    row["confirmed_s"] = round(clock() - t0, 3)
+                    row["answered_s"] = round(clock() - t0, 3)
+                    row["confirmed_s"] = _confirmed_at(row["result"], sent - t0, row["answered_s"])
                 if "metrics" in row["result"]:
                     row["metrics"] = row["result"]["metrics"]
             else:
@@ -102,23 +103,37 @@ def _relay(lab_dir: Path, step: FaultStep, dispatch: Dispatch, isolated: list[st
     return isolated.pop()
 
 
+def _confirmed_at(result: dict, sent_s: float, answered_s: float) -> float:
+    """When the paying node had the transfer confirmed (seconds into the run): the attempt's send
+    plus the node's own latency, so the tool's work around the call (the agent reading the
+    sender's mesh paths after it, the way back to the CLI) is not counted; the answer's arrival
+    when the node gave no latency."""
+    latency_ms = (result.get("metrics") or {}).get("latency_ms")
+    if latency_ms is None:
+        return answered_s
+    return round(min(answered_s, sent_s + latency_ms / 1000), 3)
+
+
 def _transfer(lab_dir: Path, step: TransferStep, row: dict, dispatch: Dispatch,
-              clock: Callable[[], float], sleep: Callable[[float], None]) -> dict:
+              clock: Callable[[], float], sleep: Callable[[float], None]) -> tuple[dict, float]:
+    """The transfer's result, and the clock when the attempt that returned it was sent."""
     _, args = step.verb()
     if step.retry_until_s is None:
+        sent = clock()
         result = dispatch(lab_dir, "transfer", **args)
         if result.get("outcome") != "confirmed":  # a failed step, with the transfer's record kept
             row["result"] = result
             raise NotConfirmed(f"outcome {result.get('outcome')!r}: no quorum of authorities confirmed it")
-        return result
+        return result, sent
     deadline = clock() + step.retry_until_s
     row["attempts"] = 0
     while True:
         row["attempts"] += 1
         try:
+            sent = clock()
             result = dispatch(lab_dir, "transfer", **args)
             if result.get("outcome") == "confirmed":
-                return result
+                return result, sent
             last = f"outcome {result.get('outcome')!r}"
         except Exception as exc:  # a broken path fails in many ways; each is worth another try
             last = f"{type(exc).__name__}: {exc}"

@@ -69,8 +69,8 @@ def test_healing_runs_from_the_applied_isolation_to_the_next_confirmed_transfer(
         _row(6, "wait", 48.0, 5.0),
     ]
     assert meshmetrics.healing(steps) == [
-        {"step": 1, "node": "relay2", "isolated_s": 6.25, "healing_s": 39.0},
-        {"step": 4, "node": "relay1", "isolated_s": 46.5, "healing_s": None},
+        {"step": 1, "node": "relay2", "isolated_s": 6.25, "healing_s": 39.0, "answered_s": 39.0},
+        {"step": 4, "node": "relay1", "isolated_s": 46.5, "healing_s": None, "answered_s": None},
     ]
 
 

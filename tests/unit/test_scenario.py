@@ -171,9 +171,32 @@ def test_relay_is_resolved_when_played_and_a_transfer_is_retried_until_confirmed
     assert steps[1]["node"] == "r2" and steps[3]["node"] == "r2"
     assert steps[2]["attempts"] == 3 and steps[2]["metrics"] == {"hops": {"a1": 2}}
     # isolation applied at 5 + 4 = 9 s; attempts at 9, 12 (+1 s pause each), the third returns at 17 s
-    assert steps[2]["confirmed_s"] == 17.0
-    assert record["healing"] == [{"step": 1, "node": "r2", "isolated_s": 9.0, "healing_s": 8.0}]
+    assert steps[2]["confirmed_s"] == 17.0 and steps[2]["answered_s"] == 17.0  # no node latency given
+    assert record["healing"] == [{"step": 1, "node": "r2", "isolated_s": 9.0, "healing_s": 8.0, "answered_s": 8.0}]
     assert record["healing_s"] == 8.0
+
+
+def test_a_healed_transfer_counts_from_when_the_node_confirmed_it_not_when_the_tool_returned(tmp_path):
+    clock, outcomes = FakeClock(), iter([RuntimeError("no route"),
+                                         {"outcome": "confirmed", "metrics": {"latency_ms": 500.0}}])
+
+    def dispatch(lab_dir, verb, **kwargs):
+        clock.now += 2.0  # each call: the node's work and the tool's own (mesh paths read after it)
+        if verb == "paths":
+            return PATHS
+        if verb == "transfer" and kwargs["amount"] == 7:
+            outcome = next(outcomes)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        return {"outcome": "confirmed"} if verb == "transfer" else {"isolated": []}
+
+    record = run.play(tmp_path, parse_scenario(HEALING), dispatch, clock, clock.sleep)
+    retried = record["steps"][2]
+    # isolation applied at 9 s; the second attempt is sent at 9 + 2 + 1 = 12 s and returns at 14 s,
+    # the node having confirmed it 0.5 s after it was sent
+    assert retried["confirmed_s"] == 12.5 and retried["answered_s"] == 14.0
+    assert record["healing"] == [{"step": 1, "node": "r2", "isolated_s": 9.0, "healing_s": 3.5, "answered_s": 5.0}]
 
 
 def test_a_retried_transfer_gives_up_at_its_deadline(tmp_path):
