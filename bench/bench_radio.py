@@ -1,0 +1,402 @@
+"""The radio's own figures: iperf3 TCP and UDP throughput and ping latency over 1, 2 and 3 hops of a
+line, and a hidden-terminal pair, with the medium's airtime model off and on, next to what IEEE
+802.11 allows at the rate mac80211 uses.
+
+    python bench/bench_radio.py [--seconds 10] [--udp-mbps 30] [--pings 20] [--only off|on]
+
+topologies/radio-bench.yaml holds both layouts, far apart on one channel (one VM per airtime
+setting: the copy with `medium: {airtime: true}` is written next to the labs). In each lab:
+- ping from line1 to line2, line3, line4 (1, 2, 3 hops; warm-up pings first, so HWMP's path
+  discovery is not in the sample), `--pings` echo requests 0.2 s apart; min/avg/max RTT;
+- iperf3 (Debian's package, run inside the nodes through the lab's `exec` verb) from line1 to
+  each: TCP for `--seconds`, then UDP offered at `--udp-mbps` with 1472-byte datagrams (1500-byte
+  IP packets); the receiver's figure (iperf3's sum_received), UDP loss, TCP retransmits;
+- the rate mac80211 sends at (`iw station dump`'s tx bitrate, line1 to line2, after the runs);
+- hidden terminals: hidden-a alone to hidden-rx, then hidden-a and hidden-b at once (UDP at
+  `--udp-mbps` each), with the medium's counters over each run (collisions, losses, frames).
+Theory (`theoretical`): one DCF frame exchange per packet, DIFS + mean backoff (CWmin/2 slots) +
+data frame + SIFS + ACK, with the timings of orchestrator/airtime.py (IEEE 802.11-2020 clause 17,
+OFDM PHY, and clause 18, ERP on 2.4 GHz: 20 µs preamble+SIGNAL, 4 µs symbols, 6 µs signal
+extension, 9 µs slot, 10 µs SIFS, DIFS = SIFS + 2 slots, CWmin 15; the ACK at the highest
+mandatory rate not above the data rate), an 802.11s data frame being the IP packet plus 46 bytes
+(QoS 4-address header 32, mesh control 6, LLC/SNAP 8) and a 4-byte FCS. TCP: the receiver ACKs
+every second segment (a 52-byte IP packet with timestamps), MSS 1448. Over n hops of a line whose
+radios hear only their neighbours, hop k and hop k+2 cannot overlap either (the relay between
+would hear both), so for n <= 3 the hops take turns: the one-hop figure over n.
+Prints the figures, writes bench/results/radio.json and radio.png (the `plots` extra). Not a test:
+the figures depend on the machine (under QEMU TCG the VM's CPU, not the radio, bounds them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator import airtime  # noqa: E402
+from orchestrator.medium import STATS_INTERVAL_S  # noqa: E402
+from orchestrator.dispatch import agent_call  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TOPOLOGY = ROOT / "topologies" / "radio-bench.yaml"
+LINE = ("line1", "line2", "line3", "line4")  # line1 to LINE[k] is k hops
+HIDDEN_A, HIDDEN_B, HIDDEN_RX = "hidden-a", "hidden-b", "hidden-rx"
+MESH_DATA_OVERHEAD_BYTES = 32 + 6 + 8  # QoS 4-address header, mesh control (no address extension), LLC/SNAP
+UDP_PAYLOAD_BYTES = 1472  # 1500-byte IP packets: 20 IP + 8 UDP
+TCP_MSS_BYTES = 1448  # 1500 - 20 IP - 20 TCP - 12 timestamps option
+TCP_ACK_IP_BYTES = 52
+PING_IP_BYTES = 84  # ping's default 56 data bytes + 8 ICMP + 20 IP
+IPERF_PORTS = (5201, 5202)
+COUNTERS = ("frames", "data", "deliveries", "acked", "unacked", "collisions", "dropped_loss", "dropped_range",
+            "delayed", "lost", "overruns", "cpu_s")
+
+
+# ---- theory -------------------------------------------------------------------------------------
+
+def exchange_s(ip_bytes: int, rate: int, freq: int) -> float:
+    """Seconds one unicast IP packet of `ip_bytes` holds the channel on one hop, on average, with no
+    contention: DIFS + mean backoff (CWmin/2 slots) + the data frame at absolute rate index `rate`
+    (airtime.RATES_MBPS) + SIFS + the ACK."""
+    sifs = airtime.sifs_s(freq)
+    difs = sifs + 2 * airtime.SLOT_S
+    backoff = airtime.CW_MIN / 2 * airtime.SLOT_S
+    data = airtime.duration_s(ip_bytes + MESH_DATA_OVERHEAD_BYTES, rate, freq)
+    ack = airtime.duration_s(airtime.ACK_BYTES, airtime.ack_rate(rate), freq)
+    return difs + backoff + data + sifs + ack
+
+
+def theoretical(rate: int, freq: int, hops: int) -> dict:
+    """What 802.11 allows over `hops` hops (1..3) of a line at rate index `rate`: UDP and TCP
+    goodput in Mb/s (application bytes), and a ping's round trip in ms with an idle channel."""
+    if not 1 <= hops <= 3:
+        raise ValueError(f"hops must be 1 to 3 (the hops take turns up to 3), got {hops}")
+    udp_s = exchange_s(UDP_PAYLOAD_BYTES + 28, rate, freq)
+    tcp_s = 2 * exchange_s(TCP_MSS_BYTES + 52, rate, freq) + exchange_s(TCP_ACK_IP_BYTES, rate, freq)
+    return {"udp_mbps": round(UDP_PAYLOAD_BYTES * 8 / udp_s / 1e6 / hops, 2),
+            "tcp_mbps": round(2 * TCP_MSS_BYTES * 8 / tcp_s / 1e6 / hops, 2),
+            "ping_rtt_ms": round(2 * hops * exchange_s(PING_IP_BYTES, rate, freq) * 1e3, 3)}
+
+
+def rate_index(mbps: float) -> int:
+    """The absolute rate index (airtime.RATES_MBPS) of a legacy bitrate in Mb/s; OFDM for 6 Mb/s and
+    up. ValueError for a rate that is not one (an HT MCS, say)."""
+    matches = [i for i, r in enumerate(airtime.RATES_MBPS) if r == mbps]
+    if not matches:
+        raise ValueError(f"{mbps} Mb/s is not an 802.11b/g rate ({', '.join(map(str, airtime.RATES_MBPS))})")
+    return matches[-1]
+
+
+# ---- parsing ------------------------------------------------------------------------------------
+
+def parse_iperf3(text: str) -> dict:
+    """iperf3 -J output -> {"mbps": received, "sent_mbps", "seconds", and "lost_percent" (UDP) or
+    "retransmits" (TCP)}. ValueError with iperf3's own message when it failed."""
+    data = json.loads(text)
+    if data.get("error"):
+        raise ValueError(f"iperf3: {data['error']}")
+    end = data["end"]
+    sent, received = end["sum_sent"], end["sum_received"]
+    out = {"mbps": round(received["bits_per_second"] / 1e6, 3), "sent_mbps": round(sent["bits_per_second"] / 1e6, 3),
+           "seconds": round(received["seconds"], 2)}
+    if "lost_percent" in received:
+        out["lost_percent"] = round(received["lost_percent"], 2)
+    if "retransmits" in sent:
+        out["retransmits"] = sent["retransmits"]
+    return out
+
+
+_PING_COUNTS = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+_PING_RTT = re.compile(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
+
+
+def parse_ping(text: str) -> dict:
+    """iputils ping's summary -> {"sent", "received", "rtt_ms": {"min", "avg", "max", "mdev"} or None
+    when nothing came back}. ValueError when there is no summary."""
+    counts = _PING_COUNTS.search(text)
+    if not counts:
+        raise ValueError(f"no ping summary in {text[-200:]!r}")
+    rtt = _PING_RTT.search(text)
+    return {"sent": int(counts[1]), "received": int(counts[2]),
+            "rtt_ms": dict(zip(("min", "avg", "max", "mdev"), map(float, rtt.groups()))) if rtt else None}
+
+
+def parse_tx_bitrates(text: str) -> dict[str, float]:
+    """`iw dev IF station dump` -> {peer MAC: tx bitrate in Mb/s}."""
+    rates, mac = {}, None
+    for line in text.splitlines():
+        if line.startswith("Station "):
+            mac = line.split()[1].lower()
+        elif "tx bitrate:" in line and mac:
+            rates[mac] = float(line.split("tx bitrate:")[1].split()[0])
+    return rates
+
+
+# ---- the lab ------------------------------------------------------------------------------------
+
+class Lab:
+    """One lab of topologies/radio-bench.yaml in the VM, driven through its agent."""
+
+    def __init__(self, lab_dir: Path, port: int, info: dict) -> None:
+        self.lab_dir, self.port, self.info = lab_dir, port, info
+
+    def exec(self, node: str, argv: list[str], timeout: float = 60.0) -> dict:
+        return agent_call(self.port, "exec", {"node": node, "command": argv, "timeout": timeout}, timeout=timeout + 30)
+
+    def ip(self, node: str) -> str:
+        return self.info["nodes"][node]["mesh_ip"]
+
+    def medium(self) -> dict:
+        """The medium's counters now (it writes them every STATS_INTERVAL_S; wait one out first)."""
+        time.sleep(STATS_INTERVAL_S + 0.5)
+        try:
+            stats = json.loads((self.lab_dir / "medium-stats.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: stats.get(k, 0) for k in COUNTERS}
+
+    def ping(self, src: str, dst: str, count: int) -> dict:
+        done = self.exec(src, ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "5", self.ip(dst)],
+                         timeout=count * 0.2 + 30)
+        return parse_ping(done["stdout"])
+
+    def iperf(self, src: str, dst: str, seconds: float, udp_mbps: float | None, port: int = IPERF_PORTS[0]) -> dict:
+        """One iperf3 run from `src` to a one-shot server on `dst` (TCP, or UDP offered at udp_mbps)."""
+        pidfile = str(self.lab_dir / f"iperf3-{dst}-{port}.pid")
+        started = self.exec(dst, ["iperf3", "-s", "-1", "-D", "-p", str(port), "-I", pidfile])
+        if started["returncode"] != 0:
+            raise RuntimeError(f"iperf3 server on {dst}: {started['stderr'].strip()}")
+        time.sleep(1.0)
+        argv = ["iperf3", "-c", self.ip(dst), "-p", str(port), "-t", str(seconds), "-J", "--connect-timeout", "20000"]
+        if udp_mbps is not None:
+            argv += ["-u", "-b", f"{udp_mbps}M", "-l", str(UDP_PAYLOAD_BYTES)]
+        done = self.exec(src, argv, timeout=seconds + 90)
+        try:
+            return parse_iperf3(done["stdout"])
+        except (ValueError, KeyError) as exc:
+            # the one-shot server we started waits on when its client never came: end it, by its pid
+            self.exec(dst, ["sh", "-c", f'kill "$(cat {pidfile})" 2>/dev/null; true'])
+            return {"error": (f"{exc}" or done["stderr"])[-300:]}
+
+    def tx_bitrates(self, node: str) -> dict[str, float]:
+        """Peer node -> the bitrate mac80211 last sent to it at."""
+        names = {n["mac"].lower(): name for name, n in self.info["nodes"].items()}
+        dump = self.exec(node, ["iw", "dev", "mesh0", "station", "dump"])["stdout"]
+        return {names.get(mac, mac): r for mac, r in parse_tx_bitrates(dump).items()}
+
+
+def delta(before: dict, after: dict) -> dict:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS}
+
+
+def measure(lab: Lab, seconds: float, udp_mbps: float, pings: int) -> dict:
+    out: dict = {"ping": {}, "tcp": {}, "udp": {}, "errors": []}
+    for k, dst in enumerate(LINE[1:], start=1):  # warm-up: HWMP finds paths on demand
+        try:
+            lab.ping("line1", dst, 3)
+        except (RuntimeError, ValueError) as exc:
+            out["errors"].append(f"warm-up ping {dst}: {exc}")
+    for k, dst in enumerate(LINE[1:], start=1):
+        try:
+            out["ping"][k] = lab.ping("line1", dst, pings)
+        except (RuntimeError, ValueError) as exc:
+            out["errors"].append(f"ping {dst}: {exc}")
+        print(f"   ping line1 -> {dst} ({k} hops): {out['ping'].get(k)}", flush=True)
+    for k, dst in enumerate(LINE[1:], start=1):
+        for proto, offered in (("tcp", None), ("udp", udp_mbps)):
+            before = lab.medium()
+            row = lab.iperf("line1", dst, seconds, offered)
+            row["medium"] = delta(before, lab.medium())
+            out[proto][k] = row
+            print(f"   {proto} line1 -> {dst} ({k} hops): {row}", flush=True)
+    try:
+        paths = agent_call(lab.port, "paths", {"node": "line1"})
+        out["hops_seen"] = {p["destination_node"]: p.get("hop_count") for p in paths["paths"]}
+    except RuntimeError as exc:
+        out["errors"].append(f"paths: {exc}")
+    out["tx_bitrate_mbps"] = lab.tx_bitrates("line1")
+    out["hidden"] = hidden_terminals(lab, seconds, udp_mbps)
+    return out
+
+
+def hidden_terminals(lab: Lab, seconds: float, udp_mbps: float) -> dict:
+    """hidden-a alone, then hidden-a and hidden-b at once, to hidden-rx (UDP)."""
+    lab.ping(HIDDEN_A, HIDDEN_RX, 3)
+    lab.ping(HIDDEN_B, HIDDEN_RX, 3)
+    before = lab.medium()
+    alone = lab.iperf(HIDDEN_A, HIDDEN_RX, seconds, udp_mbps)
+    alone["medium"] = delta(before, lab.medium())
+    print(f"   hidden-a alone: {alone}", flush=True)
+    both: dict = {}
+    before = lab.medium()
+    threads = [threading.Thread(target=lambda s=s, p=p: both.__setitem__(s, lab.iperf(s, HIDDEN_RX, seconds, udp_mbps, p)))
+               for s, p in ((HIDDEN_A, IPERF_PORTS[0]), (HIDDEN_B, IPERF_PORTS[1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    both["medium"] = delta(before, lab.medium())
+    print(f"   hidden-a and hidden-b at once: {both}", flush=True)
+    return {"alone": alone, "both": both}
+
+
+def topology_for(airtime_on: bool, work: Path) -> Path:
+    """radio-bench.yaml as shipped (airtime off), or a copy with airtime on (lab `radio_air`)."""
+    if not airtime_on:
+        return TOPOLOGY
+    text = TOPOLOGY.read_text()
+    for old, new in (("airtime: false", "airtime: true"), ("name: radio\n", "name: radio_air\n")):
+        if text.count(old) != 1:
+            raise RuntimeError(f"{TOPOLOGY}: expected one {old!r} to switch airtime on")
+        text = text.replace(old, new)
+    path = work / "radio-air.yaml"
+    path.write_text(text)
+    return path
+
+
+def run_setting(airtime_on: bool, work: Path, seconds: float, udp_mbps: float, pings: int) -> dict:
+    from orchestrator import lab as lab_files
+    from orchestrator.vm import VMRecord
+    from orchestrator.vmlab import down_lab, up_in_vm
+
+    topo = topology_for(airtime_on, work)
+    lab_dir = work / ("radio_air" if airtime_on else "radio")
+    result: dict = {"airtime": airtime_on, "host_loadavg_before": os.getloadavg()[:3]}
+    t0 = time.monotonic()
+    try:
+        up_in_vm(lab_dir, topo, on_step=lambda msg: print(f"   up: {msg}", flush=True))
+        result["up_s"] = round(time.monotonic() - t0, 1)
+        record = VMRecord.load(lab_dir)
+        assert record is not None
+        lab = Lab(lab_dir, record.port, lab_files.read_lab_json(lab_dir))
+        result.update(measure(lab, seconds, udp_mbps, pings))
+    except Exception as exc:  # a setting that fails is a figure too: say what happened
+        result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+    finally:
+        result["host_loadavg_after"] = os.getloadavg()[:3]
+        down = down_lab(lab_dir, keep_files=True)
+        result["down_error"] = down.get("error")
+        result["wall_s"] = round(time.monotonic() - t0, 1)
+    return result
+
+
+# ---- report -------------------------------------------------------------------------------------
+
+def rate_in_use(settings: list[dict]) -> float | None:
+    """The bitrate line1 last sent to line2 at (the one-hop link of every line run)."""
+    for s in settings:
+        r = s.get("tx_bitrate_mbps", {}).get("line2")
+        if r:
+            return r
+    return None
+
+
+def plot(report: dict, path: Path) -> str | None:
+    """Throughput and ping RTT against hops, airtime off and on beside the theory, and the hidden
+    terminals' received throughput and collisions. None when written, else why not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no PNG: matplotlib is not installed (pip install 'meshpay-lab[plots]')"
+    fig, (thr, rtt, hid) = plt.subplots(1, 3, figsize=(14, 4.2))
+    hops = [1, 2, 3]
+    theory = report.get("theoretical") or {}
+    for proto, marker in (("udp", "o"), ("tcp", "s")):
+        if theory:
+            thr.plot(hops, [theory[str(h)][f"{proto}_mbps"] for h in hops], marker + ":", color="grey",
+                     label=f"{proto.upper()} 802.11 bound")
+        for s in report["settings"]:
+            ys = [s.get(proto, {}).get(str(h), {}).get("mbps") for h in hops]
+            thr.plot(hops, ys, marker + "-", label=f"{proto.upper()} airtime {'on' if s['airtime'] else 'off'}")
+    thr.set(xlabel="hops", ylabel="Mb/s received", title="iperf3 throughput", xticks=hops, yscale="log")
+    thr.legend(fontsize=7)
+    for s in report["settings"]:
+        ys = [(s.get("ping", {}).get(str(h)) or {}).get("rtt_ms") or {} for h in hops]
+        rtt.plot(hops, [y.get("avg") for y in ys], "o-", label=f"avg, airtime {'on' if s['airtime'] else 'off'}")
+    if theory:
+        rtt.plot(hops, [theory[str(h)]["ping_rtt_ms"] for h in hops], "o:", color="grey", label="802.11, idle channel")
+    rtt.set(xlabel="hops", ylabel="ms", title="ping round trip", xticks=hops, yscale="log")
+    rtt.legend(fontsize=7)
+    labels, values, notes = [], [], []
+    for s in report["settings"]:
+        h = s.get("hidden") or {}
+        tag = "on" if s["airtime"] else "off"
+        for name, row in (("a alone", h.get("alone", {})), ("a, both", h.get("both", {}).get(HIDDEN_A, {})),
+                          ("b, both", h.get("both", {}).get(HIDDEN_B, {}))):
+            labels.append(f"{name}\nairtime {tag}")
+            values.append(row.get("mbps") or 0)
+        notes.append(f"airtime {tag}: {h.get('both', {}).get('medium', {}).get('collisions', '?')} collisions "
+                     f"with both sending")
+    hid.bar(labels, values, color=["#4a7ab5", "#c0504d", "#c0504d"] * len(report["settings"]))
+    hid.tick_params(axis="x", labelsize=7)
+    hid.set(ylabel="Mb/s received at hidden-rx", title="hidden terminals (UDP)")
+    hid.text(0.02, 0.97, "\n".join(notes), transform=hid.transAxes, va="top", fontsize=7)
+    fig.suptitle(f"meshpay-lab radio benchmark ({report.get('started', '')}; rate in use "
+                 f"{report.get('rate_mbps')} Mb/s)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="each iperf3 run (default 10)")
+    parser.add_argument("--udp-mbps", type=float, default=30.0, help="UDP offered load per sender (default 30)")
+    parser.add_argument("--pings", type=int, default=20, help="echo requests per hop count (default 20)")
+    parser.add_argument("--only", choices=("off", "on"), help="one airtime setting only")
+    args = parser.parse_args(argv)
+    started = datetime.now(timezone.utc)
+    work = Path(tempfile.mkdtemp(prefix="meshpay-radio-"))
+    report: dict = {"command": "python bench/bench_radio.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                    "started": started.isoformat(timespec="seconds"), "host_cpus": os.cpu_count(),
+                    "settings": []}
+    for airtime_on in (False, True):
+        if args.only and args.only != ("on" if airtime_on else "off"):
+            continue
+        print(f"== airtime {'on' if airtime_on else 'off'} (labs in {work})", flush=True)
+        row = run_setting(airtime_on, work, args.seconds, args.udp_mbps, args.pings)
+        report["settings"].append(json.loads(json.dumps(row)))  # int keys (hops) become strings, as in the file
+    rate = rate_in_use(report["settings"])
+    report["rate_mbps"] = rate
+    if rate is not None:
+        idx = rate_index(rate)
+        report["theoretical"] = {str(h): theoretical(idx, 2412, h) for h in (1, 2, 3)}
+        report["theory_basis"] = (f"DCF, {rate} Mb/s {'OFDM (ERP, 2.4 GHz)' if idx >= 4 else 'DSSS/CCK'}: "
+                                  "DIFS + CWmin/2 slots + data + SIFS + ACK per packet, timings of "
+                                  "orchestrator/airtime.py (IEEE 802.11-2020 cl. 17/18); 1500-byte IP packets "
+                                  "+ 46 bytes 802.11s header + FCS; TCP ACK every 2 segments; n hops take turns")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "radio.json").write_text(json.dumps(report, indent=1) + "\n")
+    why_not = plot(report, RESULTS / "radio.png")
+    print(why_not or f"wrote {RESULTS / 'radio.png'}")
+    print(json.dumps({k: report.get(k) for k in ("rate_mbps", "theoretical")}, indent=1))
+    for s in report["settings"]:
+        tag = "on " if s["airtime"] else "off"
+        for h in ("1", "2", "3"):
+            print(f"airtime {tag} {h} hop(s): TCP {s.get('tcp', {}).get(h, {}).get('mbps')} Mb/s, "
+                  f"UDP {s.get('udp', {}).get(h, {}).get('mbps')} Mb/s "
+                  f"(loss {s.get('udp', {}).get(h, {}).get('lost_percent')} %), "
+                  f"ping avg {((s.get('ping', {}).get(h) or {}).get('rtt_ms') or {}).get('avg')} ms")
+        both = (s.get("hidden") or {}).get("both", {})
+        print(f"airtime {tag} hidden terminals: a {both.get(HIDDEN_A, {}).get('mbps')} + "
+              f"b {both.get(HIDDEN_B, {}).get('mbps')} Mb/s, collisions {both.get('medium', {}).get('collisions')}"
+              f"{'; error: ' + s['error'] if s.get('error') else ''}")
+    print(f"wrote {RESULTS / 'radio.json'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
