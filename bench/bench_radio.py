@@ -2,10 +2,14 @@
 line, and a hidden-terminal pair, with the medium's airtime model off and on, next to what IEEE
 802.11 allows at the rate mac80211 uses.
 
-    python bench/bench_radio.py [--seconds 10] [--udp-mbps 30] [--pings 20] [--only off|on]
+    python bench/bench_radio.py [--seconds 10] [--udp-mbps 30] [--pings 20] [--rates minstrel 6] [--only off|on]
 
 topologies/radio-bench.yaml holds both layouts, far apart on one channel (one VM per airtime
-setting: the copy with `medium: {airtime: true}` is written next to the labs). In each lab:
+setting: the copy with `medium: {airtime: true}` is written next to the labs). In each lab, one
+pass per `--rates` entry: `minstrel` lets mac80211's rate control choose (54 Mb/s at these
+distances), a number holds every radio's data frames to that legacy rate (`iw set bitrates`):
+at 6 Mb/s a frame lasts longer than the medium takes to handle one under TCG, so the channel,
+not the VM, can be the bound. Each pass:
 - ping from line1 to line2, line3, line4 (1, 2, 3 hops; warm-up pings first, so HWMP's path
   discovery is not in the sample), `--pings` echo requests 0.2 s apart; min/avg/max RTT;
 - iperf3 (Debian's package, run inside the nodes through the lab's `exec` verb) from line1 to
@@ -57,6 +61,11 @@ TCP_MSS_BYTES = 1448  # 1500 - 20 IP - 20 TCP - 12 timestamps option
 TCP_ACK_IP_BYTES = 52
 PING_IP_BYTES = 84  # ping's default 56 data bytes + 8 ICMP + 20 IP
 IPERF_PORTS = (5201, 5202)
+FREQ_MHZ = 2412  # topologies/radio-bench.yaml's channel (the default)
+THEORY_BASIS = ("DCF: DIFS + CWmin/2 slots + data frame + SIFS + ACK per packet, with orchestrator/airtime.py's "
+                "timings (IEEE 802.11-2020 cl. 17 OFDM, cl. 18 ERP 2.4 GHz; cl. 16 DSSS long preamble); "
+                "1500-byte IP packets + 46 bytes of 802.11s header + 4 FCS; TCP: an ACK every 2 segments; "
+                "the hops of a 1..3-hop line take turns")
 COUNTERS = ("frames", "data", "deliveries", "acked", "unacked", "collisions", "dropped_loss", "dropped_range",
             "delayed", "lost", "overruns", "cpu_s")
 
@@ -187,6 +196,17 @@ class Lab:
             self.exec(dst, ["sh", "-c", f'kill "$(cat {pidfile})" 2>/dev/null; true'])
             return {"error": (f"{exc}" or done["stderr"])[-300:]}
 
+    def fix_rate(self, mbps: float | None) -> list[str]:
+        """Hold every radio's unicast data to one legacy rate (`iw set bitrates legacy-2.4 R`), or
+        give the choice back to minstrel (None). Returns what failed."""
+        argv = ["iw", "dev", "mesh0", "set", "bitrates"] + (["legacy-2.4", f"{mbps:g}"] if mbps else [])
+        errors = []
+        for node in self.info["nodes"]:
+            done = self.exec(node, argv)
+            if done["returncode"] != 0:
+                errors.append(f"{node}: {' '.join(argv)}: {done['stderr'].strip()}")
+        return errors
+
     def tx_bitrates(self, node: str) -> dict[str, float]:
         """Peer node -> the bitrate mac80211 last sent to it at."""
         names = {n["mac"].lower(): name for name, n in self.info["nodes"].items()}
@@ -198,8 +218,11 @@ def delta(before: dict, after: dict) -> dict:
     return {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS}
 
 
-def measure(lab: Lab, seconds: float, udp_mbps: float, pings: int) -> dict:
-    out: dict = {"ping": {}, "tcp": {}, "udp": {}, "errors": []}
+def measure(lab: Lab, seconds: float, udp_mbps: float, pings: int, fixed_mbps: float | None) -> dict:
+    """One pass over the line and the hidden terminals, mac80211 choosing the rate (minstrel) or
+    every radio held to `fixed_mbps`; the theory for the rate line1 then sends to line2 at."""
+    out: dict = {"rate": fixed_mbps or "minstrel", "ping": {}, "tcp": {}, "udp": {}, "errors": []}
+    out["errors"] += lab.fix_rate(fixed_mbps)
     for k, dst in enumerate(LINE[1:], start=1):  # warm-up: HWMP finds paths on demand
         try:
             lab.ping("line1", dst, 3)
@@ -225,6 +248,9 @@ def measure(lab: Lab, seconds: float, udp_mbps: float, pings: int) -> dict:
         out["errors"].append(f"paths: {exc}")
     out["tx_bitrate_mbps"] = lab.tx_bitrates("line1")
     out["hidden"] = hidden_terminals(lab, seconds, udp_mbps)
+    rate = out["tx_bitrate_mbps"].get("line2")
+    if rate:
+        out["theoretical"] = {h: theoretical(rate_index(rate), FREQ_MHZ, h) for h in (1, 2, 3)}
     return out
 
 
@@ -263,7 +289,8 @@ def topology_for(airtime_on: bool, work: Path) -> Path:
     return path
 
 
-def run_setting(airtime_on: bool, work: Path, seconds: float, udp_mbps: float, pings: int) -> dict:
+def run_setting(airtime_on: bool, work: Path, seconds: float, udp_mbps: float, pings: int,
+                rates: list[float | None]) -> dict:
     from orchestrator import lab as lab_files
     from orchestrator.vm import VMRecord
     from orchestrator.vmlab import down_lab, up_in_vm
@@ -278,7 +305,10 @@ def run_setting(airtime_on: bool, work: Path, seconds: float, udp_mbps: float, p
         record = VMRecord.load(lab_dir)
         assert record is not None
         lab = Lab(lab_dir, record.port, lab_files.read_lab_json(lab_dir))
-        result.update(measure(lab, seconds, udp_mbps, pings))
+        result["passes"] = []
+        for fixed in rates:
+            print(f"  rate: {fixed or 'minstrel'}", flush=True)
+            result["passes"].append(measure(lab, seconds, udp_mbps, pings, fixed))
     except Exception as exc:  # a setting that fails is a figure too: say what happened
         result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
     finally:
@@ -291,18 +321,10 @@ def run_setting(airtime_on: bool, work: Path, seconds: float, udp_mbps: float, p
 
 # ---- report -------------------------------------------------------------------------------------
 
-def rate_in_use(settings: list[dict]) -> float | None:
-    """The bitrate line1 last sent to line2 at (the one-hop link of every line run)."""
-    for s in settings:
-        r = s.get("tx_bitrate_mbps", {}).get("line2")
-        if r:
-            return r
-    return None
-
-
 def plot(report: dict, path: Path) -> str | None:
-    """Throughput and ping RTT against hops, airtime off and on beside the theory, and the hidden
-    terminals' received throughput and collisions. None when written, else why not."""
+    """One row per rate pass: throughput and ping RTT against hops, airtime off and on beside the
+    802.11 bound, and the hidden terminals' received throughput with the collisions counted.
+    None when written, else why not."""
     try:
         import matplotlib
 
@@ -310,45 +332,79 @@ def plot(report: dict, path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "no PNG: matplotlib is not installed (pip install 'meshpay-lab[plots]')"
-    fig, (thr, rtt, hid) = plt.subplots(1, 3, figsize=(14, 4.2))
+    settings = report["settings"]
+    n_passes = max((len(s.get("passes", [])) for s in settings), default=0)
+    if not n_passes:
+        return "no PNG: no pass produced figures"
+    fig, axes = plt.subplots(n_passes, 3, figsize=(14, 4.2 * n_passes), squeeze=False)
     hops = [1, 2, 3]
-    theory = report.get("theoretical") or {}
-    for proto, marker in (("udp", "o"), ("tcp", "s")):
+    for i, (thr, rtt, hid) in enumerate(axes):
+        passes = [(s["airtime"], s["passes"][i]) for s in settings if len(s.get("passes", [])) > i]
+        rate = next((p.get("tx_bitrate_mbps", {}).get("line2") for _, p in passes if p.get("theoretical")), None)
+        theory = next((p["theoretical"] for _, p in passes if p.get("theoretical")), None)
+        mode = "minstrel's choice" if passes[0][1]["rate"] == "minstrel" else "fixed"
+        for proto, marker in (("udp", "o"), ("tcp", "s")):
+            if theory:
+                thr.plot(hops, [theory[str(h)][f"{proto}_mbps"] for h in hops], marker + ":", color="grey",
+                         label=f"{proto.upper()} 802.11 bound")
+            for air, p in passes:
+                thr.plot(hops, [p.get(proto, {}).get(str(h), {}).get("mbps") for h in hops], marker + "-",
+                         label=f"{proto.upper()} airtime {'on' if air else 'off'}")
+        thr.set(xlabel="hops", ylabel="Mb/s received", xticks=hops, yscale="log",
+                title=f"iperf3 throughput, {rate} Mb/s ({mode})")
+        thr.legend(fontsize=7)
+        for air, p in passes:
+            ys = [((p.get("ping", {}).get(str(h)) or {}).get("rtt_ms") or {}).get("avg") for h in hops]
+            rtt.plot(hops, ys, "o-", label=f"avg, airtime {'on' if air else 'off'}")
         if theory:
-            thr.plot(hops, [theory[str(h)][f"{proto}_mbps"] for h in hops], marker + ":", color="grey",
-                     label=f"{proto.upper()} 802.11 bound")
-        for s in report["settings"]:
-            ys = [s.get(proto, {}).get(str(h), {}).get("mbps") for h in hops]
-            thr.plot(hops, ys, marker + "-", label=f"{proto.upper()} airtime {'on' if s['airtime'] else 'off'}")
-    thr.set(xlabel="hops", ylabel="Mb/s received", title="iperf3 throughput", xticks=hops, yscale="log")
-    thr.legend(fontsize=7)
-    for s in report["settings"]:
-        ys = [(s.get("ping", {}).get(str(h)) or {}).get("rtt_ms") or {} for h in hops]
-        rtt.plot(hops, [y.get("avg") for y in ys], "o-", label=f"avg, airtime {'on' if s['airtime'] else 'off'}")
-    if theory:
-        rtt.plot(hops, [theory[str(h)]["ping_rtt_ms"] for h in hops], "o:", color="grey", label="802.11, idle channel")
-    rtt.set(xlabel="hops", ylabel="ms", title="ping round trip", xticks=hops, yscale="log")
-    rtt.legend(fontsize=7)
-    labels, values, notes = [], [], []
-    for s in report["settings"]:
-        h = s.get("hidden") or {}
-        tag = "on" if s["airtime"] else "off"
-        for name, row in (("a alone", h.get("alone", {})), ("a, both", h.get("both", {}).get(HIDDEN_A, {})),
-                          ("b, both", h.get("both", {}).get(HIDDEN_B, {}))):
-            labels.append(f"{name}\nairtime {tag}")
-            values.append(row.get("mbps") or 0)
-        notes.append(f"airtime {tag}: {h.get('both', {}).get('medium', {}).get('collisions', '?')} collisions "
-                     f"with both sending")
-    hid.bar(labels, values, color=["#4a7ab5", "#c0504d", "#c0504d"] * len(report["settings"]))
-    hid.tick_params(axis="x", labelsize=7)
-    hid.set(ylabel="Mb/s received at hidden-rx", title="hidden terminals (UDP)")
-    hid.text(0.02, 0.97, "\n".join(notes), transform=hid.transAxes, va="top", fontsize=7)
-    fig.suptitle(f"meshpay-lab radio benchmark ({report.get('started', '')}; rate in use "
-                 f"{report.get('rate_mbps')} Mb/s)", fontsize=9)
+            rtt.plot(hops, [theory[str(h)]["ping_rtt_ms"] for h in hops], "o:", color="grey", label="802.11, idle channel")
+        rtt.set(xlabel="hops", ylabel="ms", title=f"ping round trip, {rate} Mb/s", xticks=hops, yscale="log")
+        rtt.legend(fontsize=7)
+        labels, values, notes = [], [], []
+        for air, p in passes:
+            h, tag = p.get("hidden") or {}, "on" if air else "off"
+            for name, row in (("a alone", h.get("alone", {})), ("a, both", h.get("both", {}).get(HIDDEN_A, {})),
+                              ("b, both", h.get("both", {}).get(HIDDEN_B, {}))):
+                labels.append(f"{name}\nairtime {tag}")
+                values.append(row.get("mbps") or 0)
+            notes.append(f"airtime {tag}: {h.get('alone', {}).get('medium', {}).get('collisions', '?')} collisions "
+                         f"a alone, {h.get('both', {}).get('medium', {}).get('collisions', '?')} both")
+        hid.bar(labels, values, color=["#4a7ab5", "#c0504d", "#c0504d"] * len(passes))
+        if theory:
+            hid.axhline(theory["1"]["udp_mbps"], color="grey", linestyle=":", label="one sender's 802.11 bound")
+            hid.legend(fontsize=7, loc="upper right")
+        hid.tick_params(axis="x", labelsize=7)
+        hid.set(ylabel="Mb/s received at hidden-rx", title=f"hidden terminals (UDP), {rate} Mb/s")
+        hid.text(0.02, 0.97, "\n".join(notes), transform=hid.transAxes, va="top", fontsize=7)
+    fig.suptitle(f"meshpay-lab radio benchmark ({report.get('started', '')}, QEMU TCG VM)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return None
+
+
+def summary_lines(report: dict) -> list[str]:
+    lines = []
+    for s in report["settings"]:
+        tag = "on " if s["airtime"] else "off"
+        if s.get("error"):
+            lines.append(f"airtime {tag}: error: {s['error']}")
+        for p in s.get("passes", []):
+            rate = p.get("tx_bitrate_mbps", {}).get("line2")
+            th = p.get("theoretical") or {}
+            for h in ("1", "2", "3"):
+                b = th.get(h, {})
+                lines.append(f"airtime {tag} {rate} Mb/s {h} hop(s): TCP {p['tcp'].get(h, {}).get('mbps')} Mb/s "
+                             f"(bound {b.get('tcp_mbps')}), UDP {p['udp'].get(h, {}).get('mbps')} Mb/s "
+                             f"(bound {b.get('udp_mbps')}), ping avg "
+                             f"{((p['ping'].get(h) or {}).get('rtt_ms') or {}).get('avg')} ms (idle {b.get('ping_rtt_ms')})")
+            hid = p.get("hidden") or {}
+            both = hid.get("both", {})
+            lines.append(f"airtime {tag} {rate} Mb/s hidden terminals: a alone {hid.get('alone', {}).get('mbps')} Mb/s "
+                         f"({hid.get('alone', {}).get('medium', {}).get('collisions')} collisions); both: "
+                         f"a {both.get(HIDDEN_A, {}).get('mbps')} + b {both.get(HIDDEN_B, {}).get('mbps')} Mb/s "
+                         f"({both.get('medium', {}).get('collisions')} collisions)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -356,44 +412,31 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=10.0, help="each iperf3 run (default 10)")
     parser.add_argument("--udp-mbps", type=float, default=30.0, help="UDP offered load per sender (default 30)")
     parser.add_argument("--pings", type=int, default=20, help="echo requests per hop count (default 20)")
+    parser.add_argument("--rates", nargs="+", default=["minstrel", "6"],
+                        help="passes: minstrel (mac80211 chooses) and/or legacy rates in Mb/s every radio is held "
+                             "to (default: minstrel 6)")
     parser.add_argument("--only", choices=("off", "on"), help="one airtime setting only")
     args = parser.parse_args(argv)
+    rates = [None if r == "minstrel" else float(r) for r in args.rates]
+    for r in rates:
+        if r is not None:
+            rate_index(r)  # a rate that is not 802.11b/g is refused before any VM boots
     started = datetime.now(timezone.utc)
     work = Path(tempfile.mkdtemp(prefix="meshpay-radio-"))
     report: dict = {"command": "python bench/bench_radio.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                     "started": started.isoformat(timespec="seconds"), "host_cpus": os.cpu_count(),
-                    "settings": []}
+                    "theory_basis": THEORY_BASIS, "settings": []}
     for airtime_on in (False, True):
         if args.only and args.only != ("on" if airtime_on else "off"):
             continue
         print(f"== airtime {'on' if airtime_on else 'off'} (labs in {work})", flush=True)
-        row = run_setting(airtime_on, work, args.seconds, args.udp_mbps, args.pings)
+        row = run_setting(airtime_on, work, args.seconds, args.udp_mbps, args.pings, rates)
         report["settings"].append(json.loads(json.dumps(row)))  # int keys (hops) become strings, as in the file
-    rate = rate_in_use(report["settings"])
-    report["rate_mbps"] = rate
-    if rate is not None:
-        idx = rate_index(rate)
-        report["theoretical"] = {str(h): theoretical(idx, 2412, h) for h in (1, 2, 3)}
-        report["theory_basis"] = (f"DCF, {rate} Mb/s {'OFDM (ERP, 2.4 GHz)' if idx >= 4 else 'DSSS/CCK'}: "
-                                  "DIFS + CWmin/2 slots + data + SIFS + ACK per packet, timings of "
-                                  "orchestrator/airtime.py (IEEE 802.11-2020 cl. 17/18); 1500-byte IP packets "
-                                  "+ 46 bytes 802.11s header + FCS; TCP ACK every 2 segments; n hops take turns")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "radio.json").write_text(json.dumps(report, indent=1) + "\n")
     why_not = plot(report, RESULTS / "radio.png")
     print(why_not or f"wrote {RESULTS / 'radio.png'}")
-    print(json.dumps({k: report.get(k) for k in ("rate_mbps", "theoretical")}, indent=1))
-    for s in report["settings"]:
-        tag = "on " if s["airtime"] else "off"
-        for h in ("1", "2", "3"):
-            print(f"airtime {tag} {h} hop(s): TCP {s.get('tcp', {}).get(h, {}).get('mbps')} Mb/s, "
-                  f"UDP {s.get('udp', {}).get(h, {}).get('mbps')} Mb/s "
-                  f"(loss {s.get('udp', {}).get(h, {}).get('lost_percent')} %), "
-                  f"ping avg {((s.get('ping', {}).get(h) or {}).get('rtt_ms') or {}).get('avg')} ms")
-        both = (s.get("hidden") or {}).get("both", {})
-        print(f"airtime {tag} hidden terminals: a {both.get(HIDDEN_A, {}).get('mbps')} + "
-              f"b {both.get(HIDDEN_B, {}).get('mbps')} Mb/s, collisions {both.get('medium', {}).get('collisions')}"
-              f"{'; error: ' + s['error'] if s.get('error') else ''}")
+    print("\n".join(summary_lines(report)))
     print(f"wrote {RESULTS / 'radio.json'}")
     return report
 

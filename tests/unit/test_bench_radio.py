@@ -110,13 +110,32 @@ def test_airtime_copy_of_the_topology_switches_it_on(tmp_path: Path) -> None:
     assert on.medium.airtime is True and on.name == "radio_air"
 
 
-def test_plot_writes_a_png_from_a_report(tmp_path: Path) -> None:
+def test_the_bench_and_its_topology_agree_on_the_channel() -> None:
+    from orchestrator.topology import load_topology
+
+    assert load_topology(bench_radio.TOPOLOGY).mesh.freq == bench_radio.FREQ_MHZ
+
+
+def _pass(rate: object, collisions: int) -> dict:
+    row = {"mbps": 1.0, "medium": {"collisions": collisions}}
+    return {"rate": rate, "tx_bitrate_mbps": {"line2": 54.0}, "tcp": {str(h): row for h in (1, 2, 3)},
+            "udp": {str(h): row for h in (1, 2, 3)}, "ping": {str(h): {"rtt_ms": {"avg": 3.0}} for h in (1, 2, 3)},
+            "hidden": {"alone": row, "both": {"hidden-a": row, "hidden-b": row, "medium": {"collisions": 9}}},
+            "theoretical": {str(h): bench_radio.theoretical(R54, 2412, h) for h in (1, 2, 3)}}
+
+
+def test_plot_and_summary_from_a_report(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    row = {"mbps": 1.0, "medium": {"collisions": 4}}
-    setting = {"airtime": True, "tcp": {str(h): row for h in (1, 2, 3)}, "udp": {str(h): row for h in (1, 2, 3)},
-               "ping": {str(h): {"rtt_ms": {"avg": 3.0}} for h in (1, 2, 3)},
-               "hidden": {"alone": row, "both": {"hidden-a": row, "hidden-b": row, "medium": {"collisions": 9}}}}
-    report = {"settings": [setting], "rate_mbps": 54.0,
-              "theoretical": {str(h): bench_radio.theoretical(R54, 2412, h) for h in (1, 2, 3)}}
+    report = {"settings": [{"airtime": False, "passes": [_pass("minstrel", 0), _pass(6.0, 0)]},
+                           {"airtime": True, "passes": [_pass("minstrel", 4), _pass(6.0, 40)]}]}
     assert bench_radio.plot(report, tmp_path / "r.png") is None
     assert (tmp_path / "r.png").stat().st_size > 10_000
+    lines = bench_radio.summary_lines(report)
+    assert len(lines) == 2 * 2 * 4
+    assert "UDP 1.0 Mb/s (bound 29.63)" in lines[0] and "(9 collisions)" in lines[3]
+
+
+def test_plot_says_why_when_there_is_nothing_to_draw(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    assert bench_radio.plot({"settings": [{"airtime": False, "error": "boom"}]}, tmp_path / "r.png") == \
+        "no PNG: no pass produced figures"
