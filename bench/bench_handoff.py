@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 import itertools
 
-from orchestrator.dispatch import call
-from orchestrator.lab import find_lab
+from orchestrator.vm.dispatch import call
+from orchestrator.lab.labdir import find_lab
 from orchestrator.verbs.motion import MODELS
 
 RESULTS = ROOT / "bench" / "results"

@@ -3,7 +3,7 @@
     python bench/bench_medium.py [--topology topologies/random100.yaml] [--frames 20000] [--profile]
                                  [--capture] [--impair-delay-ms 50]
 
-Feeds the medium's per-frame path (orchestrator/medium.py `feed`: parse the kernel's HWSIM_CMD_FRAME, decide who
+Feeds the medium's per-frame path (orchestrator/medium/process.py `feed`: parse the kernel's HWSIM_CMD_FRAME, decide who
 hears it, build every delivery and the sender's status) a synthetic load shaped like a lab's:
 each radio's beacons (group addressed: one delivery per neighbour) and unicast action frames to a
 neighbour (peering, HWMP), packed into receive buffers as the kernel queues them. Reports
@@ -34,14 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import medium  # noqa: E402
-from orchestrator.airspace import Airspace, Impairment, mac_bytes  # noqa: E402
-from orchestrator.airtime import Channel  # noqa: E402
-from orchestrator.capture import Capture, CaptureRequest  # noqa: E402
-from orchestrator.mediumctl import config_for  # noqa: E402
-from orchestrator.plan import make_plan  # noqa: E402
-from orchestrator.shaping import Shaping  # noqa: E402
-from orchestrator.topology import load_topology  # noqa: E402
+from orchestrator.medium import process as medium_process  # noqa: E402
+from orchestrator.air.airspace import Airspace, Impairment, mac_bytes  # noqa: E402
+from orchestrator.air.airtime import Channel  # noqa: E402
+from orchestrator.air.capture import Capture, CaptureRequest  # noqa: E402
+from orchestrator.medium.control import config_for  # noqa: E402
+from orchestrator.lab.plan import make_plan  # noqa: E402
+from orchestrator.air.shaping import Shaping  # noqa: E402
+from orchestrator.lab.topology import load_topology  # noqa: E402
 
 FAMILY = 0x1F
 BEACON_BYTES = 120
@@ -52,12 +52,12 @@ def kernel_frame(tx: bytes, dest: bytes, body: bytes, fc: bytes, cookie: int) ->
     """One HWSIM_CMD_FRAME as mac80211_hwsim sends it to the medium."""
     frame = fc + b"\x00\x00" + dest + tx + tx + b"\x00\x00" + body
     attrs = b"".join((
-        medium.nla(medium.A_TRANSMITTER, tx), medium.nla(medium.A_FRAME, frame),
-        medium.nla(medium.A_FLAGS, struct.pack("=I", 0)), medium.nla(medium.A_FREQ, struct.pack("=I", 2412)),
-        medium.nla(medium.A_TX_INFO, struct.pack("=bBbBbBbB", 0, 3, -1, 0, -1, 0, -1, 0)),
-        medium.nla(medium.A_COOKIE, struct.pack("=Q", cookie)),
+        medium_process.nla(medium_process.A_TRANSMITTER, tx), medium_process.nla(medium_process.A_FRAME, frame),
+        medium_process.nla(medium_process.A_FLAGS, struct.pack("=I", 0)), medium_process.nla(medium_process.A_FREQ, struct.pack("=I", 2412)),
+        medium_process.nla(medium_process.A_TX_INFO, struct.pack("=bBbBbBbB", 0, 3, -1, 0, -1, 0, -1, 0)),
+        medium_process.nla(medium_process.A_COOKIE, struct.pack("=Q", cookie)),
     ))
-    return struct.pack("=IHHIIBBH", 20 + len(attrs), FAMILY, 0, 0, 0, medium.HWSIM_CMD_FRAME, 1, 0) + attrs
+    return struct.pack("=IHHIIBBH", 20 + len(attrs), FAMILY, 0, 0, 0, medium_process.HWSIM_CMD_FRAME, 1, 0) + attrs
 
 
 def load(air: Airspace, frames: int, seed: int, per_buffer: int) -> list[bytes]:
@@ -74,16 +74,16 @@ def load(air: Airspace, frames: int, seed: int, per_buffer: int) -> list[bytes]:
     return [b"".join(msgs[i:i + per_buffer]) for i in range(0, len(msgs), per_buffer)]
 
 
-def run(air: Airspace, codec: medium.Codec, rand, counters: medium.Counters, buffers: list[bytes],
+def run(air: Airspace, codec: medium_process.Codec, rand, counters: medium_process.Counters, buffers: list[bytes],
         capture: Capture | None = None, shaping: Shaping | None = None, channel: Channel | None = None
         ) -> tuple[int, int]:
     sent = out_bytes = 0
     for buf in buffers:
-        msgs = medium.feed(memoryview(buf), len(buf), air, codec, rand, counters, capture=capture, shaping=shaping,
+        msgs = medium_process.feed(memoryview(buf), len(buf), air, codec, rand, counters, capture=capture, shaping=shaping,
                            channel=channel)
         if shaping is not None:
             msgs += shaping.pop_due(float("inf"))  # what the loop would send once due
-        for packet in medium.batches(msgs):
+        for packet in medium_process.batches(msgs):
             sent += 1
             out_bytes += len(packet)
     return sent, out_bytes
@@ -115,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     shaping = Shaping() if args.impair_delay_ms or args.airtime else None
     channel = Channel() if args.airtime else None
     buffers = load(air, args.frames, 1, args.per_buffer)
-    codec, rand = medium.Codec(FAMILY), random.Random(2).random
-    run(air, codec, rand, medium.Counters(), buffers[:50], capture, shaping, channel)  # warm the caches a long-running medium has warm
+    codec, rand = medium_process.Codec(FAMILY), random.Random(2).random
+    run(air, codec, rand, medium_process.Counters(), buffers[:50], capture, shaping, channel)  # warm the caches a long-running medium has warm
     times = []
     for _ in range(args.repeat):  # the fastest run: a shared host's other work only adds time
-        c = medium.Counters()
+        c = medium_process.Counters()
         t0 = time.process_time()
         sends, out_bytes = run(air, codec, rand, c, buffers, capture, shaping, channel)
         times.append(time.process_time() - t0)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        run(air, codec, rand, medium.Counters(), buffers, capture, shaping, channel)
+        run(air, codec, rand, medium_process.Counters(), buffers, capture, shaping, channel)
         prof.disable()
         text = io.StringIO()
         pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(12)

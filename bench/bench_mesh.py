@@ -62,7 +62,7 @@ def healing_spread(values: list[float | None]) -> dict:
 
 def path_lifetime_s(topology: str) -> float:
     """The topology's mesh_hwmp_active_path_timeout in seconds (the kernel's 5000 TU by default)."""
-    from orchestrator.topology import load_topology
+    from orchestrator.lab.topology import load_topology
 
     tu = load_topology(ROOT / "topologies" / f"{topology}.yaml").mesh.params.get("mesh_hwmp_active_path_timeout", 5000)
     return round(tu * TU_S, 2)

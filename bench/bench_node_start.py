@@ -2,7 +2,7 @@
 
 Configs are shaped like the 100-node lab's (topologies/random100.yaml: 7 authorities, 93 clients,
 every client funded at genesis), on loopback. Nodes are forked from this process after
-`orchestrator.launcher.preload()`, as `up` does, so import time is not counted. Each node is
+`orchestrator.runtime.launcher.preload()`, as `up` does, so import time is not counted. Each node is
 started and waited for in turn (its CPU to serving is its own), then all idle together.
 
     python bench/bench_node_start.py [--discovery static|mdns] [--start 10] [--idle 30] [--profile DIR]
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from meshpay.crypto import KeyPair
 from meshpay.localnet import free_port
-from orchestrator.launcher import preload
+from orchestrator.runtime.launcher import preload
 
 TICK = os.sysconf("SC_CLK_TCK")
 

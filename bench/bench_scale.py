@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import make_topology  # noqa: E402
 
-from orchestrator import lab  # noqa: E402
-from orchestrator.dispatch import agent_call  # noqa: E402
-from orchestrator.vm import LabVM, VMRecord, agent_argv  # noqa: E402
+from orchestrator.lab import labdir  # noqa: E402
+from orchestrator.vm.dispatch import agent_call  # noqa: E402
+from orchestrator.vm.machine import LabVM, VMRecord, agent_argv  # noqa: E402
 from orchestrator.vmlab import BOOT_TIMEOUT_S, down_lab, up_in_vm  # noqa: E402
 
 
@@ -282,14 +282,14 @@ def run_size(size: int, seed: int, root: Path, memory: str, topology: Path | Non
         result["peering_s"] = up["timings"]["peering_s"]
         result["serving_s"] = up["timings"]["serving_s"]
         record = VMRecord.load(lab_dir)
-        state = lab.read_state(lab_dir)
+        state = labdir.read_state(lab_dir)
         any_node = next(iter(up["nodes"]))
         pss = pss_mb(record.port, any_node, list(state["pids"].values()))
         result["pss_mb_per_node"] = {"mean": round(sum(pss) / len(pss), 1), "max": round(max(pss), 1),
                                      "count": len(pss)}
         result["guest_after_up"] = guest_facts(record.port, any_node)
         token = (lab_dir / "token").read_text().strip()
-        info = lab.read_lab_json(lab_dir)
+        info = labdir.read_lab_json(lab_dir)
         pids = list(state["pids"].values())
         medium_before, cpu_before, t_phase = medium_now(lab_dir), node_cpu_s(record.port, any_node, pids), time.monotonic()
         src, dst = farthest_clients(info)

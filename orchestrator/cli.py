@@ -24,8 +24,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import errors, lab, logfmt, registry
-from orchestrator.dispatch import call, is_vm_lab
+from orchestrator import errors
+
+from orchestrator.lab import labdir
+
+from orchestrator import logfmt
+
+from orchestrator.lab import registry
+from orchestrator.vm.dispatch import call, is_vm_lab
 from orchestrator.errors import MeshpayError, UsageError
 
 log = logging.getLogger(__name__)
@@ -77,7 +83,7 @@ def command(*args: Any, **kwargs: Any) -> Callable:
 
 
 def _find(name: str | None, root: Path | None) -> Path:
-    return lab.find_lab(name, root)
+    return labdir.find_lab(name, root)
 
 
 def _table(title: str, rows: list[dict], columns: list[str], wide: bool = False) -> None:
@@ -127,8 +133,8 @@ def up(
     root: RootOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Create the lab: one node per authority and client, each with its own hwsim radio, on one mesh."""
-    from orchestrator.topology import load_topology
-    from orchestrator.validate import check_topology
+    from orchestrator.lab.topology import load_topology
+    from orchestrator.lab.validate import check_topology
     from orchestrator.verbs import up as up_verb
     from orchestrator.verbs.doctor import hwsim_available
 
@@ -136,7 +142,7 @@ def up(
     check_topology(topo, str(topology))
     if runtime not in (None, "netns", "docker"):
         raise UsageError(f"--runtime {runtime}: use netns or docker")
-    lab_dir = lab.lab_dir(topo.name, root)
+    lab_dir = labdir.lab_dir(topo.name, root)
     with registry.lab_lock(topo.name, on_wait=lambda msg: err.print(msg)):
         held = registry.lookup(topo.name)
         if held is not None and held.topology != str(topology.resolve()) and replace:
@@ -227,7 +233,7 @@ def validate(
 ) -> None:
     """Check a topology or a scenario without touching the host: what is wrong (file, line, field),
     or a one-line summary."""
-    from orchestrator.validate import validate_file
+    from orchestrator.lab.validate import validate_file
 
     data = validate_file(file, topology)
     _emit(data, fmt, lambda d: out.print(d["summary"], highlight=False, soft_wrap=True))
@@ -345,7 +351,7 @@ def exec_(
     if node is None and not all_nodes:
         raise UsageError("exec needs a NODE or --all, then `--` and the command")
     lab_dir = _find(name, root)
-    nodes = list(lab.read_lab_json(lab_dir)["nodes"]) if all_nodes else [node]
+    nodes = list(labdir.read_lab_json(lab_dir)["nodes"]) if all_nodes else [node]
     results = [call(lab_dir, "exec", node=n, command=args, timeout=timeout) for n in nodes]
     status = max((r["returncode"] for r in results), key=abs, default=0)
     if fmt == Format.json:
@@ -364,7 +370,7 @@ def shell(node: str, name: LabOpt = None, root: RootOpt = None) -> None:
     """An interactive shell inside NODE (its network namespace). In a VM lab each line is run
     inside the node through the lab's agent, one command at a time (`cd` does not carry over)."""
     lab_dir = _find(name, root)
-    me = lab.lab_node(lab_dir, node)
+    me = labdir.lab_node(lab_dir, node)
     if not is_vm_lab(lab_dir):
         shell_path = os.environ.get("SHELL", "/bin/sh")
         os.execvp("ip", ["ip", "netns", "exec", me["netns"], shell_path])
@@ -537,8 +543,8 @@ def run_(
 ) -> None:
     """Play a scenario's timeline of move/fault/transfer/wait steps against the lab; record each step.
     Exits 1 if a step failed."""
-    from orchestrator.scenario import load_scenario
-    from orchestrator.validate import check_scenario_against_lab
+    from orchestrator.lab.scenario import load_scenario
+    from orchestrator.lab.validate import check_scenario_against_lab
     from orchestrator.verbs import run as run_verb
 
     parsed = load_scenario(scenario)  # refuse a bad file before the lab is looked for
@@ -638,7 +644,7 @@ def image_build(
     """Build the node image (node_image/Dockerfile); in a VM where this host has no Docker engine."""
     from dataclasses import asdict
 
-    from orchestrator import image
+    from orchestrator.verbs import image
 
     with out.status("building the node image"):
         result = image.build(base=base, save=save)

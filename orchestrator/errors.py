@@ -39,18 +39,17 @@ class UsageError(MeshpayError):
     exit_code = USAGE
 
 
+class BadInputFile(ValueError):
+    """An input file (topology, scenario) that cannot be used: the message names the file, the
+    line and the field. Raised at load, before anything is touched."""
+
+
 def describe(exc: BaseException) -> tuple[str, int]:
     """(one line, or a few for a file with several problems; exit status) for `exc`."""
-    from orchestrator.lab import LabNotFound
-    from orchestrator.scenario import ScenarioError
-    from orchestrator.topology import TopologyError
-
     if isinstance(exc, MeshpayError):
         return str(exc), exc.exit_code
-    if isinstance(exc, (TopologyError, ScenarioError)):
+    if isinstance(exc, BadInputFile):
         return f"{exc}\nnothing was changed", USAGE
-    if isinstance(exc, LabNotFound):
-        return str(exc), FAILED
     if isinstance(exc, httpx.TimeoutException):
         return (f"{_url(exc)} did not answer in time ({type(exc).__name__}): the node may be busy or "
                 "stopped; see `meshpay-lab status` and `meshpay-lab logs NODE`"), FAILED

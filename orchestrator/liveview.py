@@ -2,7 +2,7 @@
 
 Each redraw shows the nodes where the medium has them now, the established peer links, the routes
 HWMP knows from the sender of the latest transfer to every authority, and the recent transfers
-(orchestrator/transferlog.py) as chords coloured by outcome, listed below the picture.
+(orchestrator/report/transferlog.py) as chords coloured by outcome, listed below the picture.
 
 Positions are files in the lab directory, read for every frame. Peer links and routes are asked of
 every node (through the VM's agent for a VM lab: seconds under TCG), so a background thread asks
@@ -24,9 +24,13 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from orchestrator import lab, meshmap, transferlog
-from orchestrator.airspace import read_config
-from orchestrator.dispatch import call
+from orchestrator.lab import labdir
+
+from orchestrator.report import meshmap
+
+from orchestrator.report import transferlog
+from orchestrator.air.airspace import read_config
+from orchestrator.vm.dispatch import call
 from orchestrator.verbs import draw
 
 Dispatch = Callable[..., dict]
@@ -40,7 +44,7 @@ class LiveMesh:
 
     def __init__(self, lab_dir: Path, sender: str | None = None, dispatch: Dispatch = call) -> None:
         self.lab_dir = Path(lab_dir)
-        self.info = lab.read_lab_json(self.lab_dir)
+        self.info = labdir.read_lab_json(self.lab_dir)
         self.sender = sender
         self.dispatch = dispatch
         self._lock = threading.Lock()

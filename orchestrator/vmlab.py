@@ -8,9 +8,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator import lab, registry
-from orchestrator.dispatch import agent_call
-from orchestrator.vm import LabVM, VMRecord, agent_argv, vm_alive
+from orchestrator import labfiles
+from orchestrator.lab import labdir
+
+from orchestrator.lab import registry
+from orchestrator.vm.dispatch import agent_call
+from orchestrator.vm.machine import LabVM, VMRecord, agent_argv, vm_alive
 
 BOOT_TIMEOUT_S = 300.0
 FULL_TEARDOWN_MAX_NODES = 20
@@ -29,17 +32,17 @@ def up_in_vm(lab_dir: Path, topology: Path, on_step: Callable[[str], None] | Non
         except Exception:
             vm.stop(record, timeout=10)  # a VM that never answered is no use to anyone
             raise
-    with _follow_progress(lab_dir / "progress.log", step):
+    with _follow_progress(lab_dir / labfiles.PROGRESS, step):
         args = {"topology": str(topology)} | ({"runtime": runtime} if runtime else {})
         result = agent_call(record.port, "up", args)
     # Inside the VM a node's REST URL is its management address; from the host, the agent's
     # forwarded port reaches it through the agent's proxy.
-    info = lab.read_lab_json(lab_dir)
+    info = labdir.read_lab_json(lab_dir)
     for name, node in info["nodes"].items():
         node["rest_url"] = f"{record.url}/nodes/{name}"
         result["nodes"][name]["rest_url"] = node["rest_url"]
     info["vm"] = {"pid": record.pid, "port": record.port, "log": record.log_path, "accel": record.accel}
-    lab.write_lab_json(lab_dir, info)
+    labdir.write_lab_json(lab_dir, info)
     return result
 
 
@@ -76,7 +79,7 @@ def down_lab(lab_dir: Path, keep_files: bool = False) -> dict:
 
 def _node_count(lab_dir: Path) -> int:
     try:
-        return len(lab.read_lab_json(lab_dir).get("nodes", {}))
+        return len(labdir.read_lab_json(lab_dir).get("nodes", {}))
     except (OSError, ValueError):
         return 0  # no record of the nodes: the careful teardown
 

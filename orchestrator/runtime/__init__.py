@@ -1,4 +1,11 @@
-"""Node runtimes: where a node's namespace and processes live (see base.py)."""
+"""Node runtimes: where a node's namespace and processes live (see base.py).
+
+base (the Runtime protocol), netns (a named netns per node, the default) and docker (a container
+per node; engine finds or starts the Docker engine), launcher (many node processes from one
+preloaded interpreter), sae (one wpa_supplicant per node for `mesh.security: sae`) and health
+(is a node serving?).
+May import: orchestrator.lab, orchestrator.kernel.
+"""
 
 from pathlib import Path
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from docker.errors import NotFound
 
-from orchestrator import engine
+from orchestrator.runtime import engine
 from orchestrator.runtime.base import NodeRef
-from orchestrator.plan import netns_prefix
+from orchestrator.lab.plan import netns_prefix
 from orchestrator.runtime.netns import NETNS_DIR, pids_in_netns
 
 log = logging.getLogger(__name__)

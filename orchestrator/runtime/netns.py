@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pyroute2 import netns as pyroute2_netns
 
-from orchestrator.netlink import create_netns
-from orchestrator.plan import netns_prefix
+from orchestrator.kernel.netlink import create_netns
+from orchestrator.lab.plan import netns_prefix
 from orchestrator.runtime.base import NodeRef
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator import lab
+from orchestrator.lab import labdir
 
 
 def run(lab_dir: Path, node: str) -> dict:
-    me = lab.lab_node(Path(lab_dir), node)
+    me = labdir.lab_node(Path(lab_dir), node)
     resp = httpx.get(f"{me['api_url']}/accounts", timeout=30.0)
     resp.raise_for_status()
     return {"node": node, "accounts": resp.json()}

@@ -1,5 +1,5 @@
 """`capture [NODE...] [--duration S] [--out FILE]`: record what the medium sees of some radios (all
-by default) as a pcapng file of IEEE 802.11 frames with radiotap headers (orchestrator/capture.py
+by default) as a pcapng file of IEEE 802.11 frames with radiotap headers (orchestrator/air/capture.py
 says what each record holds). The CLI starts it, waits, stops it and copies the file out of the
 lab directory; this verb does the starting and stopping where the medium runs.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator import mediumctl
-from orchestrator.airspace import read_config
-from orchestrator.capture import CaptureRequest, read_request, request_path, write_request
+from orchestrator.medium import control as medium_control
+from orchestrator.air.airspace import read_config
+from orchestrator.air.capture import CaptureRequest, read_request, request_path, write_request
 
 APPLY_TIMEOUT_S = 10.0
 MAX_DURATION_S = 24 * 3600.0
@@ -32,14 +32,14 @@ def run(lab_dir: Path, action: str = "start", nodes: list[str] | None = None,
 
 
 def start(lab_dir: Path, nodes: list[str] | None, duration: float | None) -> dict:
-    mediumctl.require_running(lab_dir)
+    medium_control.require_running(lab_dir)
     if duration is not None and not 0 < duration <= MAX_DURATION_S:
         raise ValueError(f"--duration {duration:g}: give seconds, more than 0 and at most {MAX_DURATION_S:g}")
     known = [r.name for r in read_config(lab_dir).radios]
     unknown = [n for n in nodes or () if n not in known]
     if unknown:
         raise ValueError(f"no node {', '.join(unknown)} in this lab; nodes: {', '.join(known)}")
-    running, current = read_request(lab_dir), mediumctl.read_stats(lab_dir).get("capture") or {}
+    running, current = read_request(lab_dir), medium_control.read_stats(lab_dir).get("capture") or {}
     if running is not None and current.get("id") == running.id and current.get("state") == "on":
         raise ValueError(f"a capture runs already (to {running.file}): `meshpay-lab capture --stop` first")
     now = time.time()
@@ -59,7 +59,7 @@ def stop(lab_dir: Path) -> dict:
     """Stop the running capture (or report the one that stopped itself at its duration)."""
     req = read_request(lab_dir)
     if req is None:
-        last = mediumctl.read_stats(lab_dir).get("capture")
+        last = medium_control.read_stats(lab_dir).get("capture")
         if last and last.get("state") == "done":
             return last
         raise ValueError("no capture runs in this lab: start one with `meshpay-lab capture`")
@@ -70,10 +70,10 @@ def stop(lab_dir: Path) -> dict:
 def _wait(lab_dir: Path, cid: str, states: tuple[str, ...]) -> dict:
     deadline = time.monotonic() + APPLY_TIMEOUT_S
     while True:
-        report = mediumctl.read_stats(lab_dir).get("capture") or {}
+        report = medium_control.read_stats(lab_dir).get("capture") or {}
         if report.get("id") == cid and report.get("state") in states:
             return report
         if time.monotonic() > deadline:
             raise TimeoutError(f"the medium did not act on capture {cid} within {APPLY_TIMEOUT_S:.0f} s; "
-                               f"see {lab_dir / mediumctl.LOG_FILE}")
+                               f"see {lab_dir / medium_control.LOG_FILE}")
         time.sleep(0.1)

@@ -7,19 +7,21 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator import lab, mesh
-from orchestrator.plan import MESH_IFNAME
+from orchestrator.lab import labdir
+
+from orchestrator.kernel import mesh
+from orchestrator.lab.plan import MESH_IFNAME
 
 
 def run(lab_dir: Path, node: str) -> dict:
     lab_dir = Path(lab_dir)
-    me = lab.lab_node(lab_dir, node)
+    me = labdir.lab_node(lab_dir, node)
     if me["role"] != "client":
         raise ValueError(f"{node} is an authority; discovery runs on clients: try a client node")
     resp = httpx.get(f"{me['api_url']}/discovery", timeout=30.0)
     resp.raise_for_status()
     view = resp.json()
-    by_ip = {n["mesh_ip"]: (name, n["mac"]) for name, n in lab.read_lab_json(lab_dir)["nodes"].items()}
+    by_ip = {n["mesh_ip"]: (name, n["mac"]) for name, n in labdir.read_lab_json(lab_dir)["nodes"].items()}
     hops = mesh.hops_from(me["netns"], MESH_IFNAME)
 
     def locate(address: str | None) -> tuple[str | None, int | None]:

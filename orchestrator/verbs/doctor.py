@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+
+from orchestrator.vm import machine
 
 APT = "apt-get install -y"
 
@@ -29,9 +31,18 @@ def _tool(name: str, package: str) -> dict:
     return _check(name, path is not None, path or "not found", f"{APT} {package}")
 
 
+def _found(find: Callable[[], Path]) -> tuple[bool, str]:
+    """(found, where or why not) from one of the VM route's own finders, so doctor reports the
+    kernel and vng that `up --vm` will use."""
+    try:
+        return True, str(find())
+    except machine.VMError as exc:
+        return False, str(exc)
+
+
 def run(lab_dir: Path | None = None) -> dict:
-    kernels = sorted(Path("/boot").glob("vmlinuz-*"))
-    vng = shutil.which("vng") or (Path(sys.executable).parent / "vng")
+    kernel_ok, kernel = _found(machine.find_kernel)
+    vng_ok, vng = _found(machine.find_vng)
     checks = [
         _check("root", os.geteuid() == 0, f"uid {os.geteuid()}",
                "run as root (netns, radios and netlink need CAP_NET_ADMIN)"),
@@ -43,9 +54,8 @@ def run(lab_dir: Path | None = None) -> dict:
         _tool("wpa_supplicant", "wpasupplicant"),
         _tool("qemu-system-x86_64", "qemu-system-x86"),
         _tool("busybox", "busybox-static"),
-        _check("distro kernel", bool(kernels), str(kernels[-1]) if kernels else "no /boot/vmlinuz-*",
-               f"{APT} linux-image-amd64 (the VM route boots it)"),
-        _check("virtme-ng", Path(vng).exists(), str(vng), "pip install 'meshpay-lab[vm]' (virtme-ng)"),
+        _check("distro kernel", kernel_ok, kernel, f"{APT} linux-image-amd64 (the VM route boots it)"),
+        _check("virtme-ng", vng_ok, vng, "pip install 'meshpay-lab[vm]' (virtme-ng)"),
         _tool("docker", "docker.io"),
     ]
     return {"checks": checks, "ready_native": all(c["ok"] for c in checks[:5]),

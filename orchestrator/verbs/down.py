@@ -14,18 +14,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator import lab, mgmt, radio, registry, sae
-from orchestrator.mediumctl import delete_netns as delete_medium_netns
-from orchestrator.plan import medium_netns, netns_prefix, radio_prefix
+from orchestrator import labfiles
+from orchestrator.lab import labdir
+
+from orchestrator.kernel import mgmt
+
+from orchestrator.kernel import radio
+
+from orchestrator.lab import registry
+
+from orchestrator.runtime import sae
+from orchestrator.medium.control import delete_netns as delete_medium_netns
+from orchestrator.lab.plan import medium_netns, netns_prefix, radio_prefix
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef
 
-STATE_FILES = ("state.json", "lab.json", "token", "progress.log", "medium.json", "medium-stats.json")
+STATE_FILES = (labfiles.STATE, labfiles.LAB, labfiles.TOKEN, labfiles.PROGRESS, labfiles.MEDIUM_CONFIG,
+               labfiles.MEDIUM_STATS)
 
 
 def run(lab_dir: Path, lab_name: str | None = None, vm_stopping: bool = False) -> dict:
     lab_dir = Path(lab_dir)
-    state = lab.read_state(lab_dir) if lab.state_path(lab_dir).exists() else {}
+    state = labdir.read_state(lab_dir) if labdir.state_path(lab_dir).exists() else {}
     name = lab_name or state.get("lab") or lab_dir.name
     runtime = state.get("runtime", "netns")
     rt = runtime_for(runtime, name, lab_dir)

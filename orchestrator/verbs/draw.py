@@ -13,9 +13,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator import lab, mediumctl, meshmap
-from orchestrator.airspace import impairments_in_force, read_config
-from orchestrator.dispatch import call
+from orchestrator.lab import labdir
+
+from orchestrator.medium import control as medium_control
+
+from orchestrator.report import meshmap
+from orchestrator.air.airspace import impairments_in_force, read_config
+from orchestrator.vm.dispatch import call
 from orchestrator.verbs.run import Dispatch, latest
 
 
@@ -35,8 +39,8 @@ def run(lab_dir: Path, out: str | None = None, sender: str | None = None, dispat
 
 def snapshot(lab_dir: Path, sender: str | None, dispatch: Dispatch) -> meshmap.MeshMap:
     if sender is not None:
-        lab.lab_node(lab_dir, sender)  # an unknown --from is refused before anything is drawn
-    info = lab.read_lab_json(lab_dir)
+        labdir.lab_node(lab_dir, sender)  # an unknown --from is refused before anything is drawn
+    info = labdir.read_lab_json(lab_dir)
     nodes = placed_nodes(lab_dir, info)
     links, notes = peer_links(lab_dir, info, dispatch)
     impaired = impaired_links(lab_dir)
@@ -66,7 +70,7 @@ def placed_nodes(lab_dir: Path, info: dict) -> tuple[meshmap.Node, ...]:
     """Every node where the medium has it now (lab.json's position in a lab without a medium)."""
     try:
         cfg = read_config(lab_dir)
-        now = mediumctl.positions_now(lab_dir)
+        now = medium_control.positions_now(lab_dir)
         where = {r.name: (tuple(now[r.name]), r.range) for r in cfg.radios}
         isolated = cfg.isolated
     except LookupError:  # a lab without a medium: nodes stay where the topology put them

@@ -14,9 +14,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator import lab, mediumctl
-from orchestrator.health import process_alive, wait_healthy
-from orchestrator.launcher import spawn_nodes
+from orchestrator import labfiles
+from orchestrator.lab import labdir
+
+from orchestrator.medium import control as medium_control
+from orchestrator.runtime.health import process_alive, wait_healthy
+from orchestrator.runtime.launcher import spawn_nodes
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef
 
@@ -29,10 +32,10 @@ def run(lab_dir: Path, action: str, node: str) -> dict:
     lab_dir = Path(lab_dir)
     if action not in ACTIONS:
         raise ValueError(f"unknown fault {action!r}: use one of {', '.join(ACTIONS)}")
-    info = lab.lab_node(lab_dir, node)  # LookupError naming the nodes there are
+    info = labdir.lab_node(lab_dir, node)  # LookupError naming the nodes there are
     if action in ("isolate", "heal"):
         return _isolation(lab_dir, node, action == "isolate")
-    state = lab.read_state(lab_dir)
+    state = labdir.read_state(lab_dir)
     if action == "kill":
         return _kill(lab_dir, state, node)
     return _restart(lab_dir, state, node, info)
@@ -44,7 +47,7 @@ def _isolation(lab_dir: Path, node: str, isolate: bool) -> dict:
         isolated = cfg.isolated | {node} if isolate else cfg.isolated - {node}
         return replace(cfg, isolated=frozenset(isolated))
 
-    cfg = mediumctl.change(lab_dir, edit)
+    cfg = medium_control.change(lab_dir, edit)
     return {"node": node, "action": "isolate" if isolate else "heal", "isolated": sorted(cfg.isolated),
             "medium_version": cfg.version, "time": time.time()}
 
@@ -71,15 +74,15 @@ def _restart(lab_dir: Path, state: dict, node: str, info: dict) -> dict:
     runtime = state.get("runtime", "netns")
     rt = runtime_for(runtime, state["lab"], lab_dir)
     ref = NodeRef(lab=state["lab"], name=node, netns=info["netns"])
-    node_dir = lab.node_dir(lab_dir, node)
-    config, log = str(node_dir / "node.json"), node_dir / "node.log"
+    node_dir = labdir.node_dir(lab_dir, node)
+    config, log = str(node_dir / labfiles.NODE_CONFIG), node_dir / labfiles.NODE_LOG
     t0 = time.monotonic()
     if runtime == "netns":  # as `up` does: the preloading launcher forks it into the netns
         pids.update(spawn_nodes([{"name": node, "netns_path": rt.netns_path(ref), "config": config,
                                   "log": str(log)}]))
     else:
         pids[node] = rt.start(ref, ["meshpay-node", "--config", config], log)
-    lab.write_state(lab_dir, state)
+    labdir.write_state(lab_dir, state)
     wait_healthy({node: info["api_url"]}, SERVING_TIMEOUT_S, pids=pids, logs={node: log})
     return {"node": node, "action": "restart", "pid": pids[node], "already_running": False,
             "serving_after_s": round(time.monotonic() - t0, 2)}

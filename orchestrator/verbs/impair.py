@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator import mediumctl
-from orchestrator.airspace import Impairment, MediumConfig, impairments_in_force
+from orchestrator.medium import control as medium_control
+from orchestrator.air.airspace import Impairment, MediumConfig, impairments_in_force
 
 DIRECTIONS = ("both", "a_to_b", "b_to_a")
 LIMITS = {"loss_pct": 100.0, "delay_ms": 10_000.0, "jitter_ms": 10_000.0, "rate_mbps": 1_000.0}
@@ -46,5 +46,5 @@ def run(lab_dir: Path, a: str, b: str, loss_pct: float = 0.0, delay_ms: float = 
                 impairments[way] = imp
         return replace(cfg, impairments=impairments)
 
-    cfg = mediumctl.change(Path(lab_dir), edit)
+    cfg = medium_control.change(Path(lab_dir), edit)
     return {"link": [a, b], "medium_version": cfg.version, "impairments": impairments_in_force(cfg)}

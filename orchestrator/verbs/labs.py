@@ -12,25 +12,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator import lab, registry
+from orchestrator import labfiles
+from orchestrator.lab import labdir
+
+from orchestrator.lab import registry
 
 
 def run(root: Path | None = None, probe: bool = False) -> dict:
     entries = {e.name: e for e in registry.live_entries()}
     rows = []
-    for name, lab_dir in lab.known_labs(root).items():
+    for name, lab_dir in labdir.known_labs(root).items():
         entry = entries.get(name)
         rows.append(_row(name, lab_dir, entry, probe))
     return {"labs": rows}
 
 
 def _row(name: str, lab_dir: Path, entry: registry.Entry | None, probe: bool) -> dict:
-    state = _read(lab_dir / "state.json")
-    info = _read(lab_dir / "lab.json")
+    state = _read(lab_dir / labfiles.STATE)
+    info = _read(lab_dir / labfiles.LAB)
     identity = state.get("identity") or {}
     row = {
         "lab": name,
-        "where": "vm" if (lab_dir / "vm.json").exists() else "host",
+        "where": "vm" if (lab_dir / labfiles.VM_RECORD).exists() else "host",
         "phase": state.get("phase", "?"),
         "nodes": len(info.get("nodes", {})),
         "lab_id": info.get("lab_id") or identity.get("id") or (entry.id if entry else None),
@@ -44,7 +47,7 @@ def _row(name: str, lab_dir: Path, entry: registry.Entry | None, probe: bool) ->
 
 
 def _serving(lab_dir: Path, nodes: int) -> tuple[str, bool]:
-    from orchestrator.dispatch import call
+    from orchestrator.vm.dispatch import call
 
     try:
         status = call(lab_dir, "status")

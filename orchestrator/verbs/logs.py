@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import deque
 from pathlib import Path
 
-from orchestrator import lab
+from orchestrator import labfiles
+from orchestrator.lab import labdir
 
 
 def run(lab_dir: Path, node: str, lines: int = 50) -> dict:
     lab_dir = Path(lab_dir)
-    lab.lab_node(lab_dir, node)
-    path = lab_dir / "nodes" / node / "node.log"
+    labdir.lab_node(lab_dir, node)
+    path = lab_dir / labfiles.NODES_DIR / node / labfiles.NODE_LOG
     if not path.exists():
         return {"node": node, "path": str(path), "lines": []}
     with path.open(errors="replace") as f:

@@ -13,9 +13,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator import lab, mediumctl, mobility
-from orchestrator.airspace import MediumConfig
-from orchestrator.topology import MAX_SPEED, load_topology
+from orchestrator.lab import labdir
+
+from orchestrator.medium import control as medium_control
+
+from orchestrator.air import mobility
+from orchestrator.air.airspace import MediumConfig
+from orchestrator.lab.topology import MAX_SPEED, load_topology
 
 MODELS = ("random_waypoint", "random_walk", "random_direction", "gauss_markov")
 
@@ -35,14 +39,14 @@ def run(lab_dir: Path, node: str, model: str, speed: float) -> dict:
     lab_dir = Path(lab_dir)
     if not 0 <= speed <= MAX_SPEED:
         raise ValueError(f"speed {speed:g} m/s: from 0 (stand still) to {MAX_SPEED:g}")
-    topo = load_topology(lab.read_state(lab_dir)["topology"])
+    topo = load_topology(labdir.read_state(lab_dir)["topology"])
     if node not in topo.nodes:
         raise LookupError(f"no node {node!r} in this lab; nodes: {', '.join(sorted(topo.nodes))}")
     planned = topo.motion_of(node)
     if planned is None or isinstance(planned.model, mobility.Trace):
         raise ValueError(f"{node} has no area to roam: give it a random_*, gauss_markov or group `mobility:` "
                          "block in the topology")
-    where = mediumctl.positions_now(lab_dir)
+    where = medium_control.positions_now(lab_dir)
     area = planned.model.area
     start = area.clamp((float(where[node][0]), float(where[node][1])))
     moving = motion_at(model, speed, area, planned.seed, start) if speed > 0 else None
@@ -58,6 +62,6 @@ def run(lab_dir: Path, node: str, model: str, speed: float) -> dict:
             radios.append(r)
         return replace(cfg, radios=tuple(radios), mobility_epoch=time.time())
 
-    cfg = mediumctl.change(lab_dir, edit)
+    cfg = medium_control.change(lab_dir, edit)
     return {"node": node, "model": model if speed > 0 else "still", "speed": speed, "start": list(start),
             "mobility_epoch": cfg.mobility_epoch, "medium_version": cfg.version}

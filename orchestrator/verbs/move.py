@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator import mediumctl
-from orchestrator.airspace import Airspace, MediumConfig, mac_bytes
-from orchestrator.topology import MAX_COORD
+from orchestrator.medium import control as medium_control
+from orchestrator.air.airspace import Airspace, MediumConfig, mac_bytes
+from orchestrator.lab.topology import MAX_COORD
 
 
 def run(lab_dir: Path, node: str, x: float, y: float) -> dict:
@@ -27,7 +27,7 @@ def run(lab_dir: Path, node: str, x: float, y: float) -> dict:
         return replace(cfg, radios=tuple(replace(r, position=(float(x), float(y)), motion=None) if r.name == node
                                          else r for r in cfg.radios))
 
-    cfg = mediumctl.change(Path(lab_dir), edit)
+    cfg = medium_control.change(Path(lab_dir), edit)
     heard = Airspace(cfg).links[mac_bytes(cfg.radio(node).mac)]
     result = {"node": node, "position": [x, y], "medium_version": cfg.version,
               "in_range": sorted(link.rx for link in heard),

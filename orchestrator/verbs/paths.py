@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from orchestrator import lab, mesh
-from orchestrator.plan import MESH_IFNAME
+from orchestrator.lab import labdir
+
+from orchestrator.kernel import mesh
+from orchestrator.lab.plan import MESH_IFNAME
 
 
 def run(lab_dir: Path, node: str) -> dict:
     lab_dir = Path(lab_dir)
-    me = lab.lab_node(lab_dir, node)
-    names = {n["mac"]: name for name, n in lab.read_lab_json(lab_dir)["nodes"].items()}
+    me = labdir.lab_node(lab_dir, node)
+    names = {n["mac"]: name for name, n in labdir.read_lab_json(lab_dir)["nodes"].items()}
     rows = [
         {"destination_node": names.get(p.destination, "?"), "next_hop_node": names.get(p.next_hop, "?"),
          **asdict(p)}

@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from orchestrator import lab, mesh
-from orchestrator.airspace import impairments_in_force, read_config
-from orchestrator.plan import MESH_IFNAME
+from orchestrator.lab import labdir
+
+from orchestrator.kernel import mesh
+from orchestrator.air.airspace import impairments_in_force, read_config
+from orchestrator.lab.plan import MESH_IFNAME
 
 
 def run(lab_dir: Path, node: str) -> dict:
     lab_dir = Path(lab_dir)
-    me = lab.lab_node(lab_dir, node)
-    names = {n["mac"]: name for name, n in lab.read_lab_json(lab_dir)["nodes"].items()}
+    me = labdir.lab_node(lab_dir, node)
+    names = {n["mac"]: name for name, n in labdir.read_lab_json(lab_dir)["nodes"].items()}
     rows = [{"peer": names.get(s.mac, "?"), **asdict(s)} for s in mesh.stations(me["netns"], MESH_IFNAME)]
     impaired = _impairments(lab_dir)
     for row in rows:  # what the medium does to this link on top of its radio model, each way

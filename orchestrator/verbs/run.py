@@ -13,9 +13,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from orchestrator import lab, meshmetrics
-from orchestrator.dispatch import call
-from orchestrator.scenario import RELAY, FaultStep, Scenario, Step, TransferStep, load_scenario
+from orchestrator.lab import labdir
+
+from orchestrator.report import meshmetrics
+from orchestrator.vm.dispatch import call
+from orchestrator.lab.scenario import RELAY, FaultStep, Scenario, Step, TransferStep, load_scenario
 
 RUNS_DIR = "runs"
 RETRY_PAUSE_S = 1.0
@@ -139,7 +141,7 @@ def save(lab_dir: Path, record: dict) -> Path:
 def latest(lab_dir: Path) -> dict | None:
     """The most recent run record of the lab, if it has one."""
     records = sorted((Path(lab_dir) / RUNS_DIR).glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return lab.read_json(records[-1]) if records else None
+    return labdir.read_json(records[-1]) if records else None
 
 
 def _args(step: Step) -> dict:

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator import lab, mediumctl, mesh
-from orchestrator.health import is_healthy, process_alive
-from orchestrator.plan import MESH_IFNAME
+from orchestrator.lab import labdir
+
+from orchestrator.medium import control as medium_control
+
+from orchestrator.kernel import mesh
+from orchestrator.runtime.health import is_healthy, process_alive
+from orchestrator.lab.plan import MESH_IFNAME
 
 
 def run(lab_dir: Path) -> dict:
     lab_dir = Path(lab_dir)
-    info = lab.read_lab_json(lab_dir)
-    state = lab.read_state(lab_dir)
+    info = labdir.read_lab_json(lab_dir)
+    state = labdir.read_state(lab_dir)
     macs = {n["mac"]: name for name, n in info["nodes"].items()}
-    where = mediumctl.positions_now(lab_dir)  # where `move` put a node, or its mobility has it now
+    where = medium_control.positions_now(lab_dir)  # where `move` put a node, or its mobility has it now
     rows = []
     for name, node in info["nodes"].items():
         try:
@@ -41,7 +45,7 @@ def run(lab_dir: Path) -> dict:
     # node had an established link to each planned neighbour; `up` waits for exactly that.
     return {"lab": info["lab"], "mesh_security": info.get("mesh", {}).get("security", "none"), "nodes": rows,
             "timings": timings, "convergence_s": timings.get("peering_s"),
-            "medium": mediumctl.health(lab_dir, state)}
+            "medium": medium_control.health(lab_dir, state)}
 
 
 def link_security(sta: mesh.Station) -> str:

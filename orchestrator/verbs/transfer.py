@@ -3,7 +3,7 @@
 The result is the node's record (per-authority vote and confirm timings, latency; `outcome`
 confirmed, or rejected/pending when no quorum voted) plus, read from the
 sender's mesh right after the transfer, the radio hops to each authority, and a flat `metrics`
-block (orchestrator/meshmetrics.py)."""
+block (orchestrator/report/meshmetrics.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,14 @@ from pathlib import Path
 import httpx
 from pyroute2.netlink.exceptions import NetlinkError
 
-from orchestrator import lab, mesh, meshmetrics, transferlog
-from orchestrator.plan import MESH_IFNAME
+from orchestrator.lab import labdir
+
+from orchestrator.kernel import mesh
+
+from orchestrator.report import meshmetrics
+
+from orchestrator.report import transferlog
+from orchestrator.lab.plan import MESH_IFNAME
 
 
 # A node drives an order for up to its transfer_deadline_s (25 s), after finishing an earlier
@@ -38,18 +44,18 @@ def run(lab_dir: Path, src: str, dst: str, amount: int, timeout: float = TIMEOUT
 
 
 def _transfer(lab_dir: Path, src: str, dst: str, amount: int, timeout: float) -> dict:
-    sender = lab.lab_node(lab_dir, src)
-    lab.lab_node(lab_dir, dst)
+    sender = labdir.lab_node(lab_dir, src)
+    labdir.lab_node(lab_dir, dst)
     if sender["role"] != "client":
         raise ValueError(f"{src} is an authority; transfers start at a client node")
     resp = httpx.post(f"{sender['api_url']}/transfers", json={"to": dst, "amount": amount},
-                      headers={"Authorization": f"Bearer {lab.read_token(lab_dir)}"}, timeout=timeout)
+                      headers={"Authorization": f"Bearer {labdir.read_token(lab_dir)}"}, timeout=timeout)
     body = resp.json()
     # 502 carries the transfer's record (outcome rejected or pending: no quorum voted); the caller
     # gets it like any other outcome. Anything else >= 400 is a refusal with a `detail`.
     if resp.status_code >= 400 and not (resp.status_code == 502 and "outcome" in body):
         raise ValueError(f"{src} refused the transfer ({resp.status_code}): {body.get('detail', body)}")
-    authorities = {name: n["mac"] for name, n in lab.read_lab_json(lab_dir)["nodes"].items()
+    authorities = {name: n["mac"] for name, n in labdir.read_lab_json(lab_dir)["nodes"].items()
                    if n["role"] == "authority"}
     try:
         by_mac = mesh.hops_from(sender["netns"], MESH_IFNAME)

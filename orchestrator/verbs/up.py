@@ -15,16 +15,31 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from orchestrator import keys, lab, mediumctl, mesh, mgmt, radio, registry, sae
-from orchestrator.airspace import read_config
-from orchestrator.health import process_alive, wait_healthy
-from orchestrator.launcher import Launcher
-from orchestrator.netlink import iproute
-from orchestrator.nodeconfig import node_configs
-from orchestrator.plan import MESH_IFNAME, MGMT_IFNAME, NodePlan, Plan, make_plan, radio_prefix
+from orchestrator import labfiles
+from orchestrator.lab import keys
+
+from orchestrator.lab import labdir
+
+from orchestrator.medium import control as medium_control
+
+from orchestrator.kernel import mesh
+
+from orchestrator.kernel import mgmt
+
+from orchestrator.kernel import radio
+
+from orchestrator.lab import registry
+
+from orchestrator.runtime import sae
+from orchestrator.air.airspace import read_config
+from orchestrator.runtime.health import process_alive, wait_healthy
+from orchestrator.runtime.launcher import Launcher
+from orchestrator.kernel.netlink import iproute
+from orchestrator.lab.nodeconfig import node_configs
+from orchestrator.lab.plan import MESH_IFNAME, MGMT_IFNAME, NodePlan, Plan, make_plan, radio_prefix
 from orchestrator.runtime import runtime_for
 from orchestrator.runtime.base import NodeRef, Runtime
-from orchestrator.topology import load_topology
+from orchestrator.lab.topology import load_topology
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +71,7 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     plan = make_plan(topo, entry.identity)
     _refuse_kernel_holders(plan)
     lab_dir.mkdir(parents=True, exist_ok=True)
-    progress = lab_dir / "progress.log"
+    progress = lab_dir / labfiles.PROGRESS
 
     def step(msg: str) -> None:
         log.info("up step=%r lab=%s", msg, plan.lab)
@@ -69,7 +84,7 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     state = _load_or_new_state(lab_dir, plan, topology)
     # Before anything is made: an `up` stopped at any point (Ctrl-C, a crash) leaves a lab that
     # the registry still counts and `down` removes.
-    lab.write_state(lab_dir, state)
+    labdir.write_state(lab_dir, state)
     rt = runtime_for(plan.runtime, plan.lab, lab_dir)
     # Its imports overlap the mesh set-up below; closed unused if `up` fails or nothing needs starting.
     launcher = Launcher() if plan.runtime == "netns" else None
@@ -88,15 +103,15 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     step(f"creating {len(plan.nodes)} nodes ({plan.runtime})")
     for node in plan.nodes:
         rt.create(refs[node.name])  # idempotent: also repairs a restarted container's netns name
-    lab.write_state(lab_dir, state)
+    labdir.write_state(lab_dir, state)
 
     # Radios made from the medium's netns belong to it: it relays their frames by distance.
     made_in = plan.medium.netns if plan.medium else None
     if plan.medium:
         step(f"starting the wireless medium ({plan.medium.model})")
-        mediumctl.create_netns(plan)
-        mediumctl.ensure_running(lab_dir, plan, state)
-        lab.write_state(lab_dir, state)
+        medium_control.create_netns(plan)
+        medium_control.ensure_running(lab_dir, plan, state)
+        labdir.write_state(lab_dir, state)
 
     step("creating radios and joining the 802.11s mesh")
     # One look through every netns for the lab's radios, not one per node: finding a radio means
@@ -128,12 +143,12 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
 
     for_each_node(plan.nodes, radio_and_mesh)
     state["radios"] = sorted(n.radio for n in plan.nodes)
-    lab.write_state(lab_dir, state)
+    labdir.write_state(lab_dir, state)
 
     if plan.security == "sae":
         step("starting wpa_supplicant (SAE, protected frames) on every node")
         sae.start_all(lab_dir, plan, state, rt, refs)
-        lab.write_state(lab_dir, state)
+        labdir.write_state(lab_dir, state)
 
     step("wiring the management plane")
     owned = set(mgmt.owned_links(plan.lab))
@@ -142,7 +157,7 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     for_each_node([n for n in plan.nodes if n.host_veth not in owned], lambda node: mgmt.add_node_link(
         plan.bridge, node.netns, node.host_veth, node_ifname=MGMT_IFNAME,
         cidr=f"{node.mgmt_ip}/{plan.mgmt_prefixlen}", lab=plan.lab))
-    lab.write_state(lab_dir, state)
+    labdir.write_state(lab_dir, state)
 
     step("waiting for peer links" + (" (and blocking out-of-range pairs)" if not plan.medium else ""))
     peering = wait_for_peering(plan, max(PEERING_TIMEOUT_S, PEERING_S_PER_NODE * len(plan.nodes)),
@@ -154,7 +169,7 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     pids = state.setdefault("pids", {})
     batch = [
         {"name": node.name, "netns_path": rt.netns_path(refs[node.name]),
-         "config": str(configs[node.name]), "log": str(lab_dir / "nodes" / node.name / "node.log")}
+         "config": str(configs[node.name]), "log": str(labdir.node_dir(lab_dir, node.name) / labfiles.NODE_LOG)}
         for node in plan.nodes if not process_alive(pids.get(node.name))
     ]
     if batch and launcher is not None:
@@ -162,26 +177,26 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     for item in batch if plan.runtime != "netns" else []:
         pids[item["name"]] = rt.start(refs[item["name"]], ["meshpay-node", "--config", item["config"]],
                                       Path(item["log"]))
-    lab.write_state(lab_dir, state)
+    labdir.write_state(lab_dir, state)
 
     step("waiting for every node to serve")
     wait_healthy({n.name: n.api_url for n in plan.nodes},
                  max(SERVING_TIMEOUT_S, SERVING_S_PER_NODE * len(plan.nodes)), pids=pids,
-                 logs={n.name: lab_dir / "nodes" / n.name / "node.log" for n in plan.nodes})
+                 logs={n.name: labdir.node_dir(lab_dir, n.name) / labfiles.NODE_LOG for n in plan.nodes})
     timings["serving_s"] = round(time.monotonic() - t0, 2)
 
     if plan.medium and any(n.motion for n in plan.nodes):
         # Only now: peering above was awaited at the topology's positions.
-        epoch = mediumctl.start_mobility(lab_dir)
+        epoch = medium_control.start_mobility(lab_dir)
         step(f"mobile nodes moving since {time.strftime('%H:%M:%S', time.localtime(epoch))}" if epoch
              else "every mobile node was pinned by `move`: nothing moves")
 
-    lab.write_token(lab_dir, state["token"])
+    labdir.write_token(lab_dir, state["token"])
     info = lab_info(plan, state)
-    lab.write_lab_json(lab_dir, info)
+    labdir.write_lab_json(lab_dir, info)
     state["phase"] = "up"
     state["timings"] = timings
-    lab.write_state(lab_dir, state)
+    labdir.write_state(lab_dir, state)
     step(f"lab {plan.lab} is up in {timings['serving_s']:.1f} s")
     return {"lab": plan.lab, "lab_dir": str(lab_dir), "timings": timings, "peering": peering,
             "nodes": info["nodes"]}
@@ -207,8 +222,8 @@ def for_each_node(nodes: Sequence[NodePlan], work: Callable[[NodePlan], None],
 
 def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
     try:
-        state = lab.read_state(lab_dir)
-    except lab.LabNotFound:
+        state = labdir.read_state(lab_dir)
+    except labdir.LabNotFound:
         state = {}
     if state and state.get("lab") != plan.lab:
         raise ValueError(
@@ -261,8 +276,8 @@ def _refuse_kernel_holders(plan: Plan) -> None:
 def _recorded_identity(lab_dir: Path) -> registry.Identity | None:
     """The identity a previous `up` of this lab directory made its objects with, if any."""
     try:
-        recorded = lab.read_state(lab_dir).get("identity")
-    except (lab.LabNotFound, ValueError):
+        recorded = labdir.read_state(lab_dir).get("identity")
+    except (labdir.LabNotFound, ValueError):
         return None
     return registry.Identity(recorded["id"], recorded["octet"]) if recorded else None
 
@@ -270,7 +285,7 @@ def _recorded_identity(lab_dir: Path) -> registry.Identity | None:
 def _elsewhere(lab_dir: Path, plan: Plan) -> frozenset[str]:
     """Nodes a re-run of `up` finds away from the topology's positions (moved, or moving since
     the mobility epoch): their planned neighbours no longer say whom they should peer with."""
-    if not plan.medium or not (lab_dir / "medium.json").exists():
+    if not plan.medium or not (lab_dir / labfiles.MEDIUM_CONFIG).exists():
         return frozenset()
     cfg = read_config(lab_dir)
     return frozenset(r.name for r in cfg.radios
@@ -331,11 +346,11 @@ def _has_interface(netns: str, ifname: str) -> bool:
 def _write_node_configs(lab_dir: Path, plan: Plan, state: dict) -> dict[str, Path]:
     seeds = state["seeds"]
     pubkeys = {name: keys.public_key(seed) for name, seed in seeds.items()}
-    db_paths = {n.name: str(lab.node_dir(lab_dir, n.name) / "state.db") for n in plan.nodes}
+    db_paths = {n.name: str(labdir.node_dir(lab_dir, n.name) / labfiles.NODE_DB) for n in plan.nodes}
     paths = {}
     for name, cfg in node_configs(plan, seeds, pubkeys, state["token"], db_paths).items():
-        paths[name] = lab.node_dir(lab_dir, name) / "node.json"
-        lab.write_secret_json(paths[name], cfg)
+        paths[name] = labdir.node_dir(lab_dir, name) / labfiles.NODE_CONFIG
+        labdir.write_secret_json(paths[name], cfg)
     return paths
 
 
@@ -350,7 +365,7 @@ def lab_info(plan: Plan, state: dict) -> dict:
                  "authority_params": plan.authority_mesh_params,
                  "address_resolution": plan.address_resolution, "security": plan.security},
         # State-changing REST calls need `Authorization: Bearer $(cat token)`.
-        "token_file": "token",
+        "token_file": labfiles.TOKEN,
         "nodes": {
             n.name: {
                 "role": n.role,

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-from orchestrator.plan import WIRE_PORT
+from orchestrator.lab.plan import WIRE_PORT
 
 from .labdriver import CLI, REPO, Lab, wait_for
 

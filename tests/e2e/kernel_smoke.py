@@ -18,7 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from orchestrator import mesh, mgmt, radio  # noqa: E402
+from orchestrator.kernel import mesh  # noqa: E402
+
+from orchestrator.kernel import mgmt  # noqa: E402
+
+from orchestrator.kernel import radio  # noqa: E402
 from orchestrator.runtime.base import NodeRef  # noqa: E402
 from orchestrator.runtime.netns import NetnsRuntime, pids_in_netns  # noqa: E402
 

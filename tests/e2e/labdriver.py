@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import make_plan
-from orchestrator.registry import Identity
-from orchestrator.topology import load_topology
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.registry import Identity
+from orchestrator.lab.topology import load_topology
 
 REPO = Path(__file__).parents[2]
 CLI = [sys.executable, "-m", "orchestrator.cli"]

@@ -1,5 +1,5 @@
 """Mobility on the real kernel: the medium moves client1 (random waypoint) and client2 (random walk)
-along exactly the paths orchestrator/mobility.py computes for the shipped seed, the mesh follows
+along exactly the paths orchestrator/air/mobility.py computes for the shipped seed, the mesh follows
 (client1 peers with authorities it could not hear at the start and drops auth1 once out of its
 range), `move` pins a moving node, and `draw --live` follows them in a real headless chromium. Handoff
 latency while moving is measured by bench/bench_handoff.py, not asserted here."""
@@ -13,7 +13,7 @@ from functools import partial
 
 import pytest
 
-from orchestrator.mobility import Trajectory
+from orchestrator.air.mobility import Trajectory
 
 from .labdriver import CLI, REPO, Lab, lab_fixture, wait_for
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import vm
+from orchestrator.vm import machine
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,7 @@ def test_two_labs_on_one_kernel_never_touch_each_other(tmp_path: Path) -> None:
         text = done.stdout + done.stderr
     else:
         out = tmp_path / "two_labs.out"
-        vm.run_once(["/bin/sh", "-c", f"{sys.executable} {SCRIPT} > {out} 2>&1"], rwdirs=[tmp_path],
+        machine.run_once(["/bin/sh", "-c", f"{sys.executable} {SCRIPT} > {out} 2>&1"], rwdirs=[tmp_path],
                     timeout=TIMEOUT_S, memory="3G")
         text = out.read_text() if out.exists() else ""
     s = _summary(text)

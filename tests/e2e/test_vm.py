@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.vm import (
+from orchestrator.vm.machine import (
     LabVM,
     VMError,
     VMRecord,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestrator import agent
+from orchestrator.vm import agent
 
 
 def _verb(monkeypatch: pytest.MonkeyPatch, name: str, run) -> None:
@@ -209,6 +209,6 @@ def test_forward_nic_absent_is_logged_not_fatal(monkeypatch) -> None:
 
 
 def test_agent_guest_addr_matches_the_forward_target() -> None:
-    from orchestrator import vm
+    from orchestrator.vm import machine
 
-    assert agent.GUEST_ADDR == f"{vm.GUEST_ADDR}/{vm.GUEST_PREFIX}"
+    assert agent.GUEST_ADDR == f"{machine.GUEST_ADDR}/{machine.GUEST_PREFIX}"

@@ -2,8 +2,8 @@ import itertools
 
 import pytest
 
-from orchestrator.airspace import Airspace, MediumConfig, Radio, mac_bytes, read_config, write_config
-from orchestrator.propagation import Model
+from orchestrator.air.airspace import Airspace, MediumConfig, Radio, mac_bytes, read_config, write_config
+from orchestrator.air.propagation import Model
 
 MACS = [f"02:00:00:00:00:{i:02x}" for i in range(5)]
 BCAST = b"\xff" * 6

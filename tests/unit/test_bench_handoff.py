@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import mediumctl
-from orchestrator.airspace import read_config, write_config
-from orchestrator.mobility import GaussMarkov, RandomDirection, Trajectory
-from orchestrator.plan import make_plan
-from orchestrator.topology import load_topology
+from orchestrator.medium import control as medium_control
+from orchestrator.air.airspace import read_config, write_config
+from orchestrator.air.mobility import GaussMarkov, RandomDirection, Trajectory
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.topology import load_topology
 from orchestrator.verbs import motion
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,9 +64,9 @@ def test_the_handoff_lab_keeps_the_mover_in_range_of_an_authority_anywhere_in_it
 def handoff_lab(tmp_path, monkeypatch):
     """A lab directory with the handoff topology's medium.json; the running medium faked."""
     plan = make_plan(load_topology(ROOT / "topologies" / "handoff.yaml"))
-    write_config(tmp_path, replace(mediumctl.config_for(plan), mobility_epoch=1000.0))
+    write_config(tmp_path, replace(medium_control.config_for(plan), mobility_epoch=1000.0))
     (tmp_path / "state.json").write_text(json.dumps({"topology": str(ROOT / "topologies" / "handoff.yaml")}))
-    monkeypatch.setattr(mediumctl, "positions_now", lambda lab_dir: {"client1": [100.0, 50.0], "auth1": [0, 0],
+    monkeypatch.setattr(medium_control, "positions_now", lambda lab_dir: {"client1": [100.0, 50.0], "auth1": [0, 0],
                                                                       "auth2": [90, 0], "auth3": [180, 0],
                                                                       "auth4": [270, 0], "client2": [135, -40]})
 
@@ -75,7 +75,7 @@ def handoff_lab(tmp_path, monkeypatch):
         write_config(lab_dir, cfg)
         return cfg
 
-    monkeypatch.setattr(mediumctl, "change", change)
+    monkeypatch.setattr(medium_control, "change", change)
     return tmp_path
 
 

@@ -70,8 +70,8 @@ def test_without_matplotlib_the_json_is_still_written_and_the_reason_given(tmp_p
 
 
 def test_in_the_hops_topology_client_k_is_k_hops_from_every_authority():
-    from orchestrator.plan import make_plan
-    from orchestrator.topology import load_topology
+    from orchestrator.lab.plan import make_plan
+    from orchestrator.lab.topology import load_topology
 
     plan = make_plan(load_topology(ROOT / "topologies" / "hops.yaml"))
     authorities = {n.name for n in plan.nodes if n.role == "authority"}
@@ -94,8 +94,8 @@ def test_healing_is_summed_up_over_the_runs_that_healed_and_counts_those_that_di
 
 def test_each_healing_topology_has_two_ways_from_client1_and_states_its_path_lifetime():
     """relay-failure isolates the first relay of client1's path: another must lead to the authorities."""
-    from orchestrator.plan import make_plan
-    from orchestrator.topology import load_topology
+    from orchestrator.lab.plan import make_plan
+    from orchestrator.lab.topology import load_topology
 
     lifetimes = {}
     for name in bench_mesh.HEALING_TOPOLOGIES:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator import cli, logfmt
+from orchestrator import cli
+
+from orchestrator import logfmt
 
 REPO = Path(__file__).parents[2]
 
@@ -167,10 +169,10 @@ def test_shell_completion_is_on():
 def test_orchestrator_logs_keep_their_fields(capsys, monkeypatch):
     monkeypatch.setenv("MESHPAY_LOG", "INFO")
     logfmt.setup()
-    logging.getLogger("orchestrator.radio").info("radio created", extra={"radio": "mpl0001-0", "phy": 3,
+    logging.getLogger("orchestrator.kernel.radio").info("radio created", extra={"radio": "mpl0001-0", "phy": 3,
                                                                          "netns": "mpl-a b"})
     line = capsys.readouterr().err.strip()
-    assert line.endswith('INFO orchestrator.radio radio created radio=mpl0001-0 phy=3 netns="mpl-a b"'), line
+    assert line.endswith('INFO orchestrator.kernel.radio radio created radio=mpl0001-0 phy=3 netns="mpl-a b"'), line
     logging.getLogger().handlers.clear()
 
 
@@ -180,7 +182,7 @@ TOPO = "name: {name}\nnodes:\n  auth1: {{role: authority}}\n  client1: {{role: c
 @pytest.fixture
 def native_up(monkeypatch):
     """`up` on the native route with the kernel work replaced: it claims as the real verb does."""
-    from orchestrator import registry
+    from orchestrator.lab import registry
     from orchestrator.verbs import doctor, up
 
     def fake_run(lab_dir, topology, on_step=None, runtime=None):

@@ -29,8 +29,8 @@ VIEW = {
 
 @pytest.fixture
 def lab(monkeypatch):
-    monkeypatch.setattr(discover.lab, "lab_node", lambda _dir, name: NODES[name])
-    monkeypatch.setattr(discover.lab, "read_lab_json", lambda _dir: {"nodes": NODES})
+    monkeypatch.setattr(discover.labdir, "lab_node", lambda _dir, name: NODES[name])
+    monkeypatch.setattr(discover.labdir, "read_lab_json", lambda _dir: {"nodes": NODES})
     monkeypatch.setattr(discover.httpx, "get", lambda url, timeout: SimpleNamespace(
         json=lambda: {**VIEW, "authorities": [dict(r) for r in VIEW["authorities"]],
                       "ignored": [dict(r) for r in VIEW["ignored"]]},

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from meshpay.config import parse_config
-from orchestrator import keys
-from orchestrator.nodeconfig import node_configs
-from orchestrator.plan import make_plan
-from orchestrator.topology import TopologyError, load_topology, parse_topology
+from orchestrator.lab import keys
+from orchestrator.lab.nodeconfig import node_configs
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.topology import TopologyError, load_topology, parse_topology
 
 TOPOLOGIES = Path(__file__).parents[2] / "topologies"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from docker.errors import ImageNotFound, NotFound
 
-from orchestrator import engine
+from orchestrator.runtime import engine
 from orchestrator.runtime import docker as docker_rt
 from orchestrator.runtime.base import NodeRef
 from orchestrator.runtime.docker import LABEL_LAB, LABEL_NODE, DockerRuntime, container_name

@@ -37,7 +37,7 @@ def test_down_with_the_vm_stopping_lists_and_removes_nothing_but_state_files(mon
     rt = FakeRuntime()
     touched: list[str] = []
     monkeypatch.setattr(down, "runtime_for", lambda *a, **k: rt)
-    monkeypatch.setattr(down.lab, "read_state", lambda d: {"lab": "l", "radios": ["mpl-l-auth1"]})
+    monkeypatch.setattr(down.labdir, "read_state", lambda d: {"lab": "l", "radios": ["mpl-l-auth1"]})
     monkeypatch.setattr(down.radio, "list_radios", lambda prefix: touched.append("listed radios") or [])
     monkeypatch.setattr(down.radio, "sweep_radios", lambda prefix: touched.append("sweep") or [])
     monkeypatch.setattr(down.mgmt, "owned_links", lambda lab: ["mp1br", "mp1v1"])

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from orchestrator import meshmap
+from orchestrator.report import meshmap
 from orchestrator.verbs import draw
 
 POSITIONS = {"client1": (0, 0), "relay1": (70, 70), "relay2": (70, -70), "auth1": (140, 0),

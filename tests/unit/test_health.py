@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from orchestrator import health
+from orchestrator.runtime import health
 
 
 class FakeNodes:

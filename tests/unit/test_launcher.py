@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.launcher import Launcher
+from orchestrator.runtime.launcher import Launcher
 
 
 def test_launcher_takes_its_batch_after_it_started():
@@ -20,6 +20,6 @@ def test_an_unused_launcher_is_stopped_by_close():
 
 
 def test_the_api_warm_up_answers_health_in_process():
-    from orchestrator.launcher import warm_api
+    from orchestrator.runtime.launcher import warm_api
 
     assert warm_api() == 200

@@ -11,11 +11,13 @@ import threading
 import httpx
 import pytest
 
-from orchestrator import liveview, transferlog
-from orchestrator.airspace import MediumConfig, Radio, write_config
-from orchestrator.medium import STATS_FILE
-from orchestrator.mobility import Area, Motion, RandomWalk
-from orchestrator.propagation import Model
+from orchestrator import liveview
+
+from orchestrator.report import transferlog
+from orchestrator.air.airspace import MediumConfig, Radio, write_config
+from orchestrator.medium.process import STATS_FILE
+from orchestrator.air.mobility import Area, Motion, RandomWalk
+from orchestrator.air.propagation import Model
 
 POSITIONS = {"client1": (0.0, 0.0), "relay1": (70.0, 70.0), "auth1": (140.0, 0.0), "client2": (190.0, 0.0)}
 LINKS = [("client1", "relay1"), ("relay1", "auth1"), ("auth1", "client2")]

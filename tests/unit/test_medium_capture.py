@@ -11,9 +11,13 @@ import time
 import pytest
 from test_medium import FAMILY, MACS, air, kernel_frame
 
-from orchestrator import capture, lab, medium
-from orchestrator.airspace import mac_bytes
-from orchestrator.medium import STATS_FILE
+from orchestrator.air import capture
+
+from orchestrator.lab import labdir
+
+from orchestrator.medium import process as medium_process
+from orchestrator.air.airspace import mac_bytes
+from orchestrator.medium.process import STATS_FILE
 from orchestrator.verbs import capture as capture_verb
 
 RADIOS = {f"n{i}": mac_bytes(m) for i, m in enumerate(MACS)}
@@ -46,15 +50,15 @@ def test_sent_and_received_frames_read_back_with_rate_signal_and_ack(tmp_path):
     caps = capture.Captures(tmp_path)
     req = start(tmp_path, nodes=("n0", "n1", "n2"))
     assert caps.poll(RADIOS, 0) and caps.active is not None
-    counters = medium.Counters()
-    codec = medium.Codec(FAMILY)
+    counters = medium_process.Counters()
+    codec = medium_process.Codec(FAMILY)
     # n1 -> n2 unicast, acked at rate index 11 (54 Mb/s); n0 -> n2 out of range: failed
     for tx, dest in ((1, 2), (0, 2)):
         buf = kernel_frame(tx, mac_bytes(MACS[dest]))
-        medium.feed(buf, len(buf), air(), codec, lambda: 0.5, counters, capture=caps.active)
+        medium_process.feed(buf, len(buf), air(), codec, lambda: 0.5, counters, capture=caps.active)
     # a mesh beacon from n1, heard by n0 and n2
-    beacon = medium.TxFrame(mac_bytes(MACS[1]), mesh_beacon(1, b"labmesh"), 0, bytes(8), 3, 2412)
-    medium.route(air(), codec, beacon, lambda: 0.5, 2412, counters, capture=caps.active)
+    beacon = medium_process.TxFrame(mac_bytes(MACS[1]), mesh_beacon(1, b"labmesh"), 0, bytes(8), 3, 2412)
+    medium_process.route(air(), codec, beacon, lambda: 0.5, 2412, counters, capture=caps.active)
     caps.stop()
     assert caps.report()["state"] == "done" and caps.report()["records"] == 1 + 1 + 1 + 1 + 2
     rows = tshark(req.file, "wlan.fc.type_subtype", "radiotap.datarate", "radiotap.dbm_antsignal",
@@ -76,7 +80,7 @@ def test_only_the_chosen_radios_are_recorded(tmp_path):
     req = start(tmp_path, nodes=("n2",))
     caps.poll(RADIOS, 0)
     buf = kernel_frame(1, b"\xff" * 6, flags=2)  # n1's broadcast reaches n0 and n2
-    medium.feed(buf, len(buf), air(), medium.Codec(FAMILY), lambda: 0.5, medium.Counters(), capture=caps.active)
+    medium_process.feed(buf, len(buf), air(), medium_process.Codec(FAMILY), lambda: 0.5, medium_process.Counters(), capture=caps.active)
     caps.stop()
     assert [r[0] for r in tshark(req.file)] == ["n2"]
 
@@ -106,15 +110,15 @@ def test_a_request_naming_an_unknown_radio_fails_with_its_name(tmp_path):
 def medium_lab(tmp_path):
     """A lab directory with a fake medium: a thread that runs the real capture control and writes
     medium-stats.json as the medium does."""
-    from orchestrator import mediumctl
-    from orchestrator.airspace import write_config
-    from orchestrator.plan import make_plan
-    from orchestrator.topology import parse_topology
+    from orchestrator.medium import control as medium_control
+    from orchestrator.air.airspace import write_config
+    from orchestrator.lab.plan import make_plan
+    from orchestrator.lab.topology import parse_topology
 
     plan = make_plan(parse_topology("name: m\nnodes:\n  a: {role: authority, position: [0, 0]}\n"
                                     "  b: {role: client, position: [50, 0]}\n"))
-    write_config(tmp_path, mediumctl.config_for(plan))
-    lab.write_state(tmp_path, {"lab": "m", "medium": {"pid": os.getpid(), "netns": plan.medium.netns}})
+    write_config(tmp_path, medium_control.config_for(plan))
+    labdir.write_state(tmp_path, {"lab": "m", "medium": {"pid": os.getpid(), "netns": plan.medium.netns}})
     caps = capture.Captures(tmp_path)
     radios = {n.name: mac_bytes(n.mac) for n in plan.nodes}
     stop = threading.Event()

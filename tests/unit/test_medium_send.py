@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator import medium
-from orchestrator.airspace import mac_bytes
+from orchestrator.medium import process as medium_process
+from orchestrator.air.airspace import mac_bytes
 
 from test_medium import FAMILY, MACS, air, decode, kernel_frame
 
@@ -23,7 +23,7 @@ def seqs(packets: list[bytes]) -> list[int]:
     out = []
     for packet in packets:
         pos = 0
-        for end in medium.message_ends(packet):
+        for end in medium_process.message_ends(packet):
             out.append(struct.unpack_from("=I", packet, pos + 8)[0])
             pos = end
     return out
@@ -48,20 +48,20 @@ class FakeSocket:
         return taken
 
 
-def sender_for(sock: FakeSocket, counters: medium.Counters, clock=None):
+def sender_for(sock: FakeSocket, counters: medium_process.Counters, clock=None):
     t = [0.0]
 
     def sleep(s):
         t[0] += s
 
-    return medium.Sender(sock.send, counters, sleep=sleep, clock=clock or (lambda: t[0])), t
+    return medium_process.Sender(sock.send, counters, sleep=sleep, clock=clock or (lambda: t[0])), t
 
 
 def test_a_batch_refused_for_a_moment_is_sent_again_whole_or_in_parts():
     # the kernel refuses any send over 100 bytes with ENOBUFS, and the 5th and 6th of any size
     sock = FakeSocket(lambda data, n: OSError(errno.ENOBUFS, "no buffer") if len(data) > 100 or n in (5, 6)
                       else None)
-    counters = medium.Counters()
+    counters = medium_process.Counters()
     sender, _ = sender_for(sock, counters)
     sender.send(messages(10))
     assert seqs(sock.taken) == list(range(10))  # every message once, in order
@@ -71,10 +71,10 @@ def test_a_batch_refused_for_a_moment_is_sent_again_whole_or_in_parts():
 def test_a_short_send_goes_on_from_the_first_message_not_sent_whole():
     # the kernel takes 90 bytes of each send: two 40-byte messages and half of a third
     sock = FakeSocket(lambda data, n: min(len(data), 90))
-    counters = medium.Counters()
+    counters = medium_process.Counters()
     sender, _ = sender_for(sock, counters)
     sender.send(messages(7))
-    whole = [data[:medium.message_ends(data)[-1]] for data in sock.taken if medium.message_ends(data)]
+    whole = [data[:medium_process.message_ends(data)[-1]] for data in sock.taken if medium_process.message_ends(data)]
     assert seqs(whole) == list(range(7))
     assert counters.lost == 0
 
@@ -82,7 +82,7 @@ def test_a_short_send_goes_on_from_the_first_message_not_sent_whole():
 def test_eagain_and_enomem_are_retried_too():
     for code in (errno.EAGAIN, errno.ENOMEM):
         sock = FakeSocket(lambda data, n, code=code: OSError(code, "later") if n <= 3 else None)
-        counters = medium.Counters()
+        counters = medium_process.Counters()
         sender, _ = sender_for(sock, counters)
         sender.send(messages(1))
         assert seqs(sock.taken) == [0] and counters.send_retries == 3 and counters.lost == 0
@@ -94,17 +94,17 @@ def test_a_message_the_kernel_never_takes_is_counted_lost_and_the_rest_still_go(
         return OSError(errno.ENOBUFS, "no buffer") if 3 in seqs([data]) else None
 
     sock = FakeSocket(refuse)
-    counters = medium.Counters()
+    counters = medium_process.Counters()
     sender, t = sender_for(sock, counters)
     sender.send(messages(6))
     assert seqs(sock.taken) == [0, 1, 2, 4, 5]
     assert counters.lost == 1 and counters.medium_lost == 1
-    assert t[0] >= medium.SEND_RETRY_S  # it was retried for the whole retry time first
+    assert t[0] >= medium_process.SEND_RETRY_S  # it was retried for the whole retry time first
 
 
 def test_a_refusal_that_is_not_for_a_moment_is_not_retried():
     sock = FakeSocket(lambda data, n: OSError(errno.EINVAL, "bad"))
-    counters = medium.Counters()
+    counters = medium_process.Counters()
     sender, _ = sender_for(sock, counters)
     sender.send(messages(2))
     assert counters.lost == 2 and counters.send_retries == 0 and sock.calls == 3  # the pair, then each
@@ -113,36 +113,36 @@ def test_a_refusal_that_is_not_for_a_moment_is_not_retried():
 def test_message_ends_walks_padded_messages():
     msgs = messages(3, size=22)  # padded to 24 when joined
     joined = b"".join(m + b"\0\0" for m in msgs)
-    assert medium.message_ends(joined) == [24, 48, 72]
+    assert medium_process.message_ends(joined) == [24, 48, 72]
 
 
 def error_reply(refused: bytes, code: int = -errno.EINVAL) -> bytes:
     """An NLMSG_ERROR as the kernel sends it without NETLINK_CAP_ACK: the refused message echoed."""
     body = struct.pack("=i", code) + refused
-    return struct.pack("=IHHII", 16 + len(body), medium.NLMSG_ERROR, 0, 1, 0) + body
+    return struct.pack("=IHHII", 16 + len(body), medium_process.NLMSG_ERROR, 0, 1, 0) + body
 
 
 def test_a_refused_delivery_makes_its_receiver_deaf_and_unicast_to_it_unacknowledged():
-    codec = medium.Codec(FAMILY)
+    codec = medium_process.Codec(FAMILY)
     refused = codec.rx(mac_bytes(MACS[2]), b"\x08" * 30, 0, -50, 2412)
-    late = codec.tx_status(medium.TxFrame(mac_bytes(MACS[1]), b"\x08" * 30, 0, bytes(8), 5, 2412), True, -50,
+    late = codec.tx_status(medium_process.TxFrame(mac_bytes(MACS[1]), b"\x08" * 30, 0, bytes(8), 5, 2412), True, -50,
                            ((0, 1),))
     buf = error_reply(refused) + error_reply(late)
-    counters, deaf = medium.Counters(), {}
-    assert medium.feed(memoryview(buf), len(buf), air(), codec, lambda: 0.5, counters, deaf) == []
+    counters, deaf = medium_process.Counters(), {}
+    assert medium_process.feed(memoryview(buf), len(buf), air(), codec, lambda: 0.5, counters, deaf) == []
     assert (counters.kernel_errors, counters.refused, counters.late_status) == (2, 1, 1)
     assert set(deaf) == {mac_bytes(MACS[2])}
     # n1 sends to n2, in range: with n2 deaf, no delivery and no ACK (as out of range)
     frame = kernel_frame(1, mac_bytes(MACS[2]))
-    msgs = medium.feed(frame, len(frame), air(), codec, lambda: 0.5, counters, deaf)
-    assert [decode(m)[0] for m in msgs] == [medium.HWSIM_CMD_TX_INFO_FRAME]
-    flags = struct.unpack("=I", decode(msgs[0])[1][medium.A_FLAGS])[0]
-    assert not flags & medium.HWSIM_TX_STAT_ACK
+    msgs = medium_process.feed(frame, len(frame), air(), codec, lambda: 0.5, counters, deaf)
+    assert [decode(m)[0] for m in msgs] == [medium_process.HWSIM_CMD_TX_INFO_FRAME]
+    flags = struct.unpack("=I", decode(msgs[0])[1][medium_process.A_FLAGS])[0]
+    assert not flags & medium_process.HWSIM_TX_STAT_ACK
     assert counters.unacked == 1 and counters.dropped_range == 1
     # a broadcast from n1 skips the deaf n2 and still reaches n0
     frame = kernel_frame(1, b"\xff" * 6, flags=2)
-    msgs = medium.feed(frame, len(frame), air(), codec, lambda: 0.5, counters, deaf)
-    assert [decode(m)[1][medium.A_RECEIVER] for m in msgs[:-1]] == [mac_bytes(MACS[0])]
+    msgs = medium_process.feed(frame, len(frame), air(), codec, lambda: 0.5, counters, deaf)
+    assert [decode(m)[1][medium_process.A_RECEIVER] for m in msgs[:-1]] == [mac_bytes(MACS[0])]
 
 
 def lossy_air():
@@ -161,17 +161,17 @@ def lossy_air():
 ])
 def test_model_drops_are_counted_apart_from_medium_losses(space, dest, expect):
     frame = kernel_frame(1, mac_bytes(MACS[dest]))
-    counters = medium.Counters()
-    medium.feed(frame, len(frame), space(), medium.Codec(FAMILY), lambda: 0.5, counters)
+    counters = medium_process.Counters()
+    medium_process.feed(frame, len(frame), space(), medium_process.Codec(FAMILY), lambda: 0.5, counters)
     assert (counters.dropped_range, counters.dropped_loss) == expect
     assert counters.medium_lost == 0
 
 
 def test_out_of_range_unicast_is_a_range_drop_and_broadcast_losses_count_per_receiver():
-    counters = medium.Counters()
+    counters = medium_process.Counters()
     frame = kernel_frame(0, mac_bytes(MACS[2]))  # n0 -> n2: 200 m, out of range
-    medium.feed(frame, len(frame), air(), medium.Codec(FAMILY), lambda: 0.5, counters)
+    medium_process.feed(frame, len(frame), air(), medium_process.Codec(FAMILY), lambda: 0.5, counters)
     assert (counters.dropped_range, counters.dropped_loss, counters.model_dropped) == (1, 0, 1)
     frame = kernel_frame(1, b"\xff" * 6, flags=2)  # n1's two neighbours both lose it
-    medium.feed(frame, len(frame), lossy_air(), medium.Codec(FAMILY), lambda: 0.5, counters)
+    medium_process.feed(frame, len(frame), lossy_air(), medium_process.Codec(FAMILY), lambda: 0.5, counters)
     assert counters.dropped_loss == 2 and counters.medium_lost == 0

@@ -7,11 +7,13 @@ import time
 
 import pytest
 
-from orchestrator import lab, mediumctl
-from orchestrator.airspace import read_config, write_config
-from orchestrator.medium import STATS_FILE
-from orchestrator.plan import make_plan
-from orchestrator.topology import parse_topology
+from orchestrator.lab import labdir
+
+from orchestrator.medium import control as medium_control
+from orchestrator.air.airspace import read_config, write_config
+from orchestrator.medium.process import STATS_FILE
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.topology import parse_topology
 from orchestrator.verbs import fault, move
 
 TOPO = """
@@ -34,9 +36,9 @@ def write_stats(lab_dir, version, when=None):
 @pytest.fixture
 def lab_dir(tmp_path):
     plan = make_plan(parse_topology(TOPO))
-    write_config(tmp_path, mediumctl.config_for(plan))
-    lab.write_state(tmp_path, {"lab": "m", "medium": {"pid": os.getpid(), "netns": plan.medium.netns}})
-    lab.write_lab_json(tmp_path, {"lab": "m", "nodes": {n.name: {"netns": n.netns, "api_url": n.api_url}
+    write_config(tmp_path, medium_control.config_for(plan))
+    labdir.write_state(tmp_path, {"lab": "m", "medium": {"pid": os.getpid(), "netns": plan.medium.netns}})
+    labdir.write_lab_json(tmp_path, {"lab": "m", "nodes": {n.name: {"netns": n.netns, "api_url": n.api_url}
                                                         for n in plan.nodes}})
     write_stats(tmp_path, 0)
     stop = threading.Event()
@@ -54,18 +56,18 @@ def lab_dir(tmp_path):
 
 def test_config_follows_the_plan():
     plan = make_plan(parse_topology(TOPO))
-    cfg = mediumctl.config_for(plan)
+    cfg = medium_control.config_for(plan)
     assert cfg.model.kind == "log_distance" and cfg.model.exponent == 2.5
     assert [(r.name, r.mac, r.position) for r in cfg.radios] == [(n.name, n.mac, n.position) for n in plan.nodes]
 
 
 def test_health_none_running_stalled_dead(tmp_path):
-    assert mediumctl.health(tmp_path, {})["state"] == "none"
+    assert medium_control.health(tmp_path, {})["state"] == "none"
     write_stats(tmp_path, 0)
-    assert mediumctl.health(tmp_path, {"medium": {"pid": os.getpid()}})["state"] == "running"
+    assert medium_control.health(tmp_path, {"medium": {"pid": os.getpid()}})["state"] == "running"
     write_stats(tmp_path, 0, when=time.time() - 60)
-    assert mediumctl.health(tmp_path, {"medium": {"pid": os.getpid()}})["state"] == "stalled"
-    dead = mediumctl.health(tmp_path, {"medium": {"pid": 2**22 + 1}})
+    assert medium_control.health(tmp_path, {"medium": {"pid": os.getpid()}})["state"] == "stalled"
+    dead = medium_control.health(tmp_path, {"medium": {"pid": 2**22 + 1}})
     assert dead["state"] == "dead" and "perfect medium" in dead["detail"]
 
 
@@ -93,23 +95,23 @@ def test_unknown_fault_says_which_exist(lab_dir):
 
 
 def test_medium_verbs_refuse_when_the_medium_is_dead(lab_dir):
-    state = lab.read_state(lab_dir)
+    state = labdir.read_state(lab_dir)
     state["medium"]["pid"] = 2**22 + 1
-    lab.write_state(lab_dir, state)
+    labdir.write_state(lab_dir, state)
     with pytest.raises(RuntimeError, match="perfect medium"):
         move.run(lab_dir, "a", 1, 1)
 
 
 def test_medium_verbs_refuse_without_a_medium(lab_dir):
-    state = lab.read_state(lab_dir)
+    state = labdir.read_state(lab_dir)
     del state["medium"]
-    lab.write_state(lab_dir, state)
+    labdir.write_state(lab_dir, state)
     with pytest.raises(ValueError, match="medium: none"):
         fault.run(lab_dir, "isolate", "a")
 
 
 def test_status_line_shows_medium_losses_apart_from_model_drops():
-    line = mediumctl.running_detail({"frames_per_s": 12.0, "cpu_pct": 3.0, "medium_lost": 4, "overruns": 1,
+    line = medium_control.running_detail({"frames_per_s": 12.0, "cpu_pct": 3.0, "medium_lost": 4, "overruns": 1,
                                      "model_dropped": 9, "dropped_range": 7, "dropped_loss": 2})
     assert "lost by the medium: 4 (1 receive overflows)" in line
     assert "dropped by the model: 9 (7 out of range, 2 lost by a draw)" in line
@@ -117,13 +119,13 @@ def test_status_line_shows_medium_losses_apart_from_model_drops():
 
 def test_up_starts_the_medium_with_the_topologys_seed(tmp_path):
     plan = make_plan(parse_topology(TOPO.replace("exponent: 2.5}", "exponent: 2.5, seed: 42}")))
-    argv = mediumctl.medium_argv(tmp_path, plan)
+    argv = medium_control.medium_argv(tmp_path, plan)
     assert argv[argv.index("--seed") + 1] == "42"
-    default = mediumctl.medium_argv(tmp_path, make_plan(parse_topology(TOPO)))
+    default = medium_control.medium_argv(tmp_path, make_plan(parse_topology(TOPO)))
     assert default[default.index("--seed") + 1] == "1"  # reproducible unless the topology says otherwise
 
 
 def test_a_bad_seed_is_refused():
-    from orchestrator.topology import TopologyError
+    from orchestrator.lab.topology import TopologyError
     with pytest.raises(TopologyError, match="seed"):
         parse_topology(TOPO.replace("exponent: 2.5}", "exponent: 2.5, seed: -3}"))

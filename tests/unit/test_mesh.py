@@ -2,8 +2,8 @@
 
 import pytest
 
-from orchestrator import mesh
-from orchestrator.netlink import NL80211_CMD_GET_MPATH, NL80211_CMD_GET_STATION, NL80211_CMD_JOIN_MESH, nl80211msg
+from orchestrator.kernel import mesh
+from orchestrator.kernel.netlink import NL80211_CMD_GET_MPATH, NL80211_CMD_GET_STATION, NL80211_CMD_JOIN_MESH, nl80211msg
 
 
 def roundtrip(cmd: int, attrs: list) -> nl80211msg:

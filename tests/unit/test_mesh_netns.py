@@ -1,4 +1,4 @@
-"""Sockets inside a named netns (orchestrator.netlink.netns_socket) and the management plane."""
+"""Sockets inside a named netns (orchestrator.kernel.netlink.netns_socket) and the management plane."""
 
 import os
 import subprocess
@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from orchestrator import mgmt
-from orchestrator.netlink import create_netns, iproute, netns_socket, write_sysctl
+from orchestrator.kernel import mgmt
+from orchestrator.kernel.netlink import create_netns, iproute, netns_socket, write_sysctl
 
 needs_netns = pytest.mark.skipif(
     os.geteuid() != 0 or subprocess.run(["ip", "netns", "help"], capture_output=True).returncode not in (0, 255),
@@ -94,7 +94,7 @@ def test_created_netns_is_a_new_one_that_ip_netns_sees() -> None:
 
 @needs_netns
 def test_static_neighbours_are_permanent_and_replace_idempotently(netns: str) -> None:
-    from orchestrator.mesh import set_static_neighbours
+    from orchestrator.kernel.mesh import set_static_neighbours
 
     subprocess.run(["ip", "-n", netns, "link", "add", "mesh0", "type", "veth", "peer", "name", "peer0"], check=True)
     subprocess.run(["ip", "-n", netns, "link", "set", "mesh0", "up"], check=True)
@@ -113,7 +113,7 @@ def test_static_neighbours_are_permanent_and_replace_idempotently(netns: str) ->
 def test_a_refused_neighbour_entry_is_an_error_with_the_kernels_errno(netns: str) -> None:
     import errno
 
-    from orchestrator.netlink import NETLINK_ROUTE, neigh_replace_messages, send_with_acks
+    from orchestrator.kernel.netlink import NETLINK_ROUTE, neigh_replace_messages, send_with_acks
 
     sock = netns_socket(netns, NETLINK_ROUTE)
     try:

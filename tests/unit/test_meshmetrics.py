@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator import mesh, meshmetrics
+from orchestrator.kernel import mesh
+
+from orchestrator.report import meshmetrics
 from orchestrator.verbs import transfer
 
 A1, A2, A3, R1 = "02:00:00:00:00:04", "02:00:00:00:00:05", "02:00:00:00:00:06", "02:00:00:00:00:02"
@@ -79,9 +81,9 @@ def lab(monkeypatch):
              "client2": {"role": "client", "mac": "02:00:00:00:00:07"},
              "auth1": {"role": "authority", "mac": A1}, "auth2": {"role": "authority", "mac": A2}}
     posted = []
-    monkeypatch.setattr(transfer.lab, "lab_node", lambda _dir, name: nodes[name])
-    monkeypatch.setattr(transfer.lab, "read_lab_json", lambda _dir: {"nodes": nodes})
-    monkeypatch.setattr(transfer.lab, "read_token", lambda _dir: "t")
+    monkeypatch.setattr(transfer.labdir, "lab_node", lambda _dir, name: nodes[name])
+    monkeypatch.setattr(transfer.labdir, "read_lab_json", lambda _dir: {"nodes": nodes})
+    monkeypatch.setattr(transfer.labdir, "read_token", lambda _dir: "t")
     monkeypatch.setattr(transfer.httpx, "post", lambda url, **kw: posted.append(url) or SimpleNamespace(
         status_code=200, json=lambda: {**NODE_REPLY, "authorities": {k: dict(v) for k, v in NODE_REPLY["authorities"].items()}}))
     return posted

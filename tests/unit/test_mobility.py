@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from orchestrator.mobility import (
+from orchestrator.air.mobility import (
     Area,
     GaussMarkov,
     Group,

@@ -11,12 +11,14 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator import lab, mediumctl
-from orchestrator.airspace import Airspace, Movers, mac_bytes, moving_positions, read_config, write_config
-from orchestrator.medium import STATS_FILE, Counters, StatsWriter
-from orchestrator.mobility import Trajectory
-from orchestrator.plan import make_plan
-from orchestrator.topology import parse_topology
+from orchestrator.lab import labdir
+
+from orchestrator.medium import control as medium_control
+from orchestrator.air.airspace import Airspace, Movers, mac_bytes, moving_positions, read_config, write_config
+from orchestrator.medium.process import STATS_FILE, Counters, StatsWriter
+from orchestrator.air.mobility import Trajectory
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.topology import parse_topology
 from orchestrator.verbs import move, status
 
 # c walks along y = 0 at 10 m/s, bouncing between x = 0 and x = 300: in and out of a's and b's range
@@ -35,7 +37,7 @@ EPOCH = 1_700_000_000.0
 
 
 def config(epoch=EPOCH):
-    return replace(mediumctl.config_for(make_plan(parse_topology(TOPO))), mobility_epoch=epoch)
+    return replace(medium_control.config_for(make_plan(parse_topology(TOPO))), mobility_epoch=epoch)
 
 
 def hears(cfg, tx: str) -> list[str]:
@@ -92,9 +94,9 @@ def test_stats_carry_the_positions_and_their_time(tmp_path):
 @pytest.fixture
 def lab_dir(tmp_path):
     plan = make_plan(parse_topology(TOPO))
-    write_config(tmp_path, mediumctl.config_for(plan))
-    lab.write_state(tmp_path, {"lab": "m", "medium": {"pid": os.getpid(), "netns": plan.medium.netns}})
-    lab.write_lab_json(tmp_path, {"lab": "m", "nodes": {
+    write_config(tmp_path, medium_control.config_for(plan))
+    labdir.write_state(tmp_path, {"lab": "m", "medium": {"pid": os.getpid(), "netns": plan.medium.netns}})
+    labdir.write_lab_json(tmp_path, {"lab": "m", "nodes": {
         n.name: {"netns": n.netns, "api_url": n.api_url, "rest_url": n.api_url, "role": n.role,
                  "mesh_ip": n.mesh_ip, "mac": n.mac, "position": list(n.position)} for n in plan.nodes}})
     stop = threading.Event()
@@ -118,23 +120,23 @@ def lab_dir(tmp_path):
 
 
 def test_the_epoch_is_set_once_so_a_second_up_does_not_restart_the_clock(lab_dir):
-    first = mediumctl.start_mobility(lab_dir)
+    first = medium_control.start_mobility(lab_dir)
     assert first is not None and read_config(lab_dir).mobility_epoch == first
-    assert mediumctl.start_mobility(lab_dir) == first
+    assert medium_control.start_mobility(lab_dir) == first
     assert read_config(lab_dir).version == 1
 
 
 def test_status_shows_where_a_moving_node_is_now(lab_dir, monkeypatch):
     monkeypatch.setattr(status.mesh, "stations", lambda netns, ifname: [])
     monkeypatch.setattr(status, "is_healthy", lambda url, timeout: True)
-    mediumctl.start_mobility(lab_dir)
+    medium_control.start_mobility(lab_dir)
     time.sleep(0.2)
     rows = {row["node"]: row["position"] for row in status.run(lab_dir)["nodes"]}
     assert rows["a"] == [0.0, 0.0] and rows["c"] != [0.0, 0.0]  # lab.json still says c is at [0, 0]
 
 
 def test_move_pins_a_moving_node_and_says_so(lab_dir):
-    mediumctl.start_mobility(lab_dir)
+    medium_control.start_mobility(lab_dir)
     out = move.run(lab_dir, "c", 140.0, 0.0)
     assert "stopped: c was moving (random_walk)" in out["mobility"] and out["in_range"] == ["b"]
     cfg = read_config(lab_dir)

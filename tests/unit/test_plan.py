@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from orchestrator.plan import in_range, make_plan
-from orchestrator.registry import Identity
-from orchestrator.topology import load_topology, parse_topology
+from orchestrator.lab.plan import in_range, make_plan
+from orchestrator.lab.registry import Identity
+from orchestrator.lab.topology import load_topology, parse_topology
 
 TOPOLOGIES = Path(__file__).parents[2] / "topologies"
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from orchestrator.propagation import Model, frame_loss, free_space_loss_db, loss_by_rate, path_loss_db, signal_dbm
+from orchestrator.air.propagation import Model, frame_loss, free_space_loss_db, loss_by_rate, path_loss_db, signal_dbm
 
 
 def test_free_space_matches_friis_at_2412_mhz():

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from orchestrator import radio
-from orchestrator.netlink import HWSIM_CMD_NEW_RADIO, hwsim_socket, hwsimmsg
+from orchestrator.kernel import radio
+from orchestrator.kernel.netlink import HWSIM_CMD_NEW_RADIO, hwsim_socket, hwsimmsg
 
 
 def encode(cmd: int, attrs: list) -> bytes:

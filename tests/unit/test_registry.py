@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import lab, registry
-from orchestrator.plan import make_plan
-from orchestrator.topology import load_topology
+from orchestrator.lab import labdir
+
+from orchestrator.lab import registry
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.topology import load_topology
 
 REPO = Path(__file__).parents[2]
 
@@ -107,16 +109,16 @@ def test_up_and_down_of_one_lab_are_serialized():
 def test_labs_are_found_from_any_directory(tmp_path, monkeypatch):
     registry.claim("far", live(tmp_path / "somewhere" / "labs" / "far"), tmp_path / "far.yaml")
     monkeypatch.chdir(tmp_path)  # no ./labs here
-    assert lab.find_lab(None) == tmp_path / "somewhere" / "labs" / "far"
-    assert lab.find_lab("far") == tmp_path / "somewhere" / "labs" / "far"
-    with pytest.raises(lab.LabNotFound, match="no lab 'near' on this host; labs: far"):
-        lab.find_lab("near")
+    assert labdir.find_lab(None) == tmp_path / "somewhere" / "labs" / "far"
+    assert labdir.find_lab("far") == tmp_path / "somewhere" / "labs" / "far"
+    with pytest.raises(labdir.LabNotFound, match="no lab 'near' on this host; labs: far"):
+        labdir.find_lab("near")
 
 
 def test_a_labs_root_narrows_the_search(tmp_path):
     registry.claim("far", live(tmp_path / "elsewhere" / "far"), tmp_path / "far.yaml")
     live(tmp_path / "root" / "near")
-    assert lab.find_lab(None, tmp_path / "root") == (tmp_path / "root" / "near").resolve()
+    assert labdir.find_lab(None, tmp_path / "root") == (tmp_path / "root" / "near").resolve()
 
 
 def test_up_refuses_a_held_name_before_creating_anything(tmp_path, monkeypatch):
@@ -173,7 +175,7 @@ def test_up_skips_a_subnet_something_else_uses_on_this_kernel(tmp_path, monkeypa
 
 
 def test_up_refuses_names_or_addresses_another_lab_holds_on_this_kernel(tmp_path, monkeypatch):
-    from orchestrator.registry import Identity
+    from orchestrator.lab.registry import Identity
     from orchestrator.verbs import up
 
     topo = tmp_path / "t.yaml"

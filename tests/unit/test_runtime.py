@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import mgmt
+from orchestrator.kernel import mgmt
 from orchestrator.runtime import NodeRef
 from orchestrator.runtime import netns as netns_runtime
 from orchestrator.runtime.netns import NetnsRuntime, pids_in_netns

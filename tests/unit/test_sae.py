@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
-from orchestrator import mesh, sae
-from orchestrator.plan import make_plan
-from orchestrator.topology import load_topology, parse_topology
+from orchestrator.kernel import mesh
+
+from orchestrator.runtime import sae
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.topology import load_topology, parse_topology
 from orchestrator.verbs.status import link_security
 
 SAE5 = Path(__file__).parents[2] / "topologies" / "sae5.yaml"
@@ -63,13 +65,13 @@ def test_station_flags_become_link_security():
 
 
 def test_secrets_are_owner_only(tmp_path):
-    from orchestrator import lab
+    from orchestrator.lab import labdir
 
     path = tmp_path / "n" / "wpa_supplicant.conf"
     path.parent.mkdir()
     path.write_text("old")
     path.chmod(0o644)
-    lab.write_secret_text(path, "sae_password=00")
+    labdir.write_secret_text(path, "sae_password=00")
     assert path.stat().st_mode & 0o777 == 0o600 and path.read_text() == "sae_password=00"
 
 

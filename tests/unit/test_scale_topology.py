@@ -6,9 +6,9 @@ import importlib.util
 from collections import deque
 from pathlib import Path
 
-from orchestrator.plan import make_plan
-from orchestrator.topology import parse_topology
-from orchestrator.validate import hop_counts
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.topology import parse_topology
+from orchestrator.lab.validate import hop_counts
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("make_topology", ROOT / "bench" / "make_topology.py")

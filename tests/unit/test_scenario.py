@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.scenario import RELAY, ScenarioError, load_scenario, parse_scenario
+from orchestrator.lab.scenario import RELAY, ScenarioError, load_scenario, parse_scenario
 from orchestrator.verbs import fault, run
 
 REPO = Path(__file__).parents[2]
 
 
 def test_the_shipped_scenario_fits_the_diamond():
-    from orchestrator.topology import load_topology
+    from orchestrator.lab.topology import load_topology
 
     scenario = load_scenario(REPO / "scenarios" / "relay-failure.yaml")
     nodes = load_topology(REPO / "topologies" / "diamond.yaml").nodes

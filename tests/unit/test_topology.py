@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.topology import TopologyError, load_topology, parse_topology
+from orchestrator.lab.topology import TopologyError, load_topology, parse_topology
 
 TOPOLOGIES = sorted(Path(__file__).parents[2].joinpath("topologies").glob("*.yaml"))
 
@@ -149,7 +149,7 @@ def test_huge_file_is_refused_unread():
 
 
 def test_beacon_interval_and_dtim_period_reach_the_plan():
-    from orchestrator.plan import make_plan
+    from orchestrator.lab.plan import make_plan
 
     text = GOOD.replace("nodes:", "mesh:\n  beacon_interval: 2000\n  dtim_period: 3\nnodes:", 1)
     plan = make_plan(parse_topology(text))

@@ -1,7 +1,7 @@
 import pytest
 
-from orchestrator.plan import make_plan, medium_netns
-from orchestrator.topology import TopologyError, parse_topology
+from orchestrator.lab.plan import make_plan, medium_netns
+from orchestrator.lab.topology import TopologyError, parse_topology
 
 BASE = "name: m\n{medium}nodes:\n  a: {{role: authority, position: [0, 0]}}\n  b: {{role: client, position: [300, 0]}}\n"
 

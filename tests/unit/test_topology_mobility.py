@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from orchestrator.mobility import (
+from orchestrator.air.mobility import (
     GaussMarkov,
     Group,
     RandomDirection,
@@ -14,8 +14,8 @@ from orchestrator.mobility import (
     Trajectory,
     node_seed,
 )
-from orchestrator.plan import make_plan
-from orchestrator.topology import TopologyError, load_topology, parse_topology
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.topology import TopologyError, load_topology, parse_topology
 
 HEAD = "name: m\n{medium}nodes:\n  a: {{role: authority, position: [0, 0]}}\n"
 WAYPOINT = "{model: random_waypoint, area: [[0, 0], [300, 300]], speed: [1, 5], pause: 2}"

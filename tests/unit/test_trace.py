@@ -5,7 +5,7 @@ import gzip
 
 import pytest
 
-from orchestrator.trace import TraceError, parse_movements, read_movements
+from orchestrator.air.trace import TraceError, parse_movements, read_movements
 
 LIMITS = {"max_coord": 1000.0, "max_speed": 100.0}
 

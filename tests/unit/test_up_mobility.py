@@ -5,11 +5,11 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator import mediumctl
-from orchestrator.airspace import write_config
-from orchestrator.mesh import Station
-from orchestrator.plan import make_plan
-from orchestrator.topology import parse_topology
+from orchestrator.medium import control as medium_control
+from orchestrator.air.airspace import write_config
+from orchestrator.kernel.mesh import Station
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.topology import parse_topology
 from orchestrator.verbs import up
 
 TOPO = """
@@ -27,12 +27,12 @@ PLAN = make_plan(parse_topology(TOPO))
 
 def test_nothing_is_elsewhere_before_mobility_starts_or_without_a_medium_file(tmp_path):
     assert up._elsewhere(tmp_path, PLAN) == frozenset()
-    write_config(tmp_path, mediumctl.config_for(PLAN))
+    write_config(tmp_path, medium_control.config_for(PLAN))
     assert up._elsewhere(tmp_path, PLAN) == frozenset()
 
 
 def test_moving_nodes_and_moved_ones_are_elsewhere(tmp_path):
-    cfg = mediumctl.config_for(PLAN)
+    cfg = medium_control.config_for(PLAN)
     write_config(tmp_path, replace(cfg, mobility_epoch=1.0))
     assert up._elsewhere(tmp_path, PLAN) == {"c"}
     moved = tuple(replace(r, position=(500.0, 0.0)) if r.name == "b" else r for r in cfg.radios)

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.scenario import ScenarioError, parse_scenario
-from orchestrator.topology import TopologyError, parse_topology
-from orchestrator.validate import check_topology
+from orchestrator.lab.scenario import ScenarioError, parse_scenario
+from orchestrator.lab.topology import TopologyError, parse_topology
+from orchestrator.lab.validate import check_topology
 
 REPO = Path(__file__).parents[2]
 BASE = "name: t\nmesh:\n  params:\n    {param}: {value}\nnodes:\n  auth1: {{role: authority}}\n"

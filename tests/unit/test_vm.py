@@ -13,32 +13,32 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import vm
-from orchestrator.vm import LabVM, VMError, VMRecord
+from orchestrator.vm import machine
+from orchestrator.vm.machine import LabVM, VMError, VMRecord
 
 
 def test_find_kernel_picks_the_newest_version(tmp_path: Path) -> None:
     for name in ["vmlinuz-5.10.0-9-amd64", "vmlinuz-6.1.0-56-amd64", "vmlinuz-6.1.0-9-amd64"]:
         (tmp_path / name).touch()
-    assert vm.find_kernel(tmp_path) == tmp_path / "vmlinuz-6.1.0-56-amd64"
+    assert machine.find_kernel(tmp_path) == tmp_path / "vmlinuz-6.1.0-56-amd64"
 
 
 def test_find_kernel_missing_names_the_package(tmp_path: Path) -> None:
     with pytest.raises(VMError, match="linux-image-amd64"):
-        vm.find_kernel(tmp_path)
+        machine.find_kernel(tmp_path)
 
 
 def test_find_vng_falls_back_to_the_interpreter_dir(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(vm.shutil, "which", lambda name: None)
-    monkeypatch.setattr(vm.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(machine.shutil, "which", lambda name: None)
+    monkeypatch.setattr(machine.sys, "executable", str(tmp_path / "python"))
     with pytest.raises(VMError, match="pip install virtme-ng"):
-        vm.find_vng()
+        machine.find_vng()
     (tmp_path / "vng").touch()
-    assert vm.find_vng() == tmp_path / "vng"
+    assert machine.find_vng() == tmp_path / "vng"
 
 
 def test_vng_argv_tcg_with_forward() -> None:
-    argv = vm.vng_argv(
+    argv = machine.vng_argv(
         Path("/venv/bin/vng"), Path("/boot/vmlinuz-6.1.0-56-amd64"), ["python", "-c", "print('a b')"],
         rwdirs=[Path("/labs/demo")], memory="4G", cpus=2, accel="tcg", host_port=18080,
     )  # fmt: skip
@@ -53,7 +53,7 @@ def test_vng_argv_tcg_with_forward() -> None:
 
 
 def test_vng_argv_kvm_without_forward() -> None:
-    argv = vm.vng_argv(
+    argv = machine.vng_argv(
         Path("vng"), Path("k"), ["true"], rwdirs=[], memory="2G", cpus=1, accel="kvm"
     )
     assert "--disable-kvm" not in argv
@@ -62,7 +62,7 @@ def test_vng_argv_kvm_without_forward() -> None:
 
 def test_vng_argv_refuses_a_dir_vng_would_misread(tmp_path: Path) -> None:
     with pytest.raises(VMError, match="'='"):
-        vm.vng_argv(
+        machine.vng_argv(
             Path("vng"), Path("k"), ["true"], rwdirs=[Path("/labs/a=b")], memory="2G", cpus=1,
             accel="tcg",
         )  # fmt: skip
@@ -72,8 +72,8 @@ def test_agent_argv_runs_this_checkout_with_this_python_and_reports_its_end(tmp_
     fake_python = tmp_path / "python"
     fake_python.write_text('#!/bin/sh\necho "PYTHONPATH=$PYTHONPATH args=$*"\nexit 3\n')
     fake_python.chmod(0o755)
-    done = subprocess.run(vm.agent_argv(tmp_path, python=fake_python), capture_output=True, text=True)
-    assert done.stdout.strip() == (f"PYTHONPATH={vm.REPO_ROOT} args=-m orchestrator.agent "
+    done = subprocess.run(machine.agent_argv(tmp_path, python=fake_python), capture_output=True, text=True)
+    assert done.stdout.strip() == (f"PYTHONPATH={machine.REPO_ROOT} args=-m orchestrator.vm.agent "
                                    f"--lab-dir {tmp_path} --port 8080")
     assert done.returncode == 3
     assert "agent exited with status 3" in done.stderr
@@ -81,7 +81,7 @@ def test_agent_argv_runs_this_checkout_with_this_python_and_reports_its_end(tmp_
 
 def test_vng_env_puts_the_venv_first(monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/usr/bin")
-    assert vm.vng_env(Path("/venv/bin/vng"))["PATH"] == "/venv/bin:/usr/bin"
+    assert machine.vng_env(Path("/venv/bin/vng"))["PATH"] == "/venv/bin:/usr/bin"
 
 
 def test_record_round_trip(tmp_path: Path) -> None:
@@ -98,19 +98,19 @@ def test_record_round_trip(tmp_path: Path) -> None:
 
 def test_kvm_probe_runs_once_per_boot(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(vm.os, "access", lambda path, mode: True)
+    monkeypatch.setattr(machine.os, "access", lambda path, mode: True)
     probes: list[Path] = []
-    monkeypatch.setattr(vm, "_probe_kvm", lambda kernel, timeout: probes.append(kernel) or False)
+    monkeypatch.setattr(machine, "_probe_kvm", lambda kernel, timeout: probes.append(kernel) or False)
     kernel = Path("/boot/vmlinuz-x")
-    assert vm.kvm_usable(kernel=kernel) is False
-    assert vm.kvm_usable(kernel=kernel) is False
+    assert machine.kvm_usable(kernel=kernel) is False
+    assert machine.kvm_usable(kernel=kernel) is False
     assert probes == [kernel]
 
 
 def test_kvm_unusable_without_dev_kvm(monkeypatch) -> None:
-    monkeypatch.setattr(vm.os, "access", lambda path, mode: False)
-    monkeypatch.setattr(vm, "_probe_kvm", lambda kernel, timeout: pytest.fail("probed"))
-    assert vm.kvm_usable() is False
+    monkeypatch.setattr(machine.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(machine, "_probe_kvm", lambda kernel, timeout: pytest.fail("probed"))
+    assert machine.kvm_usable() is False
 
 
 # A stand-in for vng: it runs the guest command on the host, with the forwarded host port in
@@ -142,16 +142,16 @@ def fake_vm(tmp_path: Path) -> LabVM:
 
 def test_lab_vm_boot_ready_stop(fake_vm: LabVM, tmp_path: Path) -> None:
     lab_dir = tmp_path / "lab"
-    record = fake_vm.boot(lab_dir, vm.agent_argv(lab_dir))
+    record = fake_vm.boot(lab_dir, machine.agent_argv(lab_dir))
     try:
         assert VMRecord.load(lab_dir) == record
-        assert vm.vm_alive(record)
+        assert machine.vm_alive(record)
         with pytest.raises(VMError, match="already has a VM"):
-            fake_vm.boot(lab_dir, vm.agent_argv(lab_dir))
+            fake_vm.boot(lab_dir, machine.agent_argv(lab_dir))
         assert fake_vm.wait_ready(record, timeout=60) > 0
     finally:
         fake_vm.stop(record, timeout=20)
-    assert not vm.vm_alive(record)
+    assert not machine.vm_alive(record)
     assert not (lab_dir / "vm.json").exists()
     fake_vm.stop(record)  # already gone: nothing to do, no error
 
@@ -174,9 +174,9 @@ def test_stop_forces_a_vm_that_ignores_shutdown(tmp_path: Path) -> None:
     stubborn.chmod(0o755)
     lab_vm = LabVM(vng=stubborn, kernel=Path("k"), accel="tcg")
     record = lab_vm.boot(lab_dir, ["true"])
-    assert vm.vm_alive(record)
+    assert machine.vm_alive(record)
     lab_vm.stop(record, timeout=1)
-    assert not vm.vm_alive(record)
+    assert not machine.vm_alive(record)
     assert not (lab_dir / "vm.json").exists()
 
 
@@ -196,10 +196,10 @@ def test_run_once_returns_the_job_result(monkeypatch, tmp_path: Path) -> None:
     vng = tmp_path / "vng"
     vng.write_text('#!/bin/sh\necho "ran: $*"\nexit 3\n')
     vng.chmod(0o755)
-    monkeypatch.setattr(vm, "find_vng", lambda: vng)
-    monkeypatch.setattr(vm, "find_kernel", lambda: Path("/boot/k"))
-    monkeypatch.setattr(vm, "choose_accel", lambda: "tcg")
-    done = vm.run_once(["bash", "/x/job.sh"], [tmp_path], timeout=30)
+    monkeypatch.setattr(machine, "find_vng", lambda: vng)
+    monkeypatch.setattr(machine, "find_kernel", lambda: Path("/boot/k"))
+    monkeypatch.setattr(machine, "choose_accel", lambda: "tcg")
+    done = machine.run_once(["bash", "/x/job.sh"], [tmp_path], timeout=30)
     assert done.returncode == 3
     assert f"--rwdir={tmp_path}" in done.stdout and "--exec bash /x/job.sh" in done.stdout
 
@@ -210,17 +210,17 @@ def test_run_once_timeout_kills_the_whole_group(monkeypatch, tmp_path: Path) -> 
     # vng forks QEMU: a child that would outlive a kill of vng alone
     vng.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nsleep 300 &\nsleep 300\n")
     vng.chmod(0o755)
-    monkeypatch.setattr(vm, "find_vng", lambda: vng)
-    monkeypatch.setattr(vm, "find_kernel", lambda: Path("/boot/k"))
-    monkeypatch.setattr(vm, "choose_accel", lambda: "tcg")
+    monkeypatch.setattr(machine, "find_vng", lambda: vng)
+    monkeypatch.setattr(machine, "find_kernel", lambda: Path("/boot/k"))
+    monkeypatch.setattr(machine, "choose_accel", lambda: "tcg")
     with pytest.raises(VMError, match="did not finish within 1 s"):
-        vm.run_once(["true"], [], timeout=1)
+        machine.run_once(["true"], [], timeout=1)
     group = VMRecord("", int(pid_file.read_text()), 0, "", "", "tcg", 0.0)
     # the orphaned child is a zombie until init reaps it
     deadline = time.monotonic() + 5
-    while vm.vm_alive(group) and time.monotonic() < deadline:
+    while machine.vm_alive(group) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not vm.vm_alive(group)
+    assert not machine.vm_alive(group)
 
 
 def test_stop_of_an_old_record_keeps_a_newer_vms_record(fake_vm: LabVM, tmp_path: Path) -> None:

@@ -1,0 +1,7 @@
+"""The VM route: the lab inside a virtme-ng VM when the host kernel has no mac80211_hwsim.
+
+machine (find a kernel, boot and power off the VM, its record in the lab directory), agent
+(`python -m orchestrator.vm.agent`, the one process in the VM: runs verbs there and proxies node
+REST calls) and dispatch (run a verb where its lab lives: here or through the agent).
+May import: orchestrator.logfmt; verbs are loaded by name, never imported statically.
+"""
