@@ -19,7 +19,7 @@ not the VM, can be the bound. Each pass:
 - hidden terminals: hidden-a alone to hidden-rx, then hidden-a and hidden-b at once (UDP at
   `--udp-mbps` each), with the medium's counters over each run (collisions, losses, frames).
 Theory (`theoretical`): one DCF frame exchange per packet, DIFS + mean backoff (CWmin/2 slots) +
-data frame + SIFS + ACK, with the timings of orchestrator/airtime.py (IEEE 802.11-2020 clause 17,
+data frame + SIFS + ACK, with the timings of orchestrator/air/airtime.py (IEEE 802.11-2020 clause 17,
 OFDM PHY, and clause 18, ERP on 2.4 GHz: 20 µs preamble+SIGNAL, 4 µs symbols, 6 µs signal
 extension, 9 µs slot, 10 µs SIFS, DIFS = SIFS + 2 slots, CWmin 15; the ACK at the highest
 mandatory rate not above the data rate), an 802.11s data frame being the IP packet plus 46 bytes
@@ -47,9 +47,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import airtime  # noqa: E402
-from orchestrator.medium import STATS_INTERVAL_S  # noqa: E402
-from orchestrator.dispatch import agent_call  # noqa: E402
+from orchestrator.air import airtime  # noqa: E402
+from orchestrator.medium.process import STATS_INTERVAL_S  # noqa: E402
+from orchestrator.lab.plan import MESH_IFNAME  # noqa: E402
+from orchestrator.vm.dispatch import agent_call  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TOPOLOGY = ROOT / "topologies" / "radio-bench.yaml"
@@ -62,7 +63,7 @@ TCP_ACK_IP_BYTES = 52
 PING_IP_BYTES = 84  # ping's default 56 data bytes + 8 ICMP + 20 IP
 IPERF_PORTS = (5201, 5202)
 FREQ_MHZ = 2412  # topologies/radio-bench.yaml's channel (the default)
-THEORY_BASIS = ("DCF: DIFS + CWmin/2 slots + data frame + SIFS + ACK per packet, with orchestrator/airtime.py's "
+THEORY_BASIS = ("DCF: DIFS + CWmin/2 slots + data frame + SIFS + ACK per packet, with orchestrator/air/airtime.py's "
                 "timings (IEEE 802.11-2020 cl. 17 OFDM, cl. 18 ERP 2.4 GHz; cl. 16 DSSS long preamble); "
                 "1500-byte IP packets + 46 bytes of 802.11s header + 4 FCS; TCP: an ACK every 2 segments; "
                 "the hops of a 1..3-hop line take turns")
@@ -103,6 +104,16 @@ def rate_index(mbps: float) -> int:
     if not matches:
         raise ValueError(f"{mbps} Mb/s is not an 802.11b/g rate ({', '.join(map(str, airtime.RATES_MBPS))})")
     return matches[-1]
+
+
+def rates_mbps_ok(text: str) -> float:
+    """A --rates entry as Mb/s; ValueError naming it when it is not a number or not a legacy rate."""
+    try:
+        mbps = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither `minstrel` nor a rate in Mb/s") from None
+    rate_index(mbps)
+    return mbps
 
 
 # ---- parsing ------------------------------------------------------------------------------------
@@ -199,7 +210,7 @@ class Lab:
     def fix_rate(self, mbps: float | None) -> list[str]:
         """Hold every radio's unicast data to one legacy rate (`iw set bitrates legacy-2.4 R`), or
         give the choice back to minstrel (None). Returns what failed."""
-        argv = ["iw", "dev", "mesh0", "set", "bitrates"] + (["legacy-2.4", f"{mbps:g}"] if mbps else [])
+        argv = ["iw", "dev", MESH_IFNAME, "set", "bitrates"] + (["legacy-2.4", f"{mbps:g}"] if mbps else [])
         errors = []
         for node in self.info["nodes"]:
             done = self.exec(node, argv)
@@ -210,7 +221,7 @@ class Lab:
     def tx_bitrates(self, node: str) -> dict[str, float]:
         """Peer node -> the bitrate mac80211 last sent to it at."""
         names = {n["mac"].lower(): name for name, n in self.info["nodes"].items()}
-        dump = self.exec(node, ["iw", "dev", "mesh0", "station", "dump"])["stdout"]
+        dump = self.exec(node, ["iw", "dev", MESH_IFNAME, "station", "dump"])["stdout"]
         return {names.get(mac, mac): r for mac, r in parse_tx_bitrates(dump).items()}
 
 
@@ -291,8 +302,8 @@ def topology_for(airtime_on: bool, work: Path) -> Path:
 
 def run_setting(airtime_on: bool, work: Path, seconds: float, udp_mbps: float, pings: int,
                 rates: list[float | None]) -> dict:
-    from orchestrator import lab as lab_files
-    from orchestrator.vm import VMRecord
+    from orchestrator.lab import labdir
+    from orchestrator.vm.machine import VMRecord
     from orchestrator.vmlab import down_lab, up_in_vm
 
     topo = topology_for(airtime_on, work)
@@ -304,7 +315,7 @@ def run_setting(airtime_on: bool, work: Path, seconds: float, udp_mbps: float, p
         result["up_s"] = round(time.monotonic() - t0, 1)
         record = VMRecord.load(lab_dir)
         assert record is not None
-        lab = Lab(lab_dir, record.port, lab_files.read_lab_json(lab_dir))
+        lab = Lab(lab_dir, record.port, labdir.read_lab_json(lab_dir))
         result["passes"] = []
         for fixed in rates:
             print(f"  rate: {fixed or 'minstrel'}", flush=True)
@@ -417,10 +428,10 @@ def main(argv: list[str] | None = None) -> dict:
                              "to (default: minstrel 6)")
     parser.add_argument("--only", choices=("off", "on"), help="one airtime setting only")
     args = parser.parse_args(argv)
-    rates = [None if r == "minstrel" else float(r) for r in args.rates]
-    for r in rates:
-        if r is not None:
-            rate_index(r)  # a rate that is not 802.11b/g is refused before any VM boots
+    try:  # a rate that is not 802.11b/g is refused before any VM boots
+        rates = [None if r == "minstrel" else float(rates_mbps_ok(r)) for r in args.rates]
+    except ValueError as exc:
+        parser.error(f"--rates: {exc}")
     started = datetime.now(timezone.utc)
     work = Path(tempfile.mkdtemp(prefix="meshpay-radio-"))
     report: dict = {"command": "python bench/bench_radio.py " + " ".join(argv if argv is not None else sys.argv[1:]),

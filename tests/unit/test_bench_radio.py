@@ -103,7 +103,7 @@ def test_parse_tx_bitrates_per_station() -> None:
 
 
 def test_airtime_copy_of_the_topology_switches_it_on(tmp_path: Path) -> None:
-    from orchestrator.topology import load_topology
+    from orchestrator.lab.topology import load_topology
 
     assert load_topology(bench_radio.topology_for(False, tmp_path)).medium.airtime is False
     on = load_topology(bench_radio.topology_for(True, tmp_path))
@@ -111,7 +111,7 @@ def test_airtime_copy_of_the_topology_switches_it_on(tmp_path: Path) -> None:
 
 
 def test_the_bench_and_its_topology_agree_on_the_channel() -> None:
-    from orchestrator.topology import load_topology
+    from orchestrator.lab.topology import load_topology
 
     assert load_topology(bench_radio.TOPOLOGY).mesh.freq == bench_radio.FREQ_MHZ
 
@@ -139,3 +139,11 @@ def test_plot_says_why_when_there_is_nothing_to_draw(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     assert bench_radio.plot({"settings": [{"airtime": False, "error": "boom"}]}, tmp_path / "r.png") == \
         "no PNG: no pass produced figures"
+
+
+def test_rates_option_takes_legacy_rates_only() -> None:
+    assert bench_radio.rates_mbps_ok("6") == 6.0
+    with pytest.raises(ValueError, match="neither `minstrel` nor a rate"):
+        bench_radio.rates_mbps_ok("fast")
+    with pytest.raises(ValueError, match="not an 802.11b/g rate"):
+        bench_radio.rates_mbps_ok("7")
