@@ -7,9 +7,10 @@ line, and a hidden-terminal pair, with the medium's airtime model off and on, ne
 topologies/radio-bench.yaml holds both layouts, far apart on one channel (one VM per airtime
 setting: the copy with `medium: {airtime: true}` is written next to the labs). In each lab, one
 pass per `--rates` entry: `minstrel` lets mac80211's rate control choose (54 Mb/s at these
-distances), a number holds every radio's data frames to that legacy rate (`iw set bitrates`):
-at 6 Mb/s a frame lasts longer than the medium takes to handle one under TCG, so the channel,
-not the VM, can be the bound. Each pass:
+distances), a number holds every radio's data frames to that legacy rate (`iw set bitrates`; one
+of the basic rates 1, 2, 5.5, 11, which mac80211 insists on): at 11 Mb/s a 1500-byte frame lasts
+1.3 ms, longer than the medium takes to handle one under TCG (~0.6 ms), so frames of hidden
+senders can overlap and the channel, not the VM, can be the bound. Each pass:
 - ping from line1 to line2, line3, line4 (1, 2, 3 hops; warm-up pings first, so HWMP's path
   discovery is not in the sample), `--pings` echo requests 0.2 s apart; min/avg/max RTT;
 - iperf3 (Debian's package, run inside the nodes through the lab's `exec` verb) from line1 to
@@ -22,7 +23,7 @@ Theory (`theoretical`): one DCF frame exchange per packet, DIFS + mean backoff (
 data frame + SIFS + ACK, with the timings of orchestrator/air/airtime.py (IEEE 802.11-2020 clause 17,
 OFDM PHY, and clause 18, ERP on 2.4 GHz: 20 µs preamble+SIGNAL, 4 µs symbols, 6 µs signal
 extension, 9 µs slot, 10 µs SIFS, DIFS = SIFS + 2 slots, CWmin 15; the ACK at the highest
-mandatory rate not above the data rate), an 802.11s data frame being the IP packet plus 46 bytes
+mandatory rate not above the data rate; DSSS/CCK: 192 µs long preamble), an 802.11s data frame being the IP packet plus 46 bytes
 (QoS 4-address header 32, mesh control 6, LLC/SNAP 8) and a 4-byte FCS. TCP: the receiver ACKs
 every second segment (a 52-byte IP packet with timestamps), MSS 1448. Over n hops of a line whose
 radios hear only their neighbours, hop k and hop k+2 cannot overlap either (the relay between
@@ -209,7 +210,9 @@ class Lab:
 
     def fix_rate(self, mbps: float | None) -> list[str]:
         """Hold every radio's unicast data to one legacy rate (`iw set bitrates legacy-2.4 R`), or
-        give the choice back to minstrel (None). Returns what failed."""
+        give the choice back to minstrel (None). Returns what failed. mac80211 refuses (EINVAL) a
+        mask without one of the BSS basic rates, which for a mesh on 2.4 GHz are the DSSS/CCK
+        mandatory ones (1, 2, 5.5, 11 Mb/s): so 11 can be held alone, 6 cannot."""
         argv = ["iw", "dev", MESH_IFNAME, "set", "bitrates"] + (["legacy-2.4", f"{mbps:g}"] if mbps else [])
         errors = []
         for node in self.info["nodes"]:
@@ -233,7 +236,11 @@ def measure(lab: Lab, seconds: float, udp_mbps: float, pings: int, fixed_mbps: f
     """One pass over the line and the hidden terminals, mac80211 choosing the rate (minstrel) or
     every radio held to `fixed_mbps`; the theory for the rate line1 then sends to line2 at."""
     out: dict = {"rate": fixed_mbps or "minstrel", "ping": {}, "tcp": {}, "udp": {}, "errors": []}
-    out["errors"] += lab.fix_rate(fixed_mbps)
+    refused = lab.fix_rate(fixed_mbps)
+    if refused:  # measuring anyway would label minstrel's figures with a rate they were not sent at
+        out["errors"] += refused
+        out["skipped"] = "the rate could not be fixed"
+        return out
     for k, dst in enumerate(LINE[1:], start=1):  # warm-up: HWMP finds paths on demand
         try:
             lab.ping("line1", dst, 3)
@@ -343,7 +350,7 @@ def plot(report: dict, path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "no PNG: matplotlib is not installed (pip install 'meshpay-lab[plots]')"
-    settings = report["settings"]
+    settings = [{**s, "passes": [p for p in s.get("passes", []) if not p.get("skipped")]} for s in report["settings"]]
     n_passes = max((len(s.get("passes", [])) for s in settings), default=0)
     if not n_passes:
         return "no PNG: no pass produced figures"
@@ -401,6 +408,9 @@ def summary_lines(report: dict) -> list[str]:
         if s.get("error"):
             lines.append(f"airtime {tag}: error: {s['error']}")
         for p in s.get("passes", []):
+            if p.get("skipped"):
+                lines.append(f"airtime {tag} rate {p['rate']}: skipped, {p['skipped']}: {p['errors'][:1]}")
+                continue
             rate = p.get("tx_bitrate_mbps", {}).get("line2")
             th = p.get("theoretical") or {}
             for h in ("1", "2", "3"):
@@ -423,9 +433,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=10.0, help="each iperf3 run (default 10)")
     parser.add_argument("--udp-mbps", type=float, default=30.0, help="UDP offered load per sender (default 30)")
     parser.add_argument("--pings", type=int, default=20, help="echo requests per hop count (default 20)")
-    parser.add_argument("--rates", nargs="+", default=["minstrel", "6"],
+    parser.add_argument("--rates", nargs="+", default=["minstrel", "11"],
                         help="passes: minstrel (mac80211 chooses) and/or legacy rates in Mb/s every radio is held "
-                             "to (default: minstrel 6)")
+                             "to, one of the basic rates 1, 2, 5.5, 11 (default: minstrel 11)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "radio.json", help="the JSON (the PNG goes beside it)")
     parser.add_argument("--only", choices=("off", "on"), help="one airtime setting only")
     args = parser.parse_args(argv)
     try:  # a rate that is not 802.11b/g is refused before any VM boots
@@ -443,12 +454,12 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"== airtime {'on' if airtime_on else 'off'} (labs in {work})", flush=True)
         row = run_setting(airtime_on, work, args.seconds, args.udp_mbps, args.pings, rates)
         report["settings"].append(json.loads(json.dumps(row)))  # int keys (hops) become strings, as in the file
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "radio.json").write_text(json.dumps(report, indent=1) + "\n")
-    why_not = plot(report, RESULTS / "radio.png")
-    print(why_not or f"wrote {RESULTS / 'radio.png'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    why_not = plot(report, args.out.with_suffix(".png"))
+    print(why_not or f"wrote {args.out.with_suffix('.png')}")
     print("\n".join(summary_lines(report)))
-    print(f"wrote {RESULTS / 'radio.json'}")
+    print(f"wrote {args.out}")
     return report
 
 
