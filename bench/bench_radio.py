@@ -9,7 +9,7 @@ setting: the copy with `medium: {airtime: true}` is written next to the labs). I
 pass per `--rates` entry: `minstrel` lets mac80211's rate control choose (54 Mb/s at these
 distances), a number holds every radio's data frames to that legacy rate (`iw set bitrates`; one
 of the basic rates 1, 2, 5.5, 11, which mac80211 insists on): at 11 Mb/s a 1500-byte frame lasts
-1.3 ms, longer than the medium takes to handle one under TCG (~0.6 ms), so frames of hidden
+1.3 ms, longer than the medium takes to handle one under TCG (0.5-1 ms), so frames of hidden
 senders can overlap and the channel, not the VM, can be the bound. Each pass:
 - ping from line1 to line2, line3, line4 (1, 2, 3 hops; warm-up pings first, so HWMP's path
   discovery is not in the sample), `--pings` echo requests 0.2 s apart; min/avg/max RTT;
