@@ -393,7 +393,7 @@ def plot(report: dict, path: Path) -> str | None:
             hid.legend(fontsize=7, loc="upper right")
         hid.tick_params(axis="x", labelsize=7)
         hid.set(ylabel="Mb/s received at hidden-rx", title=f"hidden terminals (UDP), {rate} Mb/s")
-        hid.text(0.02, 0.97, "\n".join(notes), transform=hid.transAxes, va="top", fontsize=7)
+        hid.set_xlabel("\n".join(notes), fontsize=7)  # the collisions counted, under the bars
     fig.suptitle(f"meshpay-lab radio benchmark ({report.get('started', '')}, QEMU TCG VM)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
