@@ -1,11 +1,14 @@
-"""FastPay on loopback: latency, confirmed transfers per second, authority orders per second,
-and how fast an authority killed with SIGKILL under load catches up after its restart.
+"""FastPay on loopback: latency, confirmed transfers per second, one authority's orders per
+second as 1 and as 2 shards (meshpay/shards.py) against the ed25519 verify+sign rate of the same
+run, and how fast an authority killed with SIGKILL under load catches up after its restart.
 
-    python bench/bench_fastpay.py [--transfers 200] [--orders 10000]
+    python bench/bench_fastpay.py [--transfers 200] [--orders 20000] [--repeats 3]
+    python bench/bench_fastpay.py --only shards      # just the shard runs
     python bench/bench_fastpay.py --only catchup     # just the SIGKILL + restart run
 
-Starts a local network (4 authorities, several clients) with meshpay.localnet, prints figures
-and writes bench/results/fastpay.json. Not a test: numbers depend on the machine.
+Starts local networks with meshpay.localnet, prints figures and writes bench/results/fastpay.json
+(or --out). Not a test: numbers depend on the machine and on what else runs on it (the load
+average is recorded with each run).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import threading
@@ -22,10 +26,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from meshpay import wire as codec
 from meshpay.crypto import KeyPair
 from meshpay.localnet import LocalNet
-from meshpay.messages import AccountInfoRequest, Vote, sign_order
-from meshpay.transport import Peer
+from meshpay.shards import shard_of
+from meshpay.messages import Vote, sign_order
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -85,48 +90,165 @@ def many_clients(net: LocalNet, per_client: int, in_flight: int) -> dict:
     }
 
 
-async def authority_orders(net: LocalNet, keys: list[KeyPair], connections: int, window: int) -> dict:
-    """Pipelined transfer orders from distinct accounts to one authority over the binary wire."""
-    auth = net.nodes["auth1"]
-    recipient = net.nodes["client1"].keypair.public_key
-    orders = [sign_order(k, recipient, 1, 0) for k in keys]
-    peers = [Peer(auth.host, auth.wire_port) for _ in range(connections)]
+async def _drive_shard(host: str, port: int, frames: list[bytes], window: int, sample: set[int]) -> dict:
+    """Send pre-encoded order frames to one shard over one connection, `window` in flight, and
+    count the replies by their message type; replies whose request id is in `sample` are kept
+    whole, to be decoded and checked after the timed run."""
+    reader, writer = await asyncio.open_connection(host, port)
     votes = refused = 0
-
-    async def worker(peer: Peer, batch: list) -> None:
-        nonlocal votes, refused
-        sem = asyncio.Semaphore(window)
-
-        async def one(order) -> None:
-            nonlocal votes, refused
-            async with sem:
-                reply = await peer.request(order, 60)
-            if isinstance(reply, Vote):
+    kept: list[bytes] = []
+    sent = 0
+    try:
+        writer.write(b"".join(frames[:window]))
+        sent = min(window, len(frames))
+        for _ in range(len(frames)):
+            head = await reader.readexactly(4)
+            payload = await reader.readexactly(int.from_bytes(head, "big"))
+            # payload: version u8 | type u8 | request id u32 | body (meshpay/wire.py)
+            if payload[1] == codec.T_VOTE:
                 votes += 1
             else:
                 refused += 1
+            if int.from_bytes(payload[2:6], "big") in sample:
+                kept.append(payload)
+            if sent < len(frames):
+                writer.write(frames[sent])
+                sent += 1
+    finally:
+        writer.close()
+    return {"votes": votes, "refused": refused, "kept": kept}
 
-        await asyncio.gather(*(one(o) for o in batch))
 
-    await asyncio.gather(*(p.request(AccountInfoRequest(recipient), 10) for p in peers))  # open the connections
-    cpu_before = process_cpu_seconds(auth.process.pid)
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(p, orders[i::connections]) for i, p in enumerate(peers)))
-    seconds = time.perf_counter() - start
-    authority_cpu = process_cpu_seconds(auth.process.pid) - cpu_before
-    await asyncio.gather(*(p.close() for p in peers))
+def shard_throughput(tmp: str, shards: int, orders: int, window: int = 256, connections_per_shard: int = 2) -> dict:
+    """One authority of `shards` shard processes (meshpay/shards.py) on loopback, sent `orders`
+    transfer orders from distinct funded accounts, pipelined over its binary wire; the load
+    generator is this process, on the same two cores.
+
+    Orders are signed and encoded before the clock starts, so the generator spends its CPU on
+    the sockets only. Each reply is counted by its type byte (a vote, or a refusal); 1 % of the
+    votes, chosen in advance, are decoded after the run and their signatures checked, so what
+    was counted as a vote is one. Figures per shard: orders per second of wall clock and per CPU
+    second of that shard's process (from /proc)."""
+    keys = [KeyPair.generate() for _ in range(orders)]
+    net = LocalNet(tmp, authorities=4, clients=1, balance=10, shards=shards)
+    for k in keys:
+        net.genesis[k.public_key.hex()] = 10
+    net.write_configs()
+    procs = net.shards_of("auth1")
+    auth = procs[0]
+    authority_key = auth.keypair.public_key
+    recipient = net.nodes["client1"].keypair.public_key
+    per_shard: list[list[bytes]] = [[] for _ in range(shards)]
+    signed = []
+    for i, k in enumerate(keys):
+        order = sign_order(k, recipient, 1, 0)
+        signed.append(order)
+        per_shard[shard_of(k.public_key, shards)].append(codec.encode_frame(i, order))
+    sample = set(range(0, orders, 100))
+    for node in procs:
+        net.start(node.name)
+    try:
+        net.wait_ready([n.name for n in procs], timeout=180)
+        cpu_before = [process_cpu_seconds(n.process.pid) for n in procs]
+        gen_before = time.process_time()
+
+        async def run() -> list[dict]:
+            jobs = []
+            for shard, frames in enumerate(per_shard):
+                for c in range(connections_per_shard):
+                    jobs.append(_drive_shard(auth.host, auth.wire_port + shard, frames[c::connections_per_shard], window, sample))
+            return await asyncio.gather(*jobs)
+
+        start = time.perf_counter()
+        results = asyncio.run(run())
+        seconds = time.perf_counter() - start
+        generator_cpu = time.process_time() - gen_before
+        cpu = [process_cpu_seconds(n.process.pid) - b for n, b in zip(procs, cpu_before)]
+    finally:
+        for node in procs:
+            net.stop(node.name)
+    checked = 0
+    by_sender = {o.sender: o for o in signed}
+    for payload in (p for r in results for p in r["kept"]):
+        _, vote = codec.decode_payload(payload)
+        if (not isinstance(vote, Vote) or vote.authority != authority_key or by_sender.get(vote.order.sender) != vote.order
+                or not vote.has_valid_signature()):
+            raise RuntimeError(f"a reply counted as a vote is not auth1's valid vote on an order sent: {vote!r}")
+        checked += 1
+    votes = sum(r["votes"] for r in results)
+    shard_rows = []
+    for shard in range(shards):
+        shard_votes = sum(r["votes"] for i, r in enumerate(results) if i // connections_per_shard == shard)
+        shard_rows.append({"shard": shard, "orders": len(per_shard[shard]), "votes": shard_votes,
+                           "cpu_seconds": round(cpu[shard], 3),
+                           "orders_per_cpu_second": round(shard_votes / cpu[shard], 1) if cpu[shard] else None})
     return {
-        "orders": len(orders),
-        "connections": connections,
+        "shards": shards,
+        "orders": orders,
+        "connections_per_shard": connections_per_shard,
         "window_per_connection": window,
         "votes": votes,
-        "refused": refused,
+        "refused": sum(r["refused"] for r in results),
+        "votes_decoded_and_verified": checked,
         "seconds": round(seconds, 3),
-        "orders_verified_signed_per_second": round(votes / seconds, 1),
-        # The benchmark's own client shares the CPUs; per CPU-second of the authority process is
-        # the figure that says what one core does.
-        "authority_cpu_seconds": round(authority_cpu, 3),
-        "orders_per_authority_cpu_second": round(votes / authority_cpu, 1) if authority_cpu else None,
+        "orders_per_second_wall_clock": round(votes / seconds, 1),
+        "authority_cpu_seconds": round(sum(cpu), 3),
+        # Cores the shard processes got over the run: below `shards`, something else on the
+        # machine (or the load generator) held the rest.
+        "authority_cores_used": round(sum(cpu) / seconds, 2),
+        "orders_per_authority_cpu_second": round(votes / sum(cpu), 1) if sum(cpu) else None,
+        "load_generator_cpu_seconds": round(generator_cpu, 3),
+        "per_shard": shard_rows,
+    }
+
+
+def shard_scaling(orders: int, repeats: int) -> dict:
+    """One authority as 1 shard and as 2 shards, `repeats` runs each, interleaved (1, 2, 1, 2,
+    ...) so that other load on the machine falls on both alike; around every run the ed25519
+    verify+sign rate of this machine is measured (`verify_sign_rate`, same library and calls as
+    the authority). Per shard: orders per CPU second of the shard's process / that rate (issue
+    17: >= 0.6), and by wall clock orders per second per shard / that rate; scaling: the median
+    wall-clock rate of 2 shards over that of 1 shard (issue 17: >= 1.6)."""
+    runs = []
+    for _ in range(repeats):
+        for shards in (1, 2):
+            rate_before = verify_sign_rate()
+            with tempfile.TemporaryDirectory(prefix=f"meshpay-shards{shards}-") as tmp:
+                run = shard_throughput(tmp, shards, orders)
+            rate = (rate_before + verify_sign_rate()) / 2
+            run["verify_sign_per_cpu_second_same_run"] = round(rate, 1)
+            run["load_average_after"] = os.getloadavg()[0]
+            for row in run["per_shard"]:
+                row["ratio_to_verify_sign_per_cpu_second"] = round(row["orders_per_cpu_second"] / rate, 3)
+            run["ratio_to_verify_sign_wall_clock_per_shard"] = round(run["orders_per_second_wall_clock"] / shards / rate, 3)
+            runs.append(run)
+            print(f"  {shards} shard(s): {run['orders_per_second_wall_clock']} orders/s wall clock, per shard "
+                  f"{[r['orders_per_cpu_second'] for r in run['per_shard']]} orders per CPU second; verify+sign {rate:.0f}/s; "
+                  f"ratios {[r['ratio_to_verify_sign_per_cpu_second'] for r in run['per_shard']]} per CPU second, "
+                  f"{run['ratio_to_verify_sign_wall_clock_per_shard']} by wall clock; the shards got {run['authority_cores_used']} "
+                  f"cores; load {run['load_average_after']:.2f}", flush=True)
+
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 3)
+
+    one = [r for r in runs if r["shards"] == 1]
+    two = [r for r in runs if r["shards"] == 2]
+    return {
+        "orders_per_run": orders,
+        "repeats": repeats,
+        "runs": runs,
+        "median": {
+            "verify_sign_per_cpu_second": median([r["verify_sign_per_cpu_second_same_run"] for r in runs]),
+            "one_shard_orders_per_second_wall_clock": median([r["orders_per_second_wall_clock"] for r in one]),
+            "two_shards_orders_per_second_wall_clock": median([r["orders_per_second_wall_clock"] for r in two]),
+            "ratio_per_cpu_second_one_shard": median([r["per_shard"][0]["ratio_to_verify_sign_per_cpu_second"] for r in one]),
+            "ratio_per_cpu_second_two_shards_each": median([x["ratio_to_verify_sign_per_cpu_second"] for r in two for x in r["per_shard"]]),
+            "ratio_wall_clock_one_shard": median([r["ratio_to_verify_sign_wall_clock_per_shard"] for r in one]),
+            "ratio_wall_clock_two_shards_each": median([r["ratio_to_verify_sign_wall_clock_per_shard"] for r in two]),
+            "scaling_two_shards_wall_clock": round(statistics.median([r["orders_per_second_wall_clock"] for r in two])
+                                                   / statistics.median([r["orders_per_second_wall_clock"] for r in one]), 3),
+        },
+        "targets": {"ratio_per_shard": 0.6, "scaling_two_shards": 1.6},
     }
 
 
@@ -279,17 +401,46 @@ def authority_profile(count: int) -> dict:
     return {"microseconds_per_step": steps, "microseconds_per_order": round(per_order, 1), "ceiling_orders_per_second_one_core": round(1e6 / per_order, 1)}
 
 
+def _machine() -> dict:
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+            "load_average_at_end": os.getloadavg()}
+
+
+def _write(path: str, result: dict) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+def _report_shards(orders: int, repeats: int) -> dict:
+    print(f"one authority over its wire, 1 shard and 2 shards, {orders} orders per run, {repeats} runs each:", flush=True)
+    scaling = shard_scaling(orders, repeats)
+    m = scaling["median"]
+    print(f"  median per shard: {m['ratio_per_cpu_second_one_shard']} (1 shard) and {m['ratio_per_cpu_second_two_shards_each']} "
+          f"(2 shards) of the verify+sign rate {m['verify_sign_per_cpu_second']:.0f}/s per CPU second (target 0.6); by wall "
+          f"clock {m['ratio_wall_clock_one_shard']} and {m['ratio_wall_clock_two_shards_each']}")
+    print(f"  two shards over one, wall clock: {m['scaling_two_shards_wall_clock']}x ({m['two_shards_orders_per_second_wall_clock']:.0f} "
+          f"vs {m['one_shard_orders_per_second_wall_clock']:.0f} orders/s; target 1.6x)")
+    return scaling
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transfers", type=int, default=200, help="sequential transfers for latency")
     parser.add_argument("--per-client", type=int, default=60, help="transfers per client in the many-client run")
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--orders", type=int, default=10000, help="orders for the authority throughput run")
+    parser.add_argument("--orders", type=int, default=20000, help="orders per run of the shard throughput runs")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of 1 shard and of 2 shards each (interleaved)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fastpay.json"))
-    parser.add_argument("--only", choices=["catchup"], help="run one part only (its JSON goes to --out)")
+    parser.add_argument("--only", choices=["catchup", "shards"], help="run one part only (its JSON goes to --out)")
     parser.add_argument("--catchup-load", type=float, default=40.0, help="seconds of load after the restart")
     args = parser.parse_args()
 
+    if args.only == "shards":
+        scaling = _report_shards(args.orders, args.repeats)
+        _write(args.out, {"shards": scaling, "machine": _machine()})
+        return 0
     with tempfile.TemporaryDirectory(prefix="meshpay-catchup-") as tmp:
         catchup = catch_up_after_sigkill(tmp, clients=3, warmup=15.0, down=1.0, loaded=args.catchup_load, bound=120.0)
     print(f"catch-up after SIGKILL + restart under load ({catchup['clients']} clients, "
@@ -298,19 +449,11 @@ def main() -> int:
     print(f"  holds every certificate its peers hold after the load stopped:          {catchup['caught_up_after_load_stopped_s']} s after the stop (target 10 s)")
     print(f"  victim counters: {catchup['victim_counters']}")
     if args.only == "catchup":
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"catch_up": catchup, "load_average_at_end": os.getloadavg()}, indent=2))
-        print(f"wrote {out}")
+        _write(args.out, {"catch_up": catchup, "machine": _machine()})
         return 0
 
-    print(f"generating {args.orders} funded accounts for the authority run ...", flush=True)
-    keys = [KeyPair.generate() for _ in range(args.orders)]
     with tempfile.TemporaryDirectory(prefix="meshpay-bench-") as tmp:
         net = LocalNet(tmp, authorities=4, clients=args.clients, balance=10**9)
-        for k in keys:
-            net.genesis[k.public_key.hex()] = 10
-        net.write_configs()
         start = time.perf_counter()
         net.start_all(timeout=180)
         startup = time.perf_counter() - start
@@ -319,15 +462,9 @@ def main() -> int:
                 post_transfer(net, "client1", "client2")
             one = latency_and_one_client(net, args.transfers)
             many = many_clients(net, args.per_client, in_flight=2 * args.clients)
-            rate_before = verify_sign_rate()
-            wire = asyncio.run(authority_orders(net, keys, connections=4, window=64))
-            rate_after = verify_sign_rate()
         finally:
             net.stop_all()
-    rate = (rate_before + rate_after) / 2
-    wire["verify_sign_per_cpu_second_same_run"] = round(rate, 1)
-    if wire["orders_per_authority_cpu_second"]:
-        wire["ratio_to_verify_sign"] = round(wire["orders_per_authority_cpu_second"] / rate, 3)
+    scaling = _report_shards(args.orders, args.repeats)
     profile = authority_profile(min(args.orders, 3000))
     result = {
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
@@ -335,7 +472,7 @@ def main() -> int:
         "startup_seconds_all_nodes": round(startup, 2),
         "one_client": one,
         "many_clients": many,
-        "authority_wire": wire,
+        "shards": scaling,
         "authority_profile_in_process": profile,
         "catch_up": catchup,
         "load_average_at_end": os.getloadavg(),
@@ -349,9 +486,6 @@ def main() -> int:
     print(f"latency (order -> certificate):                     p50 {lat['order_to_certificate']['p50']} ms  p99 {lat['order_to_certificate']['p99']} ms")
     print(f"one client, sequential:   {one['transfers_per_second']} confirmed transfers/s")
     print(f"{args.clients} clients, concurrent:   {many['transfers_per_second']} confirmed transfers/s")
-    print(f"authority over the wire:  {wire['orders_verified_signed_per_second']} orders verified+signed+stored/s ({wire['votes']} votes, {wire['refused']} refused)")
-    print(f"  per CPU-second of the authority process: {wire['orders_per_authority_cpu_second']} orders; "
-          f"verify+sign alone: {wire['verify_sign_per_cpu_second_same_run']}/s; ratio {wire.get('ratio_to_verify_sign')}")
     print(f"in-process profile (us per order step): {profile['microseconds_per_step']}")
     print(f"  -> pure-Python ceiling on one core: {profile['ceiling_orders_per_second_one_core']} orders/s")
     print(f"load average: {result['load_average_at_end']}")

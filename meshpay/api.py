@@ -15,7 +15,9 @@ from starlette.routing import Match
 from meshpay.config import NodeConfig
 from meshpay.messages import MAX_AMOUNT, MAX_SEQUENCE
 from meshpay.metrics import Metrics
-from meshpay.service import TRANSFER_ID_PATTERN, TRANSFER_ID_TEXT, AuthorityService, ClientService, NodeError
+from meshpay.authority_service import AuthorityService
+from meshpay.client_service import ClientService
+from meshpay.views import TRANSFER_ID_PATTERN, TRANSFER_ID_TEXT, NodeError
 
 MAX_BODY = 16 * 1024
 
@@ -154,7 +156,9 @@ def truthful_openapi(app: FastAPI, token_required: bool) -> dict[str, Any]:
     return schema
 
 
-def create_app(service: AuthorityService | ClientService, config: NodeConfig, metrics: Metrics) -> FastAPI:
+def create_app(service: AuthorityService | ClientService, config: NodeConfig, metrics: Metrics,
+               byzantine: str | None = None) -> FastAPI:
+    """The node's REST app over `service`; `byzantine` is the fault injected (faults.py), shown by /info."""
     app = FastAPI(
         title=f"meshpay node {config.name}",
         description="A FastPay node (authority or client) of meshpay-lab. Reads are open; POSTs need the bearer token when one is configured.",
@@ -191,15 +195,18 @@ def create_app(service: AuthorityService | ClientService, config: NodeConfig, me
             "name": config.name,
             "role": config.role,
             "public_key": config.public_key.hex(),
-            "addresses": {"wire": f"{config.wire_host}:{config.wire_port}", "api": f"{config.api_host}:{config.api_port}"},
+            "addresses": {"wire": f"{config.wire_host}:{config.shard_wire_port}", "api": f"{config.api_host}:{config.api_port}"},
+            "shard": config.shard,
+            "shards": config.shards,
             "committee": [
-                {"name": m.name, "public_key": m.public_key.hex(), "weight": m.weight, "wire": None if m.host is None else f"{m.host}:{m.port}"}
+                {"name": m.name, "public_key": m.public_key.hex(), "weight": m.weight, "shards": m.shards,
+                 "wire": None if m.host is None else f"{m.host}:{m.port}"}
                 for m in config.committee.members
             ],
             "quorum_threshold": config.committee.quorum_threshold,
             "validity_threshold": config.committee.validity_threshold,
             "clients": [{"name": c.name, "public_key": c.public_key.hex(), "wire": f"{c.host}:{c.port}"} for c in config.clients],
-            "byzantine": getattr(service, "byzantine", None),
+            "byzantine": byzantine,
             "discovery": config.discovery,
         }
 
@@ -236,15 +243,13 @@ def create_app(service: AuthorityService | ClientService, config: NodeConfig, me
         recipient = config.resolve_account(body.to)
         if recipient is None:
             raise HTTPException(404, f"unknown recipient {body.to!r}: not a known name nor an ed25519 public key")
-        record = await client.transfer(recipient, body.amount)
+        record = await client.pay(recipient, body.amount)
         return JSONResponse(record, 200 if record["outcome"] == "confirmed" else 502)
 
     @app.get("/transfers/{transfer_id}", responses={400: _error(f"the id is not {TRANSFER_ID_TEXT}"),
                                                      404: _error("no such transfer known to this node (or a sequence past the last)")})
     async def get_transfer(transfer_id: str = Path(description=TRANSFER_ID_TEXT, json_schema_extra={"pattern": TRANSFER_ID_PATTERN})) -> dict[str, Any]:
-        if isinstance(service, ClientService):
-            return service.transfer_record(transfer_id)
-        return service.transfer(transfer_id)
+        return service.transfer_record(transfer_id)
 
     @app.post("/sync", responses={413: BAD_BODY[413], **not_here, **no_quorum})
     async def sync(client: ClientService = Depends(client_only)) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from meshpay import crypto
 from meshpay.committee import Committee
+from meshpay.shards import shard_of
 from meshpay.messages import (
     BALANCE_LIMIT,
     MAX_AMOUNT,
@@ -36,10 +37,14 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class Confirmation:
-    """Result of a confirmation: the new sender and recipient states, or no change."""
+    """Result of a confirmation: the new sender and recipient states, or no change.
+
+    `recipient` is None when the recipient's account lives in another shard of this authority:
+    the caller forwards the credit there (shards.py) in the same commit as the debit.
+    """
 
     sender: Account
-    recipient: Account
+    recipient: Account | None
     ack: ConfirmationAck
 
     @property
@@ -48,17 +53,32 @@ class Confirmation:
 
 
 class Authority:
-    """One committee member's decisions. Immutable: its key and the committee."""
+    """One committee member's decisions (one shard of them: `shard` of `shards`, shards.py).
+    Immutable: its key, the committee and its shard."""
 
-    def __init__(self, keypair: crypto.KeyPair, committee: Committee) -> None:
+    def __init__(self, keypair: crypto.KeyPair, committee: Committee, shard: int = 0, shards: int = 1) -> None:
         if keypair.public_key not in committee.weights:
             raise ValueError("this authority's key is not in the committee")
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard {shard} is not one of 0..{shards - 1}")
         self.keypair = keypair
         self.committee = committee
         self.name = keypair.public_key
+        self.shard = shard
+        self.shards = shards
+
+    def holds(self, key: bytes) -> bool:
+        """True when account `key` lives in this shard."""
+        return self.shards == 1 or shard_of(key, self.shards) == self.shard
+
+    def check_shard(self, key: bytes) -> None:
+        if not self.holds(key):
+            raise ProtocolError(ErrorCode.WRONG_SHARD, f"account {key.hex()} lives in shard {shard_of(key, self.shards)} "
+                                f"of this authority's {self.shards}, not in shard {self.shard}")
 
     def handle_order(self, account: Account | None, order: TransferOrder) -> tuple[Account, Vote]:
         """Vote for `order` and lock the sender's sequence number on it, or refuse."""
+        self.check_shard(order.sender)
         check_order_shape(order)
         if account is not None and account.pending is not None and account.pending.order == order:
             # Byte-identical to the order already verified and locked: answer the same vote.
@@ -88,21 +108,27 @@ class Authority:
     def handle_confirmation(
         self, sender: Account | None, recipient: Account | None, certificate: Certificate
     ) -> Confirmation:
-        """Apply a certified transfer exactly once; older certificates are acknowledged unchanged."""
+        """Apply a certified transfer exactly once; older certificates are acknowledged unchanged.
+
+        `recipient` is ignored when the recipient lives in another shard: the Confirmation's
+        recipient is then None and the credit is the other shard's (apply_credit)."""
         order = certificate.order
+        self.check_shard(order.sender)
+        credit_here = self.holds(order.recipient)
         if sender is not None and order.sequence < sender.next_sequence:
             # This (sender, sequence) slot is settled here already, and at most one certificate
             # can exist for it, so nothing in this one can change state: answer before paying
             # for any signature check (replays cost more than votes otherwise). The ack vouches
             # for the slot, not for this certificate's signatures.
-            return Confirmation(sender, recipient or Account(balance=0), ConfirmationAck(order.sender, order.sequence, False))
+            return Confirmation(sender, (recipient or Account(balance=0)) if credit_here else None,
+                                ConfirmationAck(order.sender, order.sequence, False))
         check_order_shape(order)
         self.committee.check_certificate(certificate)
         if sender is None:
             # A quorum vouched for this sender, so it exists; this authority only missed its
             # creation (it was credited by a confirmation we have not seen yet).
             sender = Account(balance=0)
-        if recipient is None:
+        if recipient is None or not credit_here:
             recipient = Account(balance=0)
         if order.sequence > sender.next_sequence:
             raise ProtocolError(
@@ -117,8 +143,21 @@ class Authority:
         if not -BALANCE_LIMIT < sender.balance - order.amount or not recipient.balance + order.amount < BALANCE_LIMIT:
             raise ProtocolError(ErrorCode.INVALID_AMOUNT, "a balance would leave the range ±2^127")
         new_sender = Account(sender.balance - order.amount, sender.next_sequence + 1, None)
-        new_recipient = replace(recipient, balance=recipient.balance + order.amount)
+        new_recipient = replace(recipient, balance=recipient.balance + order.amount) if credit_here else None
         return Confirmation(new_sender, new_recipient, ConfirmationAck(order.sender, order.sequence, True))
+
+    def apply_credit(self, recipient: Account | None, certificate: Certificate) -> Account:
+        """The recipient's side of a certificate whose sender another shard of this authority
+        holds (and has debited). Trusted: the sibling checked the certificate, and the caller
+        checked the sibling's MAC (shards.tag_is_valid). Applied once per certificate: the store
+        refuses a certificate it holds already."""
+        order = certificate.order
+        self.check_shard(order.recipient)
+        if recipient is None:
+            recipient = Account(balance=0)
+        if not recipient.balance + order.amount < BALANCE_LIMIT:
+            raise ProtocolError(ErrorCode.INVALID_AMOUNT, "a balance would leave the range ±2^127")
+        return replace(recipient, balance=recipient.balance + order.amount)
 
     def account_info(
         self,
@@ -128,6 +167,7 @@ class Authority:
         received: tuple[Certificate, ...] = (),
         received_cursor: int = 0,
     ) -> AccountInfoResponse:
+        self.check_shard(account_key)
         if account is None:
             raise ProtocolError(ErrorCode.UNKNOWN_ACCOUNT, f"no account {account_key.hex()}")
         return AccountInfoResponse(

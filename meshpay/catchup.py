@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from meshpay.committee import AuthorityInfo
 from meshpay.messages import Certificate, CertificateLogRequest, CertificateLogResponse
@@ -43,18 +44,40 @@ MAX_PAGES_PER_ROUND = 400
 Apply = Callable[[Certificate], "bool | None"]
 
 
-def _cursor_key(peer: bytes) -> str:
-    return f"log_cursor:{peer.hex()}"
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """One shard of a peer authority (shards.py), whose log is pulled: where, and under what
+    name its cursor is kept (shard 0 keeps the key it had before shards existed)."""
+
+    name: str
+    host: str
+    port: int
+    cursor_key: str
+
+
+def log_sources(me: bytes, members: tuple[AuthorityInfo, ...]) -> list[LogSource]:
+    """Every shard of every peer whose address is known from NODE_JSON; with mDNS discovery an
+    authority knows no peer address and catch-up stays with the clients (see docs/node.md)."""
+    sources = []
+    for m in members:
+        if m.public_key == me or m.host is None or m.port is None:
+            continue
+        for k in range(m.shards):
+            sources.append(LogSource(m.name if m.shards == 1 else f"{m.name}/{k}", m.host, m.port + k,
+                                     f"log_cursor:{m.public_key.hex()}" + (f":{k}" if k else "")))
+    return sources
 
 
 class CatchUp:
-    """Pulls peers' certificate logs into this authority, in rounds."""
+    """Pulls peers' certificate logs into this authority (this shard of it), in rounds."""
 
     def __init__(self, me: bytes, members: tuple[AuthorityInfo, ...], pool: PeerPool, store: Store,
-                 apply: Apply, metrics: Metrics, interval: float = SYNC_INTERVAL) -> None:
-        # Peers whose address is known from NODE_JSON; with mDNS discovery an authority knows
-        # no peer address and catch-up stays with the clients (see docs/node.md).
-        self.peers = [m for m in members if m.public_key != me and m.host is not None and m.port is not None]
+                 apply: Apply, metrics: Metrics, interval: float = SYNC_INTERVAL, shard: int = 0, shards: int = 1) -> None:
+        self.peers = log_sources(me, members)
+        # Only certificates whose sender this shard holds are asked for: it applies the debit and
+        # forwards the credit to its sibling like any confirmation (shards.py).
+        self.shard = shard
+        self.shards = shards
         self.pool = pool
         self.store = store
         self.apply = apply
@@ -114,23 +137,23 @@ class CatchUp:
                 # this authority may have missed without fetching every certificate 3f times.
                 everyone = False
 
-    async def round(self, peer: AuthorityInfo | None = None) -> int:
+    async def round(self, peer: LogSource | None = None) -> int:
         """Pull from `peer`, or from every peer at once; the number of certificates applied."""
         applied = await asyncio.gather(*(self._pull(p) for p in ([peer] if peer else self.peers)))
         self.rounds += 1
         return sum(applied)
 
-    def _cursor(self, peer: bytes) -> int:
-        blob = self.store.meta(_cursor_key(peer))
+    def _cursor(self, source: LogSource) -> int:
+        blob = self.store.meta(source.cursor_key)
         return 0 if blob is None else int.from_bytes(blob, "big")
 
-    async def _pull(self, member: AuthorityInfo) -> int:
-        assert member.host is not None and member.port is not None
-        cursor = self._cursor(member.public_key)
+    async def _pull(self, member: LogSource) -> int:
+        cursor = self._cursor(member)
         applied = 0
         try:
             for _ in range(MAX_PAGES_PER_ROUND):
-                reply = await self.pool.get(member.host, member.port).request(CertificateLogRequest(cursor, LOG_PAGE), REQUEST_TIMEOUT)
+                request = CertificateLogRequest(cursor, LOG_PAGE, self.shard, self.shards)
+                reply = await self.pool.get(member.host, member.port).request(request, REQUEST_TIMEOUT)
                 if not isinstance(reply, CertificateLogResponse):
                     log.info("event=catchup_refused peer=%s reply=%s", member.name, type(reply).__name__)
                     return applied
@@ -139,7 +162,7 @@ class CatchUp:
                     log.warning("event=peer_log_rebuilt peer=%s cursor=%d head=%d", member.name, cursor, reply.head)
                     cursor = 0
                     continue
-                if not reply.certificates or reply.cursor <= cursor:
+                if reply.cursor <= cursor:
                     return applied
                 for cert in reply.certificates:
                     outcome = self.apply(cert)
@@ -147,7 +170,7 @@ class CatchUp:
                         return applied
                     applied += outcome
                 cursor = reply.cursor
-                self.store.commit({}, meta={_cursor_key(member.public_key): cursor.to_bytes(8, "big")})
+                self.store.commit({}, meta={member.cursor_key: cursor.to_bytes(8, "big")})
                 if cursor >= reply.head:
                     return applied
         except TransportError as exc:

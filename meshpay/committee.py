@@ -20,6 +20,8 @@ class AuthorityInfo:
     # None when the member's address is left to discovery on the mesh (meshpay/discovery.py).
     host: str | None = None
     port: int | None = None
+    # Processes this authority runs (shards.py); shard k listens on port + k.
+    shards: int = 1
 
 
 class Committee:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from meshpay import crypto
 from meshpay.committee import AuthorityInfo, Committee
 from meshpay.messages import MAX_AMOUNT
+from meshpay.shards import MAX_SHARDS
 
 ROLES = ("authority", "client")
 # "mdns": authorities announce themselves on the mesh and clients find committee members whose
@@ -47,10 +48,23 @@ class NodeConfig:
     # How long a client drives one order (seconds) before it answers with the order still
     # pending and finishes it in the background; see ClientService._settle.
     transfer_deadline_s: float = 25.0
+    # Which shard of this authority the process is (shards.py); the committee entry says how many.
+    shard: int = 0
 
     @property
     def public_key(self) -> bytes:
         return self.keypair.public_key
+
+    @property
+    def shards(self) -> int:
+        """How many shards this authority runs (1 for a client)."""
+        member = self.committee.by_key.get(self.public_key)
+        return 1 if member is None or self.role != "authority" else member.shards
+
+    @property
+    def shard_wire_port(self) -> int:
+        """The port this process serves the wire on: shard k of an authority on wire_port + k."""
+        return self.wire_port + self.shard
 
     def resolve_account(self, text: str) -> bytes | None:
         """An account key from a client or authority name or a hex public key, or None."""
@@ -134,7 +148,13 @@ def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
         if host is None and discovery != "mdns":
             raise ConfigError(f"{where}: no 'host'/'port': give them, or set \"discovery\": \"mdns\" "
                               "so the node finds this authority on the mesh")
-        members.append(AuthorityInfo(_get(m, "name", str, where), _key(m, where), weight, host, port))
+        shards = m.get("shards", 1)
+        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+            raise ConfigError(f"{where}: field 'shards' must be an integer in 1..{MAX_SHARDS} (processes of this "
+                              f"authority, one per core), got {shards!r}")
+        if port is not None and port + shards - 1 > 65535:
+            raise ConfigError(f"{where}: field 'shards': shard ports {port}..{port + shards - 1} pass 65535")
+        members.append(AuthorityInfo(_get(m, "name", str, where), _key(m, where), weight, host, port, shards))
     try:
         committee = Committee(members)
     except ValueError as exc:
@@ -181,7 +201,13 @@ def parse_config(data: Any, source: str = "NODE_JSON") -> NodeConfig:
     )
     if role == "authority" and config.public_key not in committee.weights:
         raise ConfigError(f"{source}: this authority's seed does not match any committee public key")
-    return config
+    shard = data.get("shard", 0)
+    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < config.shards:
+        raise ConfigError(f"{source}: field 'shard' must be an integer in 0..{config.shards - 1} (this "
+                          f"{role}'s committee entry has shards={config.shards}), got {shard!r}")
+    if config.wire_port + config.shards - 1 > 65535:
+        raise ConfigError(f"{source}: field 'wire_port': shard ports {config.wire_port}..{config.wire_port + config.shards - 1} pass 65535")
+    return replace(config, shard=shard)
 
 
 def load_config(path: str | Path) -> NodeConfig:

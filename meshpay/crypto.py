@@ -6,12 +6,13 @@ client's order signature can never be replayed as an authority vote or the other
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 SEED_SIZE = 32
@@ -48,6 +49,12 @@ class KeyPair:
 
     def sign(self, data: bytes) -> bytes:
         return self._private.sign(data)
+
+    def derive_secret(self, domain: bytes) -> bytes:
+        """SHA-256 of `domain` and the seed: a 32-byte secret only holders of the seed can make
+        (the MAC key of an authority's shards, shards.py)."""
+        seed = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return hashlib.sha256(domain + seed).digest()
 
 
 @lru_cache(maxsize=65536)

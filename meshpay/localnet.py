@@ -24,10 +24,28 @@ from typing import Any
 from meshpay.crypto import KeyPair
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port(host: str, count: int = 1) -> int:
+    """A port p on `host` with p .. p+count-1 all free now (count > 1: an authority's shards)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if count == 1:
+            return port
+        if port + count - 1 > 65535:
+            continue
+        held = []
+        try:
+            for p in range(port + 1, port + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind((host, p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
 
 
 @dataclass
@@ -41,6 +59,10 @@ class LocalNode:
     directory: Path
     process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # An authority of several shards is one LocalNode per shard (meshpay/shards.py): `auth1` is
+    # shard 0, `auth1-s1` shard 1, ...; all share the seed, host and base wire port.
+    shard: int = 0
+    authority: str = ""
 
     @property
     def keypair(self) -> KeyPair:
@@ -67,8 +89,11 @@ class LocalNet:
         first_octet: int = 10,
         discovery: bool = False,
         transfer_deadline_s: float = 25.0,
+        shards: int = 1,
     ) -> None:
         self.directory = Path(directory)
+        # Shards per authority (meshpay/shards.py): one process each.
+        self.shards = shards
         # True: clients get no authority addresses and find them by mDNS on loopback.
         self.discovery = discovery
         self.transfer_deadline_s = transfer_deadline_s
@@ -79,14 +104,31 @@ class LocalNet:
         specs = [(f"auth{i + 1}", "authority") for i in range(authorities)] + [(f"client{i + 1}", "client") for i in range(clients)]
         for index, (name, role) in enumerate(specs):
             host = f"127.0.0.{first_octet + index}"
-            self.nodes[name] = LocalNode(name, role, os.urandom(32), host, free_port(host), free_port(host), self.directory / name)
+            count = shards if role == "authority" else 1
+            wire_port = free_port(host, count)
+
+            def api_port() -> int:  # never one of the shards' wire ports
+                port = free_port(host)
+                return port if not wire_port <= port < wire_port + count else api_port()
+
+            node = LocalNode(name, role, os.urandom(32), host, wire_port, api_port(), self.directory / name,
+                             authority=name if role == "authority" else "")
+            self.nodes[name] = node
+            for k in range(1, count):
+                self.nodes[f"{name}-s{k}"] = LocalNode(f"{name}-s{k}", role, node.seed, host, wire_port, api_port(),
+                                                       self.directory / f"{name}-s{k}", shard=k, authority=name)
         self.genesis = {n.keypair.public_key.hex(): balance for n in self.nodes.values() if n.role == "client"}
         self.genesis.update({kp.public_key.hex(): (extra_accounts or {})[name] for name, kp in self.extra.items()})
         self.write_configs()
 
     @property
     def authorities(self) -> list[LocalNode]:
-        return [n for n in self.nodes.values() if n.role == "authority"]
+        """One node per authority (its shard 0)."""
+        return [n for n in self.nodes.values() if n.role == "authority" and n.shard == 0]
+
+    def shards_of(self, authority: str) -> list[LocalNode]:
+        """Every shard process of `authority`, shard 0 first."""
+        return [n for n in self.nodes.values() if n.authority == authority]
 
     @property
     def clients(self) -> list[LocalNode]:
@@ -96,6 +138,7 @@ class LocalNet:
         committee = [
             {"name": a.name, "public_key": a.keypair.public_key.hex(), "weight": 1}
             | ({} if self.discovery else {"host": a.host, "port": a.wire_port})
+            | ({} if self.shards == 1 else {"shards": self.shards})
             for a in self.authorities
         ]
         return {
@@ -116,7 +159,7 @@ class LocalNet:
             "genesis": self.genesis,
             "discovery": "mdns" if self.discovery else "static",
             "transfer_deadline_s": self.transfer_deadline_s,
-        }
+        } | ({"shard": node.shard} if node.shard else {})
 
     def write_configs(self) -> None:
         for node in self.nodes.values():
@@ -200,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--authorities", type=int, default=4)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--balance", type=int, default=1000)
+    parser.add_argument("--shards", type=int, default=1, help="shard processes per authority")
     args = parser.parse_args(argv)
-    net = LocalNet(args.directory, args.authorities, args.clients, args.balance)
+    net = LocalNet(args.directory, args.authorities, args.clients, args.balance, shards=args.shards)
     net.start_all()
     for node in net.nodes.values():
         print(f"{node.name:10} {node.role:9} {node.url}  wire {node.host}:{node.wire_port}")

@@ -131,11 +131,25 @@ class AccountInfoResponse:
 class CertificateLogRequest:
     """An authority asks a peer for the certificates in its log after position `after`.
 
-    Positions are local to the peer (its SQLite row ids): the asker keeps one cursor per peer.
+    Positions are local to the peer (its SQLite row ids): the asker keeps one cursor per peer
+    (per shard of the peer, shards.py). Only certificates whose sender lies in shard `shard` of
+    `shards` are sent (the asker's own shard; 0 of 1: all of them).
     """
 
     after: int
     limit: int
+    shard: int = 0
+    shards: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ShardCredit:
+    """A shard of an authority tells a sibling shard to credit a certificate's recipient, whose
+    account it holds (shards.py); `tag` is the siblings' MAC over the certificate. Answered with
+    a ConfirmationAck (`applied` False when the credit was already there)."""
+
+    certificate: Certificate
+    tag: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +177,7 @@ class ErrorCode(IntEnum):
     REFUSED = 11
     INTERNAL = 12
     INVALID_KEY = 13
+    WRONG_SHARD = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,5 +207,6 @@ Message = (
     | AccountInfoResponse
     | CertificateLogRequest
     | CertificateLogResponse
+    | ShardCredit
     | ErrorReply
 )

@@ -67,7 +67,9 @@ async def serve(config: NodeConfig) -> None:
     from meshpay.api import create_app
     from meshpay.metrics import Metrics
     from meshpay.ratelog import RefusalLog
-    from meshpay.service import AuthorityService, ClientService
+    from meshpay.authority_service import AuthorityService
+    from meshpay.client_service import ClientService
+    from meshpay.faults import FaultInjection
     from meshpay.store import Store
     from meshpay.transport import PeerPool, WireServer
 
@@ -77,36 +79,47 @@ async def serve(config: NodeConfig) -> None:
         from meshpay.mdns import Announcer, Browser
 
         if config.role == "authority":
-            announcer = Announcer(config)
+            # One announcement per authority, by shard 0: its base wire port; clients add the
+            # shard (shards.py), and the others would only collide with the same service name.
+            announcer = Announcer(config) if config.shard == 0 else None
         else:
             browser = Browser(config)
-    store = Store(config.db_path)
+    # Authorities commit in groups: replies wait for the commit (transport.py WireServer).
+    store = Store(config.db_path, group_commit=config.role == "authority")
     metrics = Metrics()
     pool = PeerPool()
     byzantine = os.environ.get("MESHPAY_BYZANTINE") or None
     service: AuthorityService | ClientService
     if config.role == "authority":
-        service = AuthorityService(config, store, metrics, byzantine, pool)
+        service = AuthorityService(config, store, metrics, pool)
+        handler = service.handle
         if byzantine:
+            try:
+                handler = FaultInjection(service, byzantine, float(os.environ.get("MESHPAY_BYZANTINE_DELAY", "3"))).handle
+            except ValueError as exc:
+                store.close()
+                raise ConfigError(str(exc)) from None
             log.warning("event=fault_injection mode=%s", byzantine)
     else:
         if byzantine:
             raise ConfigError("MESHPAY_BYZANTINE is for authorities only")
         service = ClientService(config, store, metrics, pool, browser)
-    wire_server = WireServer(service.handle, config.wire_host, config.wire_port,
-                             refusals=RefusalLog(logging.getLogger("meshpay.transport"), metrics))
+        handler = service.handle
+    wire_server = WireServer(handler, config.wire_host, config.shard_wire_port,
+                             refusals=RefusalLog(logging.getLogger("meshpay.transport"), metrics),
+                             durable=store.flush if store.group_commit else None)
     try:
         await wire_server.start()
     except OSError as exc:
         store.close()
-        raise StartupError(f"cannot serve the wire on {config.wire_host}:{config.wire_port}: {exc.strerror}") from None
+        raise StartupError(f"cannot serve the wire on {config.wire_host}:{config.shard_wire_port}: {exc.strerror}") from None
     if isinstance(service, AuthorityService):
         service.start()  # pulls what it missed from its peers while it serves
     # After the wire server: an announced authority must already be reachable.
     for discovery in (announcer, browser):
         if discovery is not None:
             await discovery.start()
-    app = create_app(service, config, metrics)
+    app = create_app(service, config, metrics, byzantine)
     closed = False
 
     async def close_all() -> None:
@@ -152,7 +165,8 @@ async def serve(config: NodeConfig) -> None:
         uvicorn.Config(app, host=config.api_host, port=config.api_port, log_level="warning", access_log=False, lifespan="off",
                        timeout_keep_alive=KEEP_ALIVE_S)
     )
-    log.info("event=started name=%s role=%s wire=%s:%d api=%s:%d", config.name, config.role, config.wire_host, config.wire_port, config.api_host, config.api_port)
+    log.info("event=started name=%s role=%s shard=%d/%d wire=%s:%d api=%s:%d", config.name, config.role, config.shard,
+             config.shards, config.wire_host, config.shard_wire_port, config.api_host, config.api_port)
     try:
         await server.serve()
     finally:  # the paths that do not go through shutdown(): a failed start, a cancelled loop

@@ -8,6 +8,7 @@ only a power loss of the host can drop the last commits.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -37,7 +38,15 @@ CREATE TABLE IF NOT EXISTS certificates (
 CREATE INDEX IF NOT EXISTS certificates_by_recipient ON certificates (recipient, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS transfers (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    sender BLOB NOT NULL,
+    sequence INTEGER NOT NULL,
+    shard INTEGER NOT NULL,
+    PRIMARY KEY (sender, sequence)
+);
 """
+# outbox: credits this shard owes a sibling shard (shards.py), written in the same transaction
+# as the debit they come from and deleted once the sibling acknowledged them.
 # PRAGMA user_version of a database this code made. 2: balances as 16-byte signed big-endian
 # BLOBs (an authority's lagging view of a balance can leave 64 bits; see messages.py).
 SCHEMA_VERSION = 2
@@ -68,7 +77,17 @@ def _decode_certificate(blob: bytes) -> Certificate:
 
 
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    """A node's database. With `group_commit` (an authority's wire path) each state change runs
+    in its own savepoint inside one open transaction, and `flush` commits them together: one WAL
+    write for many orders instead of one each. Whatever depends on a change must wait for a
+    flush before it leaves the process: the wire server releases replies only after calling
+    `flush` (transport.py), and a flush is scheduled on the event loop as soon as a change is
+    pending, so none waits longer than one turn of the loop."""
+
+    def __init__(self, path: str | Path, group_commit: bool = False) -> None:
+        self.group_commit = group_commit
+        self._open = False  # the group transaction holds changes not yet committed
+        self._flush_scheduled = False
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -92,11 +111,35 @@ class Store:
             raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode})")
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
 
     def _transaction(self) -> sqlite3.Connection:
+        self.flush()  # a transaction of its own never nests in the group: commit the group first
         self._db.execute("BEGIN IMMEDIATE")
         return self._db
+
+    def flush(self) -> None:
+        """Make every change of the group durable (one COMMIT); nothing to do when none is pending."""
+        if self._open:
+            self._open = False
+            self._db.execute("COMMIT")
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def _join_group(self) -> None:
+        """Open the group transaction if needed and have it flushed within one loop turn."""
+        if not self._open:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._open = True
+        if not self._flush_scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self._scheduled_flush)
+                self._flush_scheduled = True
+            except RuntimeError:  # no running event loop: the caller commits at once
+                pass
 
     # -- genesis -----------------------------------------------------------------------------
 
@@ -144,43 +187,77 @@ class Store:
         accounts: dict[bytes, Account],
         certificate: Certificate | None = None,
         meta: dict[str, bytes | None] | None = None,
+        forward_to: int | None = None,
     ) -> bool:
         """Write one state change atomically.
 
         With a certificate, the change happens only if that certificate is new to this store:
-        the return value says whether it was written, so nothing is ever applied twice.
+        the return value says whether it was written, so nothing is ever applied twice. With
+        `forward_to` too, the certificate's credit is owed to that sibling shard (outbox).
         """
+        if self.group_commit:
+            self._join_group()
+            written = self._grouped(accounts, certificate, meta, forward_to)
+            if not self._flush_scheduled:  # no event loop to flush later: commit now
+                self.flush()
+            return written
         db = self._transaction()
         try:
-            if certificate is not None:
-                order = certificate.order
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO certificates (sender, sequence, recipient, amount, body) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (order.sender, order.sequence, order.recipient, order.amount, _encode(ConfirmationOrder(certificate))),
-                )
-                if cur.rowcount == 0:
-                    db.execute("ROLLBACK")
-                    return False
-            db.executemany(
-                "INSERT INTO accounts (key, balance, next_sequence, pending) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET balance=excluded.balance, "
-                "next_sequence=excluded.next_sequence, pending=excluded.pending",
-                [
-                    (k, _balance_out(a.balance), a.next_sequence, None if a.pending is None else _encode(a.pending))
-                    for k, a in accounts.items()
-                ],
-            )
-            for key, value in (meta or {}).items():
-                if value is None:
-                    db.execute("DELETE FROM meta WHERE key=?", (key,))
-                else:
-                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-            db.execute("COMMIT")
-            return True
+            written = self._write(accounts, certificate, meta, forward_to)
+            db.execute("COMMIT" if written else "ROLLBACK")
+            return written
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _write(self, accounts: dict[bytes, Account], certificate: Certificate | None,
+               meta: dict[str, bytes | None] | None, forward_to: int | None) -> bool:
+        """The statements of one change, inside a transaction; False (nothing to keep) when the
+        certificate is held already."""
+        db = self._db
+        if certificate is not None:
+            order = certificate.order
+            cur = db.execute(
+                "INSERT OR IGNORE INTO certificates (sender, sequence, recipient, amount, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (order.sender, order.sequence, order.recipient, order.amount, _encode(ConfirmationOrder(certificate))),
+            )
+            if cur.rowcount == 0:
+                return False
+            if forward_to is not None:
+                db.execute("INSERT INTO outbox (sender, sequence, shard) VALUES (?, ?, ?)",
+                           (order.sender, order.sequence, forward_to))
+        db.executemany(
+            "INSERT INTO accounts (key, balance, next_sequence, pending) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET balance=excluded.balance, "
+            "next_sequence=excluded.next_sequence, pending=excluded.pending",
+            [
+                (k, _balance_out(a.balance), a.next_sequence, None if a.pending is None else _encode(a.pending))
+                for k, a in accounts.items()
+            ],
+        )
+        for key, value in (meta or {}).items():
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        return True
+
+    def _grouped(self, accounts: dict[bytes, Account], certificate: Certificate | None,
+                 meta: dict[str, bytes | None] | None, forward_to: int | None) -> bool:
+        """`commit` inside the group transaction: a savepoint makes this change all or nothing."""
+        db = self._db
+        db.execute("SAVEPOINT change")
+        try:
+            written = self._write(accounts, certificate, meta, forward_to)
+        except BaseException:
+            db.execute("ROLLBACK TO change")
+            db.execute("RELEASE change")
+            raise
+        if not written:
+            db.execute("ROLLBACK TO change")
+        db.execute("RELEASE change")
+        return written
 
     # -- certificates ------------------------------------------------------------------------
 
@@ -221,6 +298,19 @@ class Store:
         ).fetchall()
         head = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM certificates").fetchone()[0]
         return [(r[0], _decode_certificate(r[1])) for r in rows], head
+
+    def outbox(self, limit: int) -> list[tuple[int, Certificate]]:
+        """Credits owed to sibling shards, oldest first: (shard, certificate)."""
+        rows = self._db.execute(
+            "SELECT o.shard, c.body FROM outbox o JOIN certificates c ON c.sender=o.sender AND c.sequence=o.sequence "
+            "ORDER BY c.id LIMIT ?", (limit,)).fetchall()
+        return [(r[0], _decode_certificate(r[1])) for r in rows]
+
+    def forwarded(self, certificate: Certificate) -> None:
+        """The sibling shard acknowledged this certificate's credit: it is owed no more (in the
+        group transaction when one is open: losing this delete only means sending it again)."""
+        self._db.execute("DELETE FROM outbox WHERE sender=? AND sequence=?",
+                         (certificate.order.sender, certificate.order.sequence))
 
     def certificate_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]

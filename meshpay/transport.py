@@ -64,16 +64,31 @@ async def read_payload(reader: asyncio.StreamReader, frame_timeout: float | None
     (length,) = wire.LENGTH.unpack(head)
     if length > wire.MAX_FRAME:
         raise wire.WireError(f"frame of {length} bytes exceeds {wire.MAX_FRAME}")
+    if frame_timeout is None:
+        return await reader.readexactly(length)
     try:
-        return await asyncio.wait_for(reader.readexactly(length), frame_timeout)
-    except asyncio.TimeoutError:
+        # asyncio.timeout sets one timer; wait_for would wrap the read in a task of its own, a
+        # large share of an order's cost on the authority's wire path.
+        async with asyncio.timeout(frame_timeout):
+            return await reader.readexactly(length)
+    except TimeoutError:
         raise wire.WireError(f"frame of {length} bytes not complete within {frame_timeout:g} s") from None
 
 
 class WireServer:
+    """Serves the wire: each connection's requests handled in arrival order.
+
+    With `durable` (an authority's Store.flush), replies are held and released together once
+    per turn of the event loop, after one call to `durable`: no reply (a vote above all) ever
+    leaves before the state change it reports is committed, and the changes of every request
+    handled in that turn share one commit (group commit)."""
+
     def __init__(self, handler: Handler, host: str, port: int, frame_timeout: float = FRAME_TIMEOUT_S,
-                 max_connections: int = MAX_CONNECTIONS, refusals: RefusalLog | None = None) -> None:
+                 max_connections: int = MAX_CONNECTIONS, refusals: RefusalLog | None = None,
+                 durable: Callable[[], None] | None = None) -> None:
         self.handler = handler
+        self.durable = durable
+        self._held: dict[asyncio.StreamWriter, list[bytes]] = {}
         # Counted always, logged at a bounded rate: hostile peers must not fill the disk.
         self.refusals = refusals or RefusalLog(log)
         self.host = host
@@ -95,6 +110,25 @@ class WireServer:
             writer.close()
         if self._server is not None:
             await self._server.wait_closed()
+
+    def _hold(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+        if not self._held:
+            asyncio.get_running_loop().call_soon(self._release)
+        self._held.setdefault(writer, []).append(frame)
+
+    def _release(self) -> None:
+        held, self._held = self._held, {}
+        try:
+            assert self.durable is not None
+            self.durable()
+        except Exception as exc:  # nothing was committed: no reply may claim it was
+            self.refusals.refused("commit_failed", "-", repr(exc), exc_info=True)
+            for writer in held:
+                writer.close()
+            return
+        for writer, frames in held.items():
+            if not writer.is_closing():
+                writer.write(b"".join(frames))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -123,14 +157,17 @@ class WireServer:
                     self.refusals.refused("handler_error", peer, repr(exc), exc_info=True)
                     reply = ErrorReply(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
                 if isinstance(reply, bytes):
-                    writer.write(wire.LENGTH.pack(len(reply)) + reply)
+                    frame = wire.LENGTH.pack(len(reply)) + reply
                 else:
                     try:
                         frame = wire.encode_frame(request_id, reply)
                     except wire.WireError as exc:
                         self.refusals.refused("unencodable_reply", peer, str(exc))
                         frame = wire.encode_frame(request_id, ErrorReply(ErrorCode.INTERNAL, "reply too large to encode"))
+                if self.durable is None:
                     writer.write(frame)
+                else:
+                    self._hold(writer, frame)
                 await writer.drain()
         except wire.WireError as exc:  # oversized or stalled: nothing was decoded, nothing ran
             self.refusals.refused("bad_frame", peer, str(exc))

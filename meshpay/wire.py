@@ -27,6 +27,7 @@ from meshpay.messages import (
     ErrorCode,
     ErrorReply,
     Message,
+    ShardCredit,
     TransferOrder,
     Vote,
 )
@@ -46,7 +47,7 @@ _ACK = struct.Struct(">32sQB")
 _INFO_REQ = struct.Struct(">32sQQH")
 _INFO_HEAD = struct.Struct(">32s16sQB")
 _U64 = struct.Struct(">Q")
-_LOG_REQ = struct.Struct(">QH")
+_LOG_REQ = struct.Struct(">QHHH")
 _LOG_TAIL = struct.Struct(">QQ")
 
 T_TRANSFER_ORDER = 1
@@ -58,6 +59,10 @@ T_ACCOUNT_INFO_RESPONSE = 6
 T_ERROR = 7
 T_LOG_REQUEST = 8
 T_LOG_RESPONSE = 9
+T_SHARD_CREDIT = 10
+_TAG = struct.Struct(">32s")
+# Shards of one authority (meshpay/shards.py): more than cores is no gain; bounds port + shard.
+MAX_SHARDS = 64
 
 
 class WireError(ValueError):
@@ -146,6 +151,13 @@ def _put_certificate(out: list[bytes], cert: Certificate) -> None:
         out.append(_KEY_SIG.pack(authority, signature))
 
 
+def certificate_bytes(cert: Certificate) -> bytes:
+    """A certificate's encoding inside a frame (what a shard credit's MAC covers)."""
+    out: list[bytes] = []
+    _put_certificate(out, cert)
+    return b"".join(out)
+
+
 def certificate_size(cert: Certificate) -> int:
     """Bytes a certificate takes inside a frame."""
     return _ORDER.size + _U16.size + _KEY_SIG.size * len(cert.signatures)
@@ -200,8 +212,13 @@ def _encode_body(msg: Message) -> tuple[int, list[bytes]]:
             out.append(_U64.pack(msg.received_cursor))
             return T_ACCOUNT_INFO_RESPONSE, out
         case CertificateLogRequest():
-            out.append(_LOG_REQ.pack(msg.after, msg.limit))
+            out.append(_LOG_REQ.pack(msg.after, msg.limit, msg.shard, msg.shards))
             return T_LOG_REQUEST, out
+        case ShardCredit():
+            _put_certificate(out, msg.certificate)
+            _check_sizes((msg.tag, 32))
+            out.append(msg.tag)
+            return T_SHARD_CREDIT, out
         case CertificateLogResponse():
             _put_certificates(out, msg.certificates)
             out.append(_LOG_TAIL.pack(msg.cursor, msg.head))
@@ -267,8 +284,13 @@ def decode_payload(payload: bytes) -> tuple[int, Message]:
         _in_range(cursor, MAX_SEQUENCE, "received_cursor")
         msg = AccountInfoResponse(account, balance, next_sequence, pending, sent, received, cursor)
     elif msg_type == T_LOG_REQUEST:
-        after, limit = r.unpack(_LOG_REQ)
-        msg = CertificateLogRequest(_in_range(after, MAX_SEQUENCE, "after"), limit)
+        after, limit, shard, shards = r.unpack(_LOG_REQ)
+        _in_range(shards, MAX_SHARDS, "shards", 1)
+        msg = CertificateLogRequest(_in_range(after, MAX_SEQUENCE, "after"), limit, _in_range(shard, shards - 1, "shard"), shards)
+    elif msg_type == T_SHARD_CREDIT:
+        certificate = _get_certificate(r)
+        (tag,) = r.unpack(_TAG)
+        msg = ShardCredit(certificate, tag)
     elif msg_type == T_LOG_RESPONSE:
         certificates = _get_certificates(r)
         cursor, head = r.unpack(_LOG_TAIL)

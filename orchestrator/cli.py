@@ -24,15 +24,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import errors
-
-from orchestrator.lab import labdir
-
-from orchestrator import logfmt
-
-from orchestrator.lab import registry
-from orchestrator.vm.dispatch import call, is_vm_lab
+from orchestrator import errors, logfmt
 from orchestrator.errors import MeshpayError, UsageError
+from orchestrator.lab import labdir, registry
+from orchestrator.vm.dispatch import call, is_vm_lab
 
 log = logging.getLogger(__name__)
 
@@ -545,7 +540,6 @@ def run_(
     Exits 1 if a step failed."""
     from orchestrator.lab.scenario import load_scenario
     from orchestrator.lab.validate import check_scenario_against_lab
-    from orchestrator.verbs import run as run_verb
 
     parsed = load_scenario(scenario)  # refuse a bad file before the lab is looked for
     if copy_to is not None and not copy_to.parent.is_dir():
@@ -553,7 +547,7 @@ def run_(
     lab_dir = _find(name, root)
     check_scenario_against_lab(parsed, str(scenario), lab_dir)
     with out.status(f"playing {scenario}"):
-        record = run_verb.run(lab_dir, str(scenario))
+        record = call(lab_dir, "run", scenario=str(scenario))
     if copy_to is not None:
         copy_to.write_text(json.dumps(record, indent=2) + "\n")
         record["copy"] = str(copy_to)
@@ -601,8 +595,6 @@ def draw(
     name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Draw the mesh: nodes where they are now, established peer links, the routes of a transfer."""
-    from orchestrator.verbs import draw as draw_verb
-
     lab_dir = _find(name, root)
     if live:
         from orchestrator import liveview
@@ -610,7 +602,7 @@ def draw(
         liveview.serve(lab_dir, port, sender, on_ready=lambda url: print(
             f"live view of {lab_dir.name} on {url} (Ctrl-C stops it)", flush=True))
         return
-    data = draw_verb.run(lab_dir, str(out_dir) if out_dir else None, sender)
+    data = call(lab_dir, "draw", out=str(out_dir) if out_dir else None, sender=sender)
 
     def render(d: dict) -> None:
         out.print(f"lab {d['lab']}: {d['nodes']} nodes, {d['links']} peer links; {d['html']}"
@@ -657,9 +649,7 @@ def image_build(
 def doctor(fmt: FormatOpt = Format.table, wide: WideOpt = False) -> None:
     """What this host has for a lab, and what to do about what it lacks. Exits 1 when neither
     native labs nor the VM route are ready."""
-    from orchestrator.verbs import doctor as doctor_verb
-
-    data = doctor_verb.run()
+    data = call(None, "doctor")
 
     def render(d: dict) -> None:
         _table("meshpay-lab doctor", d["checks"], _columns(wide, ["check", "ok", "fix"], ["detail"]), wide)

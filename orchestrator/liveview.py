@@ -24,14 +24,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from orchestrator.lab import labdir
-
-from orchestrator.report import meshmap
-
-from orchestrator.report import transferlog
 from orchestrator.air.airspace import read_config
-from orchestrator.vm.dispatch import call
+from orchestrator.lab import labdir
+from orchestrator.report import meshmap, transferlog
 from orchestrator.verbs import draw
+from orchestrator.vm.dispatch import call
 
 Dispatch = Callable[..., dict]
 REFRESH_S = 1.0  # the page asks for a frame this often
@@ -64,11 +61,12 @@ class LiveMesh:
 
     def ask_nodes_once(self) -> None:
         """One round: every node's peer links, then the routes from the current sender."""
-        links, notes = draw.peer_links(self.lab_dir, self.info, self.dispatch)
+        tables = self.dispatch(self.lab_dir, "mesh_tables")  # one round trip, wherever the lab lives
+        links, notes = draw.peer_links(self.info, tables)
         routes: tuple[tuple[str, ...], ...] = ()
         sender = self.current_sender()
         if sender is not None:
-            routes = draw.routes_from(self.lab_dir, self.info, sender, self.dispatch, notes)
+            routes = draw.routes_from(self.info, sender, tables, notes)
         with self._lock:
             self._links, self._routes, self._notes, self._asked_at = links, routes, tuple(notes), time.time()
 

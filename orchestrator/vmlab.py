@@ -9,9 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import labfiles
-from orchestrator.lab import labdir
-
-from orchestrator.lab import registry
+from orchestrator.errors import MeshpayError
+from orchestrator.lab import labdir, registry
 from orchestrator.vm.dispatch import agent_call
 from orchestrator.vm.machine import LabVM, VMRecord, agent_argv, vm_alive
 
@@ -64,7 +63,7 @@ def down_lab(lab_dir: Path, keep_files: bool = False) -> dict:
             quick = _node_count(lab_dir) > FULL_TEARDOWN_MAX_NODES
             try:
                 removed = agent_call(record.port, "down", {"vm_stopping": True} if quick else {})
-            except RuntimeError as exc:
+            except MeshpayError as exc:
                 removed["error"] = f"teardown inside the VM failed: {exc}"
         LabVM().stop(record)
         removed["vm"] = True

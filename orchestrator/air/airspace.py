@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from orchestrator import labfiles
-from orchestrator import atomic
+from orchestrator import atomic, labfiles
 from orchestrator.air.mobility import Motion, Trajectory
-from orchestrator.air.propagation import RATE_MIN_SNR_DB, Model, loss_by_rate, signal_dbm
+from orchestrator.air.propagation import Model, RATE_MIN_SNR_DB, loss_by_rate, signal_dbm
 
 CONFIG_FILE = labfiles.MEDIUM_CONFIG
 NO_LOSS = (0.0,) * len(RATE_MIN_SNR_DB)

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from orchestrator import labfiles
-from orchestrator import atomic
+from orchestrator import atomic, labfiles
 
 log = logging.getLogger("orchestrator.air.capture")
 

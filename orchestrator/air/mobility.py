@@ -261,12 +261,6 @@ class Trajectory:
             return m.area.clamp((lead[0] + start[0] - lead0[0] + dx, lead[1] + start[1] - lead0[1] + dy))
         return leg.at(t, m.area)
 
-    def legs_until(self, t: float) -> list[Leg]:
-        """The legs drawn so far, covering at least [0, t]: what tests check speeds and pauses on.
-        A group member's legs are its deviation from its place in the group."""
-        self.position(max(t, 1e-9))
-        return list(self._legs)
-
     def _leg(self, t: float) -> Leg:
         while not self._ends or self._ends[-1] < t:
             self._extend()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 
-from orchestrator.air.airspace import RATE_BACKLOG_S, Link
+from orchestrator.air.airspace import Link, RATE_BACKLOG_S
 
 
 class Shaping:

@@ -17,11 +17,9 @@ from orchestrator.kernel.netlink import (
     NETLINK_ROUTE,
     NL80211_CMD_DEL_INTERFACE,
     NL80211_CMD_GET_INTERFACE,
-    NL80211_CMD_GET_MESH_CONFIG,
     NL80211_CMD_GET_MPATH,
     NL80211_CMD_GET_STATION,
     NL80211_CMD_JOIN_MESH,
-    NL80211_CMD_LEAVE_MESH,
     NL80211_CMD_NEW_INTERFACE,
     NL80211_CMD_SET_MESH_CONFIG,
     NL80211_CMD_SET_STATION,
@@ -175,25 +173,6 @@ def join_mesh(
                 f"{netns}/{ifname} could not join mesh {mesh_id!r} on {freq_mhz} MHz: {err}"
             ) from err
     log.info("mesh joined", extra={"netns": netns, "mesh_id": mesh_id, "freq": freq_mhz})
-
-
-def leave_mesh(netns: str, ifname: str) -> None:
-    """Leave the mesh; leaving a mesh not joined is not an error."""
-    with nl80211_socket(netns) as sock:
-        try:
-            sock.request(NL80211_CMD_LEAVE_MESH, [["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)]])
-        except NetlinkError as err:
-            if err.code != errno.ENOTCONN:
-                raise RuntimeError(f"{netns}/{ifname} could not leave the mesh: {err}") from err
-
-
-def mesh_params(netns: str, ifname: str) -> dict[str, int]:
-    """The mesh params in force (joined interfaces only), by `iw` name."""
-    with nl80211_socket(netns) as sock:
-        (reply,) = sock.request(NL80211_CMD_GET_MESH_CONFIG,
-                                [["NL80211_ATTR_IFINDEX", _ifindex(sock, netns, ifname)]])
-    config = reply.get_attr("NL80211_ATTR_MESH_CONFIG")
-    return {meshconf.PARAM_BY_ATTR[name]: value for name, value in config["attrs"] if name in meshconf.PARAM_BY_ATTR}
 
 
 def set_mesh_params(netns: str, ifname: str, params: dict[str, int]) -> None:

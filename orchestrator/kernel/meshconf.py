@@ -43,7 +43,6 @@ MESH_PARAMS: dict[str, str] = {
     "mesh_nolearn": "NL80211_MESHCONF_NOLEARN",
     "mesh_connected_to_as": "NL80211_MESHCONF_CONNECTED_TO_AS",
 }
-PARAM_BY_ATTR = {attr: name for name, attr in MESH_PARAMS.items()}
 
 # The ones a topology may set (`mesh.params`, `mesh.authority_params`): the HWMP, peering and
 # TTL knobs the lab is built and tested with. The rest (power save, auto-open of peer links,

@@ -85,10 +85,6 @@ def delete_link(name: str) -> None:
     log.info("link deleted", extra={"ifname": name})
 
 
-def delete_bridge(name: str) -> None:
-    delete_link(name)
-
-
 def owned_links(lab: str) -> list[str]:
     """Names of the interfaces in this namespace that carry this lab's alias."""
     alias = lab_alias(lab)

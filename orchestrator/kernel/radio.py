@@ -1,7 +1,8 @@
 """mac80211_hwsim radios, made and removed through the MAC80211_HWSIM generic netlink family.
 
-A radio's name is its wiphy name, chosen by the caller and scoped to a lab (`mpl-<lab>-<node>`),
-so two labs share a host and `down` removes only its own radios. Radios are created without a
+A radio's name is its wiphy name, chosen by the caller and scoped to a lab: the plan names them
+`mpl<lab id>-<node index>` (lab/plan.py radio_prefix: the registry's id, not the lab's name, keeps
+them short), so two labs share a host and `down` removes only its own radios. Radios are created without a
 default interface (HWSIM_ATTR_NO_VIF): mesh.py adds the one interface a node needs.
 
 The kernel only lists and deletes radios whose phy lives in the asking socket's network
@@ -37,7 +38,7 @@ MAX_NAME = 64
 
 
 @dataclass(frozen=True)
-class Radio:
+class HwsimRadio:
     radio_id: int
     name: str
     phy_index: int
@@ -61,7 +62,7 @@ def new_radio_attrs(name: str, mac: str, channels: int = 1) -> list[list[object]
     ]
 
 
-def create_radio(name: str, mac: str | None = None, netns: str | None = None) -> Radio:
+def create_radio(name: str, mac: str | None = None, netns: str | None = None) -> HwsimRadio:
     """Create a radio whose wiphy is named `name`, in the named netns (default: the caller's).
 
     The creating netns decides which frames hwsim relays between radios and to which medium
@@ -114,7 +115,7 @@ def sweep_radios(prefix: str) -> list[str]:
     return sorted(r.name for r in found)
 
 
-def list_radios(prefix: str = "", netns: str | None = None) -> list[Radio]:
+def list_radios(prefix: str = "", netns: str | None = None) -> list[HwsimRadio]:
     """Radios named with prefix: in `netns` only if given, else here and in every named netns."""
     if netns is not None:
         return _list_in(prefix, netns)
@@ -144,7 +145,7 @@ def move_phy(phy_index: int, netns_path: str, from_netns: str | None = None) -> 
     log.info("phy moved", extra={"phy": phy_index, "netns": netns_path})
 
 
-def _find(name: str, netns: str | None = None) -> Radio | None:
+def _find(name: str, netns: str | None = None) -> HwsimRadio | None:
     return next((r for r in _list_in(name, netns) if r.name == name), None)
 
 
@@ -161,14 +162,14 @@ def _delete_in(name: str, netns: str | None) -> bool:
     return True
 
 
-def _list_in(prefix: str, netns: str | None) -> list[Radio]:
+def _list_in(prefix: str, netns: str | None) -> list[HwsimRadio]:
     with hwsim_socket(netns) as sock:
         found = [(rid, rname) for rid, rname in _dump(sock) if rname.startswith(prefix)]
     if not found:
         return []
     phys = _phy_indexes(netns)
     return [
-        Radio(rid, rname, phys.get(rname, -1), _sysfs_mac(rname) if netns is None else "", netns)
+        HwsimRadio(rid, rname, phys.get(rname, -1), _sysfs_mac(rname) if netns is None else "", netns)
         for rid, rname in sorted(found)
     ]
 

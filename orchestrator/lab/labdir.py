@@ -12,8 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from orchestrator import labfiles
-from orchestrator import atomic
+from orchestrator import atomic, labfiles
 from orchestrator.lab import registry
 
 DEFAULT_ROOT = Path("labs")

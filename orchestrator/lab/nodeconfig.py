@@ -1,8 +1,29 @@
-"""The NODE_JSON each node process reads (docs/architecture.md), built from the plan."""
+"""The NODE_JSON each node process reads (docs/architecture.md): built from the plan and written
+here, owner-only (it holds the node's seed and the API token), to <lab>/nodes/<node>/node.json."""
 
 from __future__ import annotations
 
-from orchestrator.lab.plan import API_PORT, WIRE_PORT, NodePlan, Plan
+from pathlib import Path
+
+from orchestrator import labfiles
+from orchestrator.lab import keys, labdir
+from orchestrator.lab.plan import API_PORT, NodePlan, Plan, WIRE_PORT
+
+
+def config_path(lab_dir: Path, node: str) -> Path:
+    """Where node `node`'s NODE_JSON is (its directory is made if missing)."""
+    return labdir.node_dir(lab_dir, node) / labfiles.NODE_CONFIG
+
+
+def write_node_configs(lab_dir: Path, plan: Plan, seeds: dict[str, str], token: str) -> dict[str, Path]:
+    """Write every node's NODE_JSON (seeds: node -> hex ed25519 seed); node -> its path."""
+    pubkeys = {name: keys.public_key(seed) for name, seed in seeds.items()}
+    db_paths = {n.name: str(labdir.node_dir(lab_dir, n.name) / labfiles.NODE_DB) for n in plan.nodes}
+    paths = {}
+    for name, cfg in node_configs(plan, seeds, pubkeys, token, db_paths).items():
+        paths[name] = config_path(lab_dir, name)
+        labdir.write_secret_json(paths[name], cfg)
+    return paths
 
 
 def node_configs(plan: Plan, seeds: dict[str, str], pubkeys: dict[str, str], token: str,

@@ -29,8 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator import labfiles
-from orchestrator import atomic
+from orchestrator import atomic, labfiles
 
 DEFAULT_DIR = Path("/run/meshpay-lab")
 # Interface names are capped at 15 characters: four hex digits fit `mp<id>v<249>` and `mpl<id>-<249>`.

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.errors import BadInputFile
 from orchestrator.lab.topology import MAX_COORD, NAME_RE
-from orchestrator.lab.yamldoc import DocumentError, parse_document
+from orchestrator.lab.yamldoc import DocumentError, parse_document, read_document
 
 MAX_STEPS = 1000
 MAX_AT_S = 24 * 3600.0
@@ -175,9 +175,4 @@ def _yaml_loc(loc: tuple) -> tuple:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read the scenario: {exc.strerror}") from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_document(path, "scenario", ScenarioError), str(path))

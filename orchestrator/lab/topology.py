@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from orchestrator.air import mobility
+from orchestrator.air.trace import read_movements
 from orchestrator.errors import BadInputFile
 from orchestrator.kernel import meshconf
-from orchestrator.air.trace import read_movements
-from orchestrator.lab.yamldoc import DocumentError, parse_document
+from orchestrator.lab.yamldoc import DocumentError, parse_document, read_document
 
 # Names become parts of netns, radio and file names: keep them short, plain and traversal-proof.
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
@@ -434,9 +434,4 @@ def parse_topology(text: str, source: str = "<topology>") -> Topology:
 
 
 def load_topology(path: str | Path) -> Topology:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise TopologyError(f"{path}: cannot read the topology: {exc.strerror}") from None
-    return parse_topology(text, str(path))
+    return parse_topology(read_document(path, "topology", TopologyError), str(path))

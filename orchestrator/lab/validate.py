@@ -10,10 +10,10 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator.lab import labdir
 from orchestrator.errors import UsageError
+from orchestrator.lab import labdir
 from orchestrator.lab.plan import Plan, make_plan
-from orchestrator.lab.scenario import RELAY, FaultStep, MoveStep, Scenario, TransferStep, load_scenario
+from orchestrator.lab.scenario import FaultStep, MoveStep, RELAY, Scenario, TransferStep, load_scenario
 from orchestrator.lab.topology import Topology, TopologyError, load_topology
 from orchestrator.lab.yamldoc import line_of, problem
 

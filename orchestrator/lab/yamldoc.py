@@ -8,6 +8,7 @@ validation error pointed at the line that holds it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import yaml
@@ -66,6 +67,15 @@ def _refuse_aliases(text: str, kind: str) -> None:
         if isinstance(token, (yaml.AliasToken, yaml.AnchorToken)):
             raise DocumentError(f"line {token.start_mark.line + 1}: YAML anchors and aliases are not "
                                 f"allowed in a {kind}; write the values out")
+
+
+def read_document(path: str | Path, kind: str, error: type[Exception]) -> str:
+    """The text of the `kind` file (topology, scenario) at `path`; `error` names the file and why
+    it cannot be read."""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {kind}: {exc.strerror}") from None
 
 
 def parse_document(text: str, source: str, model: type[M], *, kind: str, top_keys: str,

@@ -16,13 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator import labfiles
-from orchestrator.lab import labdir
 from orchestrator.air.airspace import MediumConfig, Radio, impairments_in_force, read_config, write_config
-from orchestrator.runtime.health import process_alive
-from orchestrator.medium.process import STATS_FILE, STATS_INTERVAL_S
-from orchestrator.lab.plan import Plan
 from orchestrator.air.propagation import Model
+from orchestrator.lab import labdir
+from orchestrator.lab.plan import Plan
+from orchestrator.medium.process import STATS_FILE, STATS_INTERVAL_S
 from orchestrator.runtime.base import NodeRef
+from orchestrator.runtime.health import process_alive
 from orchestrator.runtime.netns import NetnsRuntime
 
 START_TIMEOUT_S = 60.0

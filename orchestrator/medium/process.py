@@ -40,13 +40,12 @@ from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator import labfiles
-from orchestrator import atomic
+from orchestrator import atomic, labfiles
 from orchestrator.air import airtime
 from orchestrator.air.airspace import (Airspace, Link, MediumConfig, Movers, Outcome, config_path, mac_bytes,
                                    moving_positions, read_config)
-from orchestrator.air.capture import Capture, Captures
 from orchestrator.air.airtime import Channel
+from orchestrator.air.capture import Capture, Captures
 from orchestrator.air.shaping import Shaping
 
 log = logging.getLogger("orchestrator.medium.process")

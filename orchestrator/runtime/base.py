@@ -18,7 +18,18 @@ class NodeRef:
     netns: str  # the name under /run/netns
 
 
+@dataclass(frozen=True)
+class NodeService:
+    """A node's FastPay service to start: its NODE_JSON and the file its output goes to."""
+    node: NodeRef
+    config: Path
+    log: Path
+
+
 class Runtime(Protocol):
+    # What a node is to this runtime, as `down` names what is left of one: "netns", "container".
+    node_kind: str
+
     # Idempotent: afterwards the node's namespace is at netns_path(node) (`up` reconciles with it).
     def create(self, node: NodeRef) -> None: ...
 
@@ -34,3 +45,12 @@ class Runtime(Protocol):
     def list(self, lab: str) -> list[str]: ...
 
     def netns_path(self, node: NodeRef) -> str: ...
+
+    # The node services: `prepare_services` may start work ahead (the netns runtime's preloading
+    # launcher); `start_services` starts each node's FastPay service, name -> pid; `close` releases
+    # what was prepared and not used.
+    def prepare_services(self) -> None: ...
+
+    def start_services(self, services: list[NodeService]) -> dict[str, int]: ...
+
+    def close(self) -> None: ...

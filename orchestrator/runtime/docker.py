@@ -20,13 +20,15 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from docker.errors import NotFound
 
-from orchestrator.runtime import engine
-from orchestrator.runtime.base import NodeRef
+from orchestrator import labfiles
+from orchestrator.kernel.netns import NETNS_DIR, pids_in_netns
 from orchestrator.lab.plan import netns_prefix
-from orchestrator.runtime.netns import NETNS_DIR, pids_in_netns
+from orchestrator.runtime import engine
+from orchestrator.runtime.base import NodeRef, NodeService
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ def container_name(node: NodeRef) -> str:
 
 @dataclass
 class DockerRuntime:
+    node_kind: ClassVar[str] = "container"
     lab: str
     image: str = engine.NODE_IMAGE
     # Each container sees its node's directory (config, database, log) at the same path.
@@ -72,7 +75,7 @@ class DockerRuntime:
         engine.ensure_image(self.client, self.image)
         volumes = {}
         if self.lab_dir is not None:
-            node_dir = Path(self.lab_dir).resolve() / "nodes" / node.name
+            node_dir = Path(self.lab_dir).resolve() / labfiles.NODES_DIR / node.name
             node_dir.mkdir(parents=True, exist_ok=True)
             volumes[str(node_dir)] = {"bind": str(node_dir), "mode": "rw"}
         security = ["apparmor=unconfined"] if engine.needs_unconfined(self.client) else []
@@ -100,6 +103,17 @@ class DockerRuntime:
         os.symlink(target, tmp)
         os.replace(tmp, path)  # never a moment without the name for a concurrent reader
         log.info("netns linked", extra={"netns": node.netns, "pid": pid})
+
+    def prepare_services(self) -> None:
+        """Nothing to do ahead: the image holds the node code, each service is a `docker exec`."""
+
+    def start_services(self, services: list[NodeService]) -> dict[str, int]:
+        """`docker exec` each node's FastPay service in its container; name -> pid."""
+        return {s.node.name: self.start(s.node, ["meshpay-node", "--config", str(s.config)], s.log)
+                for s in services}
+
+    def close(self) -> None:
+        """Nothing prepared to release."""
 
     def start(
         self, node: NodeRef, argv: list[str], log_path: Path, env: dict[str, str] | None = None

@@ -38,7 +38,8 @@ def preload() -> None:
     import meshpay.mdns  # noqa: F401  (zeroconf, for labs with `discovery: mdns`)
     import meshpay.metrics  # noqa: F401
     import meshpay.server  # noqa: F401
-    import meshpay.service  # noqa: F401
+    import meshpay.authority_service  # noqa: F401
+    import meshpay.client_service  # noqa: F401
     import meshpay.store  # noqa: F401
     import meshpay.transport  # noqa: F401
 
@@ -62,7 +63,7 @@ def warm_api() -> int:
     from meshpay.config import parse_config
     from meshpay.crypto import KeyPair
     from meshpay.metrics import Metrics
-    from meshpay.service import AuthorityService
+    from meshpay.authority_service import AuthorityService
     from meshpay.store import Store
 
     seed = bytes(32)

@@ -17,17 +17,47 @@ from pathlib import Path
 from pyroute2 import netns as pyroute2_netns
 
 from orchestrator.kernel.netlink import create_netns
+from orchestrator.kernel.netns import NETNS_DIR, pids_in_netns
 from orchestrator.lab.plan import netns_prefix
-from orchestrator.runtime.base import NodeRef
+from orchestrator.runtime.base import NodeRef, NodeService
+from orchestrator.runtime.launcher import Launcher, spawn_nodes
 
 log = logging.getLogger(__name__)
 
-NETNS_DIR = "/run/netns"
-
 
 class NetnsRuntime:
+    node_kind = "netns"
+
     def __init__(self, stop_timeout: float = 5.0) -> None:
         self.stop_timeout = stop_timeout
+        self._launcher: Launcher | None = None
+
+    def prepare_services(self) -> None:
+        """Start the preloading launcher now: its imports (about a minute under TCG) overlap
+        whatever the caller does before start_services."""
+        if self._launcher is None:
+            self._launcher = Launcher()
+
+    def start_services(self, services: list[NodeService]) -> dict[str, int]:
+        """Fork every node's FastPay service from one interpreter that imported the node code
+        once (runtime/launcher.py), each in its node's netns; name -> pid."""
+        if not services:
+            return {}
+        batch = [{"name": s.node.name, "netns_path": self.netns_path(s.node), "config": str(s.config),
+                  "log": str(s.log)} for s in services]
+        launcher, self._launcher = self._launcher, None
+        if launcher is None:
+            return spawn_nodes(batch)
+        try:
+            return launcher.spawn(batch)
+        finally:
+            launcher.close()
+
+    def close(self) -> None:
+        """Stop a launcher that was prepared but never given its nodes (the caller failed first)."""
+        if self._launcher is not None:
+            self._launcher.close()
+            self._launcher = None
 
     def netns_path(self, node: NodeRef) -> str:
         return f"{NETNS_DIR}/{node.netns}"
@@ -89,25 +119,6 @@ class NetnsRuntime:
         except FileNotFoundError:
             return []
         return sorted(n for n in names if n.startswith(prefix))
-
-
-def pids_in_netns(netns_path: str) -> list[int]:
-    """Every live process whose network namespace is the one bound at netns_path."""
-    try:
-        target = os.stat(netns_path)
-    except FileNotFoundError:
-        return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            ns = os.stat(f"/proc/{entry}/ns/net")
-        except OSError:  # gone, a kernel thread, or a zombie
-            continue
-        if (ns.st_ino, ns.st_dev) == (target.st_ino, target.st_dev):
-            found.append(int(entry))
-    return sorted(found)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -19,12 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.lab import labdir
-
 from orchestrator.kernel import mesh
-from orchestrator.runtime.health import process_alive
+from orchestrator.lab import labdir
 from orchestrator.lab.plan import MESH_IFNAME, NodePlan, Plan
 from orchestrator.runtime.base import NodeRef
+from orchestrator.runtime.health import process_alive
 
 log = logging.getLogger(__name__)
 

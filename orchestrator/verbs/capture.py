@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator.medium import control as medium_control
 from orchestrator.air.airspace import read_config
 from orchestrator.air.capture import CaptureRequest, read_request, request_path, write_request
+from orchestrator.medium import control as medium_control
 
 APPLY_TIMEOUT_S = 10.0
 MAX_DURATION_S = 24 * 3600.0

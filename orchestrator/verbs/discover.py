@@ -7,9 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator.lab import labdir
-
 from orchestrator.kernel import mesh
+from orchestrator.lab import labdir
 from orchestrator.lab.plan import MESH_IFNAME
 
 

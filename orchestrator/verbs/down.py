@@ -15,18 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator import labfiles
-from orchestrator.lab import labdir
-
-from orchestrator.kernel import mgmt
-
-from orchestrator.kernel import radio
-
-from orchestrator.lab import registry
-
-from orchestrator.runtime import sae
-from orchestrator.medium.control import delete_netns as delete_medium_netns
+from orchestrator.kernel import mgmt, radio
+from orchestrator.lab import labdir, registry
 from orchestrator.lab.plan import medium_netns, netns_prefix, radio_prefix
-from orchestrator.runtime import runtime_for
+from orchestrator.medium.control import delete_netns as delete_medium_netns
+from orchestrator.runtime import runtime_for, sae
 from orchestrator.runtime.base import NodeRef
 
 STATE_FILES = (labfiles.STATE, labfiles.LAB, labfiles.TOKEN, labfiles.PROGRESS, labfiles.MEDIUM_CONFIG,
@@ -84,9 +77,8 @@ def remove_state_files(lab_dir: Path) -> None:
 def leftover(lab_name: str, runtime: str = "netns", lab_id: str | None = None) -> list[str]:
     """What of this lab still exists on the kernel: empty after a clean `down`."""
     rt = runtime_for(runtime, lab_name)
-    what = "container" if runtime == "docker" else "netns"
     radios = radio.list_radios(radio_prefix(lab_id)) if lab_id else []
-    return ([f"{what} {n}" for n in rt.list(lab_name)]
+    return ([f"{rt.node_kind} {n}" for n in rt.list(lab_name)]
             + [f"radio {r.name}" for r in radios]
             + [f"link {link}" for link in mgmt.owned_links(lab_name)])
 

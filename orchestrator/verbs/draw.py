@@ -2,8 +2,8 @@
 
 Positions come from the medium (medium.json where `move` put the nodes, its last report for nodes
 that move by a mobility model), else from lab.json;
-links from every node's established peers; routes by following next hops, node by node, from the
-sender to each authority. The sender is --from, else the sender of the last transfer of the last
+links from every node's established peers; routes by following next hops from the sender to each
+authority; both from one `mesh_tables` call. The sender is --from, else the sender of the last transfer of the last
 scenario run. Everything but the files is asked through the verbs, so a VM lab answers too.
 `draw --live` (orchestrator/liveview.py) redraws the same picture every second from these parts.
 """
@@ -13,14 +13,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator.lab import labdir
-
-from orchestrator.medium import control as medium_control
-
-from orchestrator.report import meshmap
 from orchestrator.air.airspace import impairments_in_force, read_config
-from orchestrator.vm.dispatch import call
+from orchestrator.lab import labdir
+from orchestrator.medium import control as medium_control
+from orchestrator.report import meshmap
 from orchestrator.verbs.run import Dispatch, latest
+from orchestrator.vm.dispatch import call
 
 
 def run(lab_dir: Path, out: str | None = None, sender: str | None = None, dispatch: Dispatch = call) -> dict:
@@ -42,13 +40,14 @@ def snapshot(lab_dir: Path, sender: str | None, dispatch: Dispatch) -> meshmap.M
         labdir.lab_node(lab_dir, sender)  # an unknown --from is refused before anything is drawn
     info = labdir.read_lab_json(lab_dir)
     nodes = placed_nodes(lab_dir, info)
-    links, notes = peer_links(lab_dir, info, dispatch)
+    tables = dispatch(lab_dir, "mesh_tables")  # one round trip, wherever the lab lives
+    links, notes = peer_links(info, tables)
     impaired = impaired_links(lab_dir)
     notes += [f"impaired: {text}" for text in impaired.values()]
     sender = sender or last_sender(lab_dir)
     routes: tuple[tuple[str, ...], ...] = ()
     if sender is not None:
-        routes = routes_from(lab_dir, info, sender, dispatch, notes)
+        routes = routes_from(info, sender, tables, notes)
     return meshmap.MeshMap(info["lab"], nodes, links, routes, tuple(notes), impaired=impaired)
 
 
@@ -81,46 +80,31 @@ def placed_nodes(lab_dir: Path, info: dict) -> tuple[meshmap.Node, ...]:
                  for name, n in sorted(info["nodes"].items()))
 
 
-def peer_links(lab_dir: Path, info: dict, dispatch: Dispatch) -> tuple[frozenset[frozenset[str]], list[str]]:
-    """The established peer links every node reports, and a note per node that could not answer."""
-    notes: list[str] = []
-    links: set[frozenset[str]] = set()
-    for name in sorted(info["nodes"]):
-        try:
-            peers = dispatch(lab_dir, "peers", node=name)["peers"]
-        except Exception as exc:  # a node that cannot answer is drawn without its links, and said so
-            notes.append(f"peers of {name}: {exc}")
-            continue
-        links |= {frozenset((name, p["peer"])) for p in peers
-                  if p["plink_state"] == "ESTAB" and p["peer"] in info["nodes"]}
+def peer_links(info: dict, tables: dict) -> tuple[frozenset[frozenset[str]], list[str]]:
+    """The established peer links every node reports (verbs/mesh_tables.py), and a note per node
+    that could not answer."""
+    notes = [f"peers of {name}: {why['peers']}" for name, why in sorted(tables["errors"].items()) if "peers" in why]
+    links = {frozenset((name, peer)) for name, peers in tables["peers"].items() for peer in peers}
     return frozenset(links), notes
 
 
-def routes_from(lab_dir: Path, info: dict, sender: str, dispatch: Dispatch,
-                notes: list[str]) -> tuple[tuple[str, ...], ...]:
+def routes_from(info: dict, sender: str, tables: dict, notes: list[str]) -> tuple[tuple[str, ...], ...]:
     """The hop chains from `sender` to every authority, as HWMP knows them now."""
     authorities = sorted(name for name, n in info["nodes"].items() if n["role"] == "authority")
-    tables: dict[str, dict[str, str]] = {}  # each node's paths asked once for all the routes
-    routes = tuple(trace(lab_dir, sender, a, dispatch, notes, tables) for a in authorities)
+    routes = tuple(trace(sender, a, tables, notes) for a in authorities)
     notes.append(f"routes from {sender} to the authorities, as HWMP knows them now")
     return routes
 
 
-def trace(lab_dir: Path, src: str, dst: str, dispatch: Dispatch, notes: list[str],
-          tables: dict[str, dict[str, str]] | None = None) -> tuple[str, ...]:
+def trace(src: str, dst: str, tables: dict, notes: list[str]) -> tuple[str, ...]:
     """The hops from src to dst, following each node's next hop; stops where a node knows none."""
-    tables = {} if tables is None else tables
     chain = [src]
     while chain[-1] != dst:
         here = chain[-1]
-        if here not in tables:
-            try:
-                rows = dispatch(lab_dir, "paths", node=here)["paths"]
-            except Exception as exc:
-                notes.append(f"paths of {here}: {exc}")
-                rows = []
-            tables[here] = {r["destination_node"]: r["next_hop_node"] for r in rows}
-        nxt = tables[here].get(dst)
+        why = tables["errors"].get(here, {}).get("paths")
+        if why is not None and f"paths of {here}: {why}" not in notes:  # said once, on the first route here
+            notes.append(f"paths of {here}: {why}")
+        nxt = tables["next_hops"].get(here, {}).get(dst)
         if nxt is None or nxt == "?" or nxt in chain:  # no path, or a loop while HWMP settles
             notes.append(f"route {src} → {dst} known only as far as {here}")
             break

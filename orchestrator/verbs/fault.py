@@ -15,13 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator import labfiles
-from orchestrator.lab import labdir
-
+from orchestrator.lab import labdir, nodeconfig
 from orchestrator.medium import control as medium_control
-from orchestrator.runtime.health import process_alive, wait_healthy
-from orchestrator.runtime.launcher import spawn_nodes
 from orchestrator.runtime import runtime_for
-from orchestrator.runtime.base import NodeRef
+from orchestrator.runtime.base import NodeRef, NodeService
+from orchestrator.runtime.health import process_alive, wait_healthy
 
 ACTIONS = ("kill", "restart", "isolate", "heal")
 STOP_TIMEOUT_S = 10.0
@@ -71,17 +69,12 @@ def _restart(lab_dir: Path, state: dict, node: str, info: dict) -> dict:
     pids = state.setdefault("pids", {})
     if process_alive(pids.get(node)):
         return {"node": node, "action": "restart", "pid": pids[node], "already_running": True}
-    runtime = state.get("runtime", "netns")
-    rt = runtime_for(runtime, state["lab"], lab_dir)
+    rt = runtime_for(state.get("runtime", "netns"), state["lab"], lab_dir)
     ref = NodeRef(lab=state["lab"], name=node, netns=info["netns"])
     node_dir = labdir.node_dir(lab_dir, node)
-    config, log = str(node_dir / labfiles.NODE_CONFIG), node_dir / labfiles.NODE_LOG
+    log = node_dir / labfiles.NODE_LOG
     t0 = time.monotonic()
-    if runtime == "netns":  # as `up` does: the preloading launcher forks it into the netns
-        pids.update(spawn_nodes([{"name": node, "netns_path": rt.netns_path(ref), "config": config,
-                                  "log": str(log)}]))
-    else:
-        pids[node] = rt.start(ref, ["meshpay-node", "--config", config], log)
+    pids.update(rt.start_services([NodeService(ref, nodeconfig.config_path(lab_dir, node), log)]))  # as `up` does
     labdir.write_state(lab_dir, state)
     wait_healthy({node: info["api_url"]}, SERVING_TIMEOUT_S, pids=pids, logs={node: log})
     return {"node": node, "action": "restart", "pid": pids[node], "already_running": False,

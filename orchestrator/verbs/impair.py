@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.medium import control as medium_control
 from orchestrator.air.airspace import Impairment, MediumConfig, impairments_in_force
+from orchestrator.medium import control as medium_control
 
 DIRECTIONS = ("both", "a_to_b", "b_to_a")
 LIMITS = {"loss_pct": 100.0, "delay_ms": 10_000.0, "jitter_ms": 10_000.0, "rate_mbps": 1_000.0}

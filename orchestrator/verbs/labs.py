@@ -13,9 +13,7 @@ import json
 from pathlib import Path
 
 from orchestrator import labfiles
-from orchestrator.lab import labdir
-
-from orchestrator.lab import registry
+from orchestrator.lab import labdir, registry
 
 
 def run(root: Path | None = None, probe: bool = False) -> dict:

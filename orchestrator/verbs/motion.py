@@ -13,13 +13,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.lab import labdir
-
-from orchestrator.medium import control as medium_control
-
 from orchestrator.air import mobility
 from orchestrator.air.airspace import MediumConfig
+from orchestrator.lab import labdir
 from orchestrator.lab.topology import MAX_SPEED, load_topology
+from orchestrator.medium import control as medium_control
 
 MODELS = ("random_waypoint", "random_walk", "random_direction", "gauss_markov")
 

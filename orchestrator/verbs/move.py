@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.medium import control as medium_control
 from orchestrator.air.airspace import Airspace, MediumConfig, mac_bytes
 from orchestrator.lab.topology import MAX_COORD
+from orchestrator.medium import control as medium_control
 
 
 def run(lab_dir: Path, node: str, x: float, y: float) -> dict:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from orchestrator.lab import labdir
-
 from orchestrator.kernel import mesh
+from orchestrator.lab import labdir
 from orchestrator.lab.plan import MESH_IFNAME
 
 

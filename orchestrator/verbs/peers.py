@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from orchestrator.lab import labdir
-
-from orchestrator.kernel import mesh
 from orchestrator.air.airspace import impairments_in_force, read_config
+from orchestrator.kernel import mesh
+from orchestrator.lab import labdir
 from orchestrator.lab.plan import MESH_IFNAME
 
 

@@ -14,10 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from orchestrator.lab import labdir
-
+from orchestrator.lab.scenario import FaultStep, RELAY, Scenario, Step, TransferStep, load_scenario
 from orchestrator.report import meshmetrics
 from orchestrator.vm.dispatch import call
-from orchestrator.lab.scenario import RELAY, FaultStep, Scenario, Step, TransferStep, load_scenario
 
 RUNS_DIR = "runs"
 RETRY_PAUSE_S = 1.0

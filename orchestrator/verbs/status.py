@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.lab import labdir
-
-from orchestrator.medium import control as medium_control
-
 from orchestrator.kernel import mesh
-from orchestrator.runtime.health import is_healthy, process_alive
+from orchestrator.lab import labdir
 from orchestrator.lab.plan import MESH_IFNAME
+from orchestrator.medium import control as medium_control
+from orchestrator.runtime.health import is_healthy, process_alive
 
 
 def run(lab_dir: Path) -> dict:

@@ -13,14 +13,10 @@ from pathlib import Path
 import httpx
 from pyroute2.netlink.exceptions import NetlinkError
 
-from orchestrator.lab import labdir
-
 from orchestrator.kernel import mesh
-
-from orchestrator.report import meshmetrics
-
-from orchestrator.report import transferlog
+from orchestrator.lab import labdir
 from orchestrator.lab.plan import MESH_IFNAME
+from orchestrator.report import meshmetrics, transferlog
 
 
 # A node drives an order for up to its transfer_deadline_s (25 s), after finishing an earlier

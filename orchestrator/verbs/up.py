@@ -16,30 +16,16 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from orchestrator import labfiles
-from orchestrator.lab import keys
-
-from orchestrator.lab import labdir
-
-from orchestrator.medium import control as medium_control
-
-from orchestrator.kernel import mesh
-
-from orchestrator.kernel import mgmt
-
-from orchestrator.kernel import radio
-
-from orchestrator.lab import registry
-
-from orchestrator.runtime import sae
 from orchestrator.air.airspace import read_config
-from orchestrator.runtime.health import process_alive, wait_healthy
-from orchestrator.runtime.launcher import Launcher
+from orchestrator.kernel import mesh, mgmt, radio
 from orchestrator.kernel.netlink import iproute
-from orchestrator.lab.nodeconfig import node_configs
+from orchestrator.lab import keys, labdir, nodeconfig, registry
 from orchestrator.lab.plan import MESH_IFNAME, MGMT_IFNAME, NodePlan, Plan, make_plan, radio_prefix
-from orchestrator.runtime import runtime_for
-from orchestrator.runtime.base import NodeRef, Runtime
 from orchestrator.lab.topology import load_topology
+from orchestrator.medium import control as medium_control
+from orchestrator.runtime import runtime_for, sae
+from orchestrator.runtime.base import NodeRef, NodeService, Runtime
+from orchestrator.runtime.health import process_alive, wait_healthy
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +72,17 @@ def run(lab_dir: Path, topology: str, on_step: Callable[[str], None] | None = No
     # the registry still counts and `down` removes.
     labdir.write_state(lab_dir, state)
     rt = runtime_for(plan.runtime, plan.lab, lab_dir)
-    # Its imports overlap the mesh set-up below; closed unused if `up` fails or nothing needs starting.
-    launcher = Launcher() if plan.runtime == "netns" else None
+    # Work the services need ahead (the netns runtime's imports) overlaps the mesh set-up below;
+    # released unused if `up` fails or nothing needs starting.
+    rt.prepare_services()
     try:
-        return _build(lab_dir, plan, state, rt, launcher, step, t0)
+        return _build(lab_dir, plan, state, rt, step, t0)
     finally:
-        if launcher is not None:
-            launcher.close()
+        rt.close()
 
 
-def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launcher | None,
-           step: Callable[[str], None], t0: float) -> dict:
+def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, step: Callable[[str], None],
+           t0: float) -> dict:
     timings: dict[str, float] = {}
     refs = {n.name: NodeRef(lab=plan.lab, name=n.name, netns=n.netns) for n in plan.nodes}
 
@@ -165,18 +151,12 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, launcher: Launch
     timings["peering_s"] = round(time.monotonic() - t0, 2)
 
     step("starting FastPay node services")
-    configs = _write_node_configs(lab_dir, plan, state)
+    configs = nodeconfig.write_node_configs(lab_dir, plan, state["seeds"], state["token"])
     pids = state.setdefault("pids", {})
-    batch = [
-        {"name": node.name, "netns_path": rt.netns_path(refs[node.name]),
-         "config": str(configs[node.name]), "log": str(labdir.node_dir(lab_dir, node.name) / labfiles.NODE_LOG)}
+    pids.update(rt.start_services([
+        NodeService(refs[node.name], configs[node.name], labdir.node_dir(lab_dir, node.name) / labfiles.NODE_LOG)
         for node in plan.nodes if not process_alive(pids.get(node.name))
-    ]
-    if batch and launcher is not None:
-        pids.update(launcher.spawn(batch))  # one preloaded interpreter forks every node
-    for item in batch if plan.runtime != "netns" else []:
-        pids[item["name"]] = rt.start(refs[item["name"]], ["meshpay-node", "--config", item["config"]],
-                                      Path(item["log"]))
+    ]))
     labdir.write_state(lab_dir, state)
 
     step("waiting for every node to serve")
@@ -343,17 +323,6 @@ def _has_interface(netns: str, ifname: str) -> bool:
         return bool(ipr.link_lookup(ifname=ifname))
 
 
-def _write_node_configs(lab_dir: Path, plan: Plan, state: dict) -> dict[str, Path]:
-    seeds = state["seeds"]
-    pubkeys = {name: keys.public_key(seed) for name, seed in seeds.items()}
-    db_paths = {n.name: str(labdir.node_dir(lab_dir, n.name) / labfiles.NODE_DB) for n in plan.nodes}
-    paths = {}
-    for name, cfg in node_configs(plan, seeds, pubkeys, state["token"], db_paths).items():
-        paths[name] = labdir.node_dir(lab_dir, name) / labfiles.NODE_CONFIG
-        labdir.write_secret_json(paths[name], cfg)
-    return paths
-
-
 def lab_info(plan: Plan, state: dict) -> dict:
     return {
         "lab": plan.lab,
@@ -375,6 +344,7 @@ def lab_info(plan: Plan, state: dict) -> dict:
                 "mac": n.mac,
                 "netns": n.netns,
                 "position": list(n.position),
+                "range": n.range,  # metres: `draw` circles it on a lab without a medium
                 "api_url": n.api_url,
                 "rest_url": n.api_url,
             }

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator import labfiles
+from orchestrator import errors, labfiles
 from orchestrator.lab import labdir
 from orchestrator.vm import machine
 
@@ -46,8 +46,11 @@ HOP_BY_HOP = frozenset(
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def _error(status: int, message: str, kind: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message}
+def _error(status: int, message: str, kind: str | None = None,
+           exit_code: int = errors.FAILED) -> JSONResponse:
+    """The JSON of a failed verb: its message, the exception's type, and the exit status the CLI
+    gives it (errors.py), so the host exits as it would running the verb itself."""
+    body: dict[str, Any] = {"error": message, "exit_code": exit_code}
     if kind:
         body["type"] = kind
     return JSONResponse(body, status_code=status)
@@ -68,20 +71,24 @@ def run_verb(lab_dir: Path, verb: str, args: dict[str, Any]) -> JSONResponse:
     """Run `orchestrator.verbs.<verb>.run(lab_dir, **args)` and map its outcome to HTTP."""
     run = _load_verb(verb) if VERB_NAME.match(verb) else None
     if run is None:
-        return _error(404, f"unknown verb {verb!r}: no orchestrator/verbs/{verb}.py with run()")
+        return _error(404, f"unknown verb {verb!r}: no orchestrator/verbs/{verb}.py with run()",
+                      exit_code=errors.USAGE)
     try:
         inspect.signature(run).bind(lab_dir, **args)
     except TypeError as exc:
-        return _error(400, f"bad arguments for verb {verb!r}: {exc}", "TypeError")
+        return _error(400, f"bad arguments for verb {verb!r}: {exc}", "TypeError", errors.USAGE)
     log.info("verb start name=%s args=%s", verb, sorted(args))
     try:
         result = run(lab_dir, **args)
+    except errors.MeshpayError as exc:  # says what to do next already, with its own exit status
+        log.info("verb failed name=%s error=%r", verb, exc)
+        return _error(400 if exc.exit_code == errors.USAGE else 500, str(exc), type(exc).__name__, exc.exit_code)
     except CALLER_ERRORS as exc:
         log.info("verb failed name=%s error=%r", verb, exc)
-        return _error(400, str(exc), type(exc).__name__)
+        return _error(400, str(exc), type(exc).__name__, errors.describe(exc)[1])
     except Exception as exc:  # the agent must outlive a broken verb and report it
         log.exception("verb crashed name=%s", verb)
-        return _error(500, f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        return _error(500, f"{type(exc).__name__}: {exc}", type(exc).__name__, errors.describe(exc)[1])
     log.info("verb done name=%s", verb)
     return JSONResponse(json.loads(json.dumps(result, default=str)))
 

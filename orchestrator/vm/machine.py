@@ -25,8 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator import labfiles
-from orchestrator import atomic
+from orchestrator import atomic, labfiles
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.runtime import engine
 from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import load_topology
+from orchestrator.runtime import engine
 
 pytestmark = pytest.mark.e2e
 

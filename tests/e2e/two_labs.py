@@ -20,9 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.kernel import mgmt  # noqa: E402
-
-from orchestrator.kernel import radio  # noqa: E402
+from orchestrator.kernel import mgmt, radio  # noqa: E402
 
 MARKER = "TWO_LABS_JSON "
 TOPOLOGY = """name: {name}

@@ -157,8 +157,12 @@ def test_missed_confirmation_is_caught_up_by_sync(net):
     before = balance(net, "client3")
     net.kill("client3")
     transfer(net, "client1", "client3", 7)  # the recipient is down: it misses the notification
+    # The sender keeps retrying the notification in the background for a while (and its
+    # connection attempts would reach client3 once restarted): stop it, so the miss is real.
+    net.kill("client1")
+    net.start("client1")
     net.start("client3")
-    net.wait_ready(["client3"])
+    net.wait_ready(["client1", "client3"])
     assert balance(net, "client3") == before
     status, body = net.request("client3", "POST", "/sync")
     assert status == 200, body

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from orchestrator import errors
 from orchestrator.vm import agent
 
 
@@ -52,11 +53,15 @@ def test_verb_without_body_gets_no_kwargs(monkeypatch, lab_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("exc", "status"),
-    [(ValueError("topology has no nodes"), 400), (FileNotFoundError("no state.json"), 400),
-     (RuntimeError("netlink said no"), 500)],
+    ("exc", "status", "code"),
+    [(ValueError("topology has no nodes"), 400, errors.FAILED), (FileNotFoundError("no state.json"), 400, errors.FAILED),
+     (RuntimeError("netlink said no"), 500, errors.FAILED),
+     (errors.UsageError("no node 'x': see `meshpay-lab status`"), 400, errors.USAGE),
+     (errors.MeshpayError("no quorum: see `meshpay-lab status`"), 500, errors.FAILED)],
 )  # fmt: skip
-def test_verb_errors_become_json_with_the_message(monkeypatch, lab_dir, exc, status) -> None:
+def test_verb_errors_become_json_with_the_message_and_exit_status(monkeypatch, lab_dir, exc, status, code) -> None:
+    # the exit status is the one the CLI gives the error here (errors.describe), so a VM lab's
+    # failure exits as a host lab's does
     def run(lab_dir: Path) -> dict:
         raise exc
 
@@ -66,6 +71,7 @@ def test_verb_errors_become_json_with_the_message(monkeypatch, lab_dir, exc, sta
     assert response.status_code == status
     assert str(exc) in response.json()["error"]
     assert response.json()["type"] == type(exc).__name__
+    assert response.json()["exit_code"] == code
 
 
 def test_verb_with_wrong_kwargs_is_400(monkeypatch, lab_dir: Path) -> None:
@@ -207,8 +213,3 @@ def test_forward_nic_absent_is_logged_not_fatal(monkeypatch) -> None:
     monkeypatch.setattr(agent, "_virtio_nics", lambda: [])
     assert agent.bring_up_forward_nic() is None
 
-
-def test_agent_guest_addr_matches_the_forward_target() -> None:
-    from orchestrator.vm import machine
-
-    assert agent.GUEST_ADDR == f"{machine.GUEST_ADDR}/{machine.GUEST_PREFIX}"

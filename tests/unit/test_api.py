@@ -4,7 +4,8 @@ from fastapi.testclient import TestClient
 from meshpay.api import MAX_BODY, create_app
 from meshpay.config import parse_config
 from meshpay.metrics import Metrics
-from meshpay.service import AuthorityService, ClientService
+from meshpay.authority_service import AuthorityService
+from meshpay.client_service import ClientService
 from meshpay.store import Store
 from meshpay.transport import PeerPool
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.medium import control as medium_control
 from orchestrator.air.airspace import read_config, write_config
 from orchestrator.air.mobility import GaussMarkov, RandomDirection, Trajectory
 from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import load_topology
+from orchestrator.medium import control as medium_control
 from orchestrator.verbs import motion
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator import cli
-
-from orchestrator import logfmt
+from orchestrator import cli, logfmt
 
 REPO = Path(__file__).parents[2]
 

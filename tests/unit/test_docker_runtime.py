@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from docker.errors import ImageNotFound, NotFound
 
-from orchestrator.runtime import engine
-from orchestrator.runtime import docker as docker_rt
-from orchestrator.runtime.base import NodeRef
-from orchestrator.runtime.docker import LABEL_LAB, LABEL_NODE, DockerRuntime, container_name
+from orchestrator.runtime import docker as docker_rt, engine
+from orchestrator.runtime.base import NodeRef, NodeService
+from orchestrator.runtime.docker import DockerRuntime, LABEL_LAB, LABEL_NODE, container_name
 
 
 class FakeContainer:
@@ -256,3 +255,15 @@ def test_stop_ends_the_service_but_not_the_containers_own_processes(
     rt.stop_timeout = 0
     rt.stop(ref())
     assert sorted(set(killed)) == [900, 901]
+
+
+def test_node_services_are_docker_execed_meshpay_nodes(tmp_path, monkeypatch) -> None:
+    rt = DockerRuntime("demo", lab_dir=tmp_path / "lab", _client=object())
+    started = []
+    monkeypatch.setattr(rt, "start", lambda node, argv, log: started.append((node.name, argv, log)) or 40 + len(started))
+    ref = NodeRef("demo", "auth1", "mpl-demo-auth1")
+    rt.prepare_services()
+    assert rt.start_services([NodeService(ref, tmp_path / "node.json", tmp_path / "node.log")]) == {"auth1": 41}
+    assert started == [("auth1", ["meshpay-node", "--config", str(tmp_path / "node.json")], tmp_path / "node.log")]
+    rt.close()
+    assert rt.node_kind == "container"

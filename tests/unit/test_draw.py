@@ -9,7 +9,7 @@ import re
 import pytest
 
 from orchestrator.report import meshmap
-from orchestrator.verbs import draw
+from orchestrator.verbs import draw, mesh_tables
 
 POSITIONS = {"client1": (0, 0), "relay1": (70, 70), "relay2": (70, -70), "auth1": (140, 0),
              "auth2": (165, 20), "client2": (190, 0)}
@@ -29,9 +29,13 @@ def diamond(tmp_path):
 
 
 def fake_dispatch(calls=None, broken=()):
-    def dispatch(lab_dir, verb, node):
+    """`dispatch` answering `mesh_tables` as the verb does, over fake per-node peers and paths."""
+    def dispatch(lab_dir, verb):
         if calls is not None:
-            calls.append((verb, node))
+            calls.append(verb)
+        return mesh_tables.run(lab_dir, ask=ask)
+
+    def ask(lab_dir, verb, node):
         if node in broken:
             raise RuntimeError(f"{node} is gone")
         if verb == "peers":
@@ -48,7 +52,7 @@ def test_snapshot_from_lab_json_peers_and_paths(diamond):
     assert m.node("relay1").position == (70, 70) and not m.node("relay1").isolated
     assert m.links == {frozenset(link) for link in LINKS}  # not the stranger, not the HOLDING link
     assert m.routes == (("client1", "relay2", "auth1"), ("client1", "relay2", "auth1", "auth2"))
-    assert sorted(n for v, n in calls if v == "paths") == ["auth1", "client1", "relay2"]  # each table once
+    assert calls == ["mesh_tables"]  # one call where the lab lives, not one per node and hop
 
 
 def test_positions_and_isolation_come_from_the_medium(diamond):
@@ -129,3 +133,18 @@ def test_topology_is_the_same_command_as_draw():
     assert topology.exit_code == 0 and "--from" in topology.output and "--out" in topology.output
     options = [line for line in topology.output.splitlines() if line.strip().startswith("│ --")]
     assert options and options == [line for line in drawn.output.splitlines() if line.strip().startswith("│ --")]
+
+
+def test_up_records_each_nodes_range_where_draw_reads_it_without_a_medium():
+    # The fixture above gives lab.json a `range`: `up` writes it (lab_info), from the plan.
+    from pathlib import Path
+
+    from orchestrator.lab import keys
+    from orchestrator.lab.plan import make_plan
+    from orchestrator.lab.topology import load_topology
+    from orchestrator.verbs.up import lab_info
+
+    plan = make_plan(load_topology(Path(__file__).parents[2] / "topologies" / "line3.yaml"))
+    info = lab_info(plan, {"seeds": {n.name: keys.new_seed() for n in plan.nodes}})
+    assert {name: n["range"] for name, n in info["nodes"].items()} == {n.name: n.range for n in plan.nodes}
+    assert all(n.range > 0 for n in plan.nodes)

@@ -24,7 +24,8 @@ from meshpay import wire
 from meshpay.api import create_app
 from meshpay.messages import AccountInfoRequest, ConfirmationOrder, ErrorReply, sign_vote
 from meshpay.metrics import Metrics
-from meshpay.service import AuthorityService, ClientService
+from meshpay.authority_service import AuthorityService
+from meshpay.client_service import ClientService
 from meshpay.store import Store
 from meshpay.transport import PeerPool, WireServer
 

@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from orchestrator import liveview
-
-from orchestrator.report import transferlog
 from orchestrator.air.airspace import MediumConfig, Radio, write_config
-from orchestrator.medium.process import STATS_FILE
 from orchestrator.air.mobility import Area, Motion, RandomWalk
 from orchestrator.air.propagation import Model
+from orchestrator.medium.process import STATS_FILE
+from orchestrator.report import transferlog
+from orchestrator.verbs import mesh_tables
 
 POSITIONS = {"client1": (0.0, 0.0), "relay1": (70.0, 70.0), "auth1": (140.0, 0.0), "client2": (190.0, 0.0)}
 LINKS = [("client1", "relay1"), ("relay1", "auth1"), ("auth1", "client2")]
@@ -25,7 +25,12 @@ NEXT = {"client1": {"auth1": "relay1"}, "relay1": {"auth1": "auth1"}}
 WALK = Motion(RandomWalk(Area((-50.0, -50.0), (50.0, 50.0)), (1.0, 2.0), 5.0), seed=1, start=(0.0, 0.0))
 
 
-def dispatch(lab_dir, verb, node):
+def dispatch(lab_dir, verb):
+    assert verb == "mesh_tables"
+    return mesh_tables.run(lab_dir, ask=ask)
+
+
+def ask(lab_dir, verb, node):
     if verb == "peers":
         return {"peers": [{"peer": b if a == node else a, "plink_state": "ESTAB"} for a, b in LINKS if node in (a, b)]}
     return {"paths": [{"destination_node": d, "next_hop_node": n} for d, n in NEXT.get(node, {}).items()]}

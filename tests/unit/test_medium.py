@@ -1,8 +1,8 @@
 import struct
 
-from orchestrator.medium import process as medium_process
 from orchestrator.air.airspace import Airspace, MediumConfig, Radio, mac_bytes
 from orchestrator.air.propagation import Model
+from orchestrator.medium import process as medium_process
 
 MACS = [f"02:00:00:00:00:{i:02x}" for i in range(3)]
 FAMILY = 0x1F

@@ -8,13 +8,12 @@ from test_medium import FAMILY, MACS, air, decode, kernel_frame
 from test_mediumctl import TOPO
 
 from orchestrator.air import airtime
-
-from orchestrator.medium import process as medium_process
 from orchestrator.air.airspace import Airspace, mac_bytes
-from orchestrator.medium.control import config_for
-from orchestrator.lab.plan import make_plan
 from orchestrator.air.shaping import Shaping
+from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import parse_topology
+from orchestrator.medium import process as medium_process
+from orchestrator.medium.control import config_for
 
 N = [mac_bytes(m) for m in MACS]  # n0 - n1 - n2 in a line, 100 m apart: n0 and n2 are hidden
 

@@ -12,11 +12,9 @@ import pytest
 from test_medium import FAMILY, MACS, air, kernel_frame
 
 from orchestrator.air import capture
-
-from orchestrator.lab import labdir
-
-from orchestrator.medium import process as medium_process
 from orchestrator.air.airspace import mac_bytes
+from orchestrator.lab import labdir
+from orchestrator.medium import process as medium_process
 from orchestrator.medium.process import STATS_FILE
 from orchestrator.verbs import capture as capture_verb
 

@@ -10,16 +10,15 @@ from test_medium import FAMILY, MACS, air, decode, kernel_frame
 from test_mediumctl import TOPO, lab_dir  # noqa: F401 - the fake-medium lab fixture
 
 from orchestrator.medium import process as medium_process
-
 from orchestrator.report import meshmap
 from orchestrator.air.airspace import (RATE_BACKLOG_S, Airspace, Impairment, MediumConfig, Radio, impairments_in_force,
                                    mac_bytes, read_config, write_config)
-from orchestrator.medium.control import config_for
-from orchestrator.lab.plan import make_plan
 from orchestrator.air.propagation import Model
-from orchestrator.lab.scenario import parse_scenario
 from orchestrator.air.shaping import Shaping
+from orchestrator.lab.plan import make_plan
+from orchestrator.lab.scenario import parse_scenario
 from orchestrator.lab.topology import TopologyError, parse_topology
+from orchestrator.medium.control import config_for
 from orchestrator.verbs import draw, impair
 
 

@@ -8,8 +8,8 @@ import time
 
 from test_medium import FAMILY, MACS, air, decode, kernel_frame
 
-from orchestrator.medium import process as medium_process
 from orchestrator.air.airspace import Impairment, mac_bytes, write_config
+from orchestrator.medium import process as medium_process
 
 
 def test_the_loop_routes_frames_and_sends_delayed_deliveries_when_due(tmp_path):

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.medium import process as medium_process
 from orchestrator.air.airspace import mac_bytes
+from orchestrator.medium import process as medium_process
 
 from test_medium import FAMILY, MACS, air, decode, kernel_frame
 

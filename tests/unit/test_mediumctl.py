@@ -7,13 +7,12 @@ import time
 
 import pytest
 
-from orchestrator.lab import labdir
-
-from orchestrator.medium import control as medium_control
 from orchestrator.air.airspace import read_config, write_config
-from orchestrator.medium.process import STATS_FILE
+from orchestrator.lab import labdir
 from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import parse_topology
+from orchestrator.medium import control as medium_control
+from orchestrator.medium.process import STATS_FILE
 from orchestrator.verbs import fault, move
 
 TOPO = """

@@ -49,7 +49,7 @@ def test_node_link_reaches_the_node_and_is_owned(netns: str) -> None:
         assert ping.returncode == 0
     finally:
         mgmt.delete_link(veth)
-        mgmt.delete_bridge(bridge)
+        mgmt.delete_link(bridge)
     assert mgmt.owned_links(lab) == []
 
 

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator.kernel import mesh
-
 from orchestrator.report import meshmetrics
 from orchestrator.verbs import transfer
 

@@ -26,6 +26,13 @@ WALK = Motion(RandomWalk(Area((0.0, 0.0), (20.0, 10.0)), (2.0, 6.0), 5.0), seed=
 TIMES = [i * 0.37 for i in range(2000)]  # 740 s
 
 
+def legs_until(path: Trajectory, t: float) -> list:
+    """The legs a trajectory has drawn, covering at least [0, t]: what these tests check speeds
+    and pauses on (a group member's legs are its deviation from its place in the group)."""
+    path.position(max(t, 1e-9))
+    return list(path._legs)
+
+
 @pytest.mark.parametrize("motion", [WAYPOINT, WALK])
 def test_the_same_seed_gives_the_same_positions_however_it_is_sampled(motion):
     dense = Trajectory(motion)
@@ -61,14 +68,14 @@ def test_no_step_is_faster_than_the_top_speed(motion):
 @pytest.mark.parametrize("motion", [WAYPOINT, WALK])
 def test_each_leg_moves_at_a_speed_within_the_bounds(motion):
     lo, hi = motion.model.speed
-    legs = Trajectory(motion).legs_until(3000.0)
+    legs = legs_until(Trajectory(motion), 3000.0)
     moving = [math.hypot(*leg.velocity) for leg in legs if leg.velocity != (0.0, 0.0)]
     assert len(moving) > 20
     assert all(lo - 1e-9 <= v <= hi + 1e-9 for v in moving)
 
 
 def test_random_waypoint_pauses_at_each_waypoint():
-    legs = Trajectory(WAYPOINT).legs_until(600.0)
+    legs = legs_until(Trajectory(WAYPOINT), 600.0)
     path = Trajectory(WAYPOINT)
     for move, pause in zip(legs[::2], legs[1::2]):
         assert pause.velocity == (0.0, 0.0) and pause.t1 - pause.t0 == pytest.approx(2.0)
@@ -80,7 +87,7 @@ def test_random_waypoint_pauses_at_each_waypoint():
 def test_random_walk_reflects_off_the_borders():
     area = Area((0.0, 0.0), (10.0, 10.0))
     path = Trajectory(Motion(RandomWalk(area, (4.0, 4.0), 100.0), seed=1, start=(5.0, 5.0)))
-    leg = path.legs_until(1.0)[0]
+    leg = legs_until(path, 1.0)[0]
     vx, vy = leg.velocity
     # follow the first leg until it has crossed a border unfolded: folded, it is the mirror image
     t = next(t / 10 for t in range(1, 1000) if not area.contains(
@@ -93,7 +100,7 @@ def test_random_walk_reflects_off_the_borders():
 
 
 def test_random_walk_keeps_a_direction_for_its_interval():
-    legs = Trajectory(WALK).legs_until(100.0)
+    legs = legs_until(Trajectory(WALK), 100.0)
     assert [leg.t1 - leg.t0 for leg in legs[:5]] == pytest.approx([5.0] * 5)
     assert len({leg.velocity for leg in legs[:5]}) == 5
 
@@ -172,7 +179,7 @@ def test_another_seed_gives_another_path_for_the_new_random_models(motion):
 
 def test_random_direction_goes_border_to_border_and_pauses_there():
     area = DIRECTION.model.area
-    legs = Trajectory(DIRECTION).legs_until(500.0)
+    legs = legs_until(Trajectory(DIRECTION), 500.0)
     moves, pauses = legs[::2], legs[1::2]
     assert len(moves) > 20
     for move, pause in zip(moves, pauses):
@@ -191,15 +198,15 @@ def test_random_direction_goes_border_to_border_and_pauses_there():
 def test_gauss_markov_with_full_memory_keeps_its_heading_and_without_turns_at_random():
     area = Area((0.0, 0.0), (10_000.0, 10_000.0))  # far from every border for the first legs
     straight = Trajectory(Motion(GaussMarkov(area, (3.0, 3.0), 1.0, 1.0), seed=4, start=(5000.0, 5000.0)))
-    legs = straight.legs_until(30.0)[:30]
+    legs = legs_until(straight, 30.0)[:30]
     assert all(leg.velocity == pytest.approx(legs[0].velocity) for leg in legs)
     jumpy = Trajectory(Motion(GaussMarkov(area, (3.0, 3.0), 0.0, 1.0), seed=4, start=(5000.0, 5000.0)))
-    headings = {round(math.atan2(leg.velocity[1], leg.velocity[0]), 3) for leg in jumpy.legs_until(30.0)}
+    headings = {round(math.atan2(leg.velocity[1], leg.velocity[0]), 3) for leg in legs_until(jumpy, 30.0)}
     assert len(headings) > 20
 
 
 def test_gauss_markov_speeds_stay_within_bounds_and_update_every_interval():
-    legs = Trajectory(GAUSS).legs_until(300.0)
+    legs = legs_until(Trajectory(GAUSS), 300.0)
     assert all(leg.t1 - leg.t0 == pytest.approx(1.0) for leg in legs)
     assert all(1.0 - 1e-9 <= math.hypot(*leg.velocity) <= 5.0 + 1e-9 for leg in legs)
 

@@ -11,14 +11,13 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.lab import labdir
-
-from orchestrator.medium import control as medium_control
 from orchestrator.air.airspace import Airspace, Movers, mac_bytes, moving_positions, read_config, write_config
-from orchestrator.medium.process import STATS_FILE, Counters, StatsWriter
 from orchestrator.air.mobility import Trajectory
+from orchestrator.lab import labdir
 from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import parse_topology
+from orchestrator.medium import control as medium_control
+from orchestrator.medium.process import Counters, STATS_FILE, StatsWriter
 from orchestrator.verbs import move, status
 
 # c walks along y = 0 at 10 m/s, bouncing between x = 0 and x = 300: in and out of a's and b's range

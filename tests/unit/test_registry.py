@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.lab import labdir
-
-from orchestrator.lab import registry
+from orchestrator.lab import labdir, registry
 from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import load_topology
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.kernel import mgmt
-from orchestrator.runtime import NodeRef
-from orchestrator.runtime import netns as netns_runtime
-from orchestrator.runtime.netns import NetnsRuntime, pids_in_netns
+from orchestrator.kernel.netns import pids_in_netns
+from orchestrator.runtime import NodeRef, netns as netns_runtime
+from orchestrator.runtime.base import NodeService
+from orchestrator.runtime.netns import NetnsRuntime
 
 
 def test_node_ref_is_frozen() -> None:
@@ -51,3 +52,32 @@ def test_mgmt_alias_and_name_checks() -> None:
     with pytest.raises(ValueError, match="15"):
         mgmt.create_bridge("a-bridge-name-too-long", "172.31.1.254/24", lab="lab1")
     assert mgmt.owned_links("no-such-lab-anywhere") == []
+
+
+def test_node_services_go_through_the_prepared_launcher_once(monkeypatch, tmp_path: Path) -> None:
+    batches: list[list[dict]] = []
+    closed: list[bool] = []
+
+    class FakeLauncher:
+        def spawn(self, batch: list[dict]) -> dict[str, int]:
+            batches.append(batch)
+            return {item["name"]: 100 + i for i, item in enumerate(batch)}
+
+        def close(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr(netns_runtime, "Launcher", FakeLauncher)
+    monkeypatch.setattr(netns_runtime, "spawn_nodes", lambda batch: {item["name"]: 7 for item in batch})
+    rt = NetnsRuntime()
+    ref = NodeRef(lab="l", name="auth1", netns="mpl-l-auth1")
+    service = NodeService(ref, tmp_path / "node.json", tmp_path / "node.log")
+    rt.prepare_services()
+    assert rt.start_services([service]) == {"auth1": 100}
+    assert batches == [[{"name": "auth1", "netns_path": "/run/netns/mpl-l-auth1",
+                         "config": str(tmp_path / "node.json"), "log": str(tmp_path / "node.log")}]]
+    assert closed == [True]
+    # a later start (fault restart) has no prepared launcher: a one-shot one forks it
+    assert rt.start_services([service]) == {"auth1": 7}
+    assert rt.start_services([]) == {}
+    rt.close()
+    assert closed == [True] and len(batches) == 1

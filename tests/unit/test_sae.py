@@ -3,10 +3,9 @@
 from pathlib import Path
 
 from orchestrator.kernel import mesh
-
-from orchestrator.runtime import sae
 from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import load_topology, parse_topology
+from orchestrator.runtime import sae
 from orchestrator.verbs.status import link_security
 
 SAE5 = Path(__file__).parents[2] / "topologies" / "sae5.yaml"

@@ -8,8 +8,11 @@ from meshpay.config import parse_config
 from meshpay.localnet import free_port
 from meshpay.messages import AccountInfoRequest, ConfirmationOrder, ErrorCode, ErrorReply, sign_order
 from meshpay.metrics import Metrics
-from meshpay import service
-from meshpay.service import PENDING_KEY, AuthorityService, ClientService, NodeError
+from meshpay import client_service as service
+from meshpay.authority_service import AuthorityService
+from meshpay.client_service import PENDING_KEY, ClientService
+from meshpay.faults import FaultInjection
+from meshpay.views import NodeError
 from meshpay.store import Store
 from meshpay.transport import PeerPool, WireServer
 
@@ -47,7 +50,10 @@ class Cluster:
             ClientService(config(f"client{i + 1}", "client", bytes([1 + i]) * 32, ports[4 + i]), Store(tmp_path / f"c{i}.db"), Metrics(), self.pools[i])
             for i in range(2)
         ]
-        self.servers = [WireServer(s.handle, "127.0.0.1", ports[i]) for i, s in enumerate(self.authorities + self.clients)]
+        # Every authority behind a fault switch, off until a test sets its mode.
+        self.faults = [FaultInjection(a, None) for a in self.authorities]
+        handlers = [f.handle for f in self.faults] + [c.handle for c in self.clients]
+        self.servers = [WireServer(h, "127.0.0.1", ports[i]) for i, h in enumerate(handlers)]
 
     async def __aenter__(self) -> "Cluster":
         for server in self.servers:
@@ -78,7 +84,7 @@ def run(tmp_path, scenario, deadline: float = 25.0):
 def test_transfer_credits_recipient_and_records_timings(tmp_path):
     async def scenario(c: Cluster):
         alice, bob = c.clients
-        record = await alice.transfer(bob.me, 30)
+        record = await alice.pay(bob.me, 30)
         assert record["outcome"] == "confirmed"
         assert set(record["authorities"]) >= {"auth1", "auth2", "auth3", "auth4", "recipient:client2"}
         assert alice.own_account().balance == 70 and alice.own_account().next_sequence == 1
@@ -88,10 +94,10 @@ def test_transfer_credits_recipient_and_records_timings(tmp_path):
         for auth in c.authorities:
             assert auth.store.account(alice.me).balance == 70
         with pytest.raises(NodeError) as info:
-            await alice.transfer(bob.me, 1000)
+            await alice.pay(bob.me, 1000)
         assert info.value.status == 409
         with pytest.raises(NodeError):
-            await alice.transfer(alice.me, 1)
+            await alice.pay(alice.me, 1)
 
     run(tmp_path, scenario)
 
@@ -99,12 +105,12 @@ def test_transfer_credits_recipient_and_records_timings(tmp_path):
 def test_lagging_authority_is_brought_up_to_date(tmp_path):
     async def scenario(c: Cluster):
         alice, bob = c.clients
-        c.authorities[3].byzantine = "refuse"
-        await alice.transfer(bob.me, 10)
-        await bob.transfer(alice.me, 5)
-        c.authorities[3].byzantine = None
+        c.faults[3].mode = "refuse"
+        await alice.pay(bob.me, 10)
+        await bob.pay(alice.me, 5)
+        c.faults[3].mode = None
         assert c.authorities[3].store.account(alice.me).next_sequence == 0
-        await alice.transfer(bob.me, 1)
+        await alice.pay(bob.me, 1)
         for _ in range(50):
             if c.authorities[3].store.account(alice.me).next_sequence == 2:
                 break
@@ -118,14 +124,14 @@ def test_lagging_authority_is_brought_up_to_date(tmp_path):
 def test_transfer_with_f_plus_one_refusing_is_rejected_and_unlocked(tmp_path):
     async def scenario(c: Cluster):
         alice, bob = c.clients
-        for a in c.authorities:
-            a.byzantine = "refuse"
-        record = await alice.transfer(bob.me, 10)
+        for f in c.faults:
+            f.mode = "refuse"
+        record = await alice.pay(bob.me, 10)
         assert record["outcome"] == "rejected"
         assert alice.pending_order() is None and alice.own_account().balance == 100
-        for a in c.authorities:
-            a.byzantine = None
-        assert (await alice.transfer(bob.me, 10))["outcome"] == "confirmed"
+        for f in c.faults:
+            f.mode = None
+        assert (await alice.pay(bob.me, 10))["outcome"] == "confirmed"
 
     run(tmp_path, scenario)
 
@@ -138,7 +144,7 @@ def test_pending_order_left_by_a_crash_is_finished_first(tmp_path):
         # Some authorities locked on it before the crash.
         for a in c.authorities[:2]:
             await a.handle(order)
-        record = await alice.transfer(bob.me, 5)
+        record = await alice.pay(bob.me, 5)
         assert record["sequence"] == 1
         assert alice.transfer_record(order.transfer_id)["outcome"] == "confirmed"
         assert alice.own_account().balance == 70 and bob.own_account().balance == 130
@@ -185,8 +191,8 @@ def test_client_refuses_invalid_certificates_and_wrong_messages(tmp_path):
 def test_conflict_mode_authority_still_signs_for_real(tmp_path):
     async def scenario(c: Cluster):
         w = c.world
-        byz = c.authorities[0]
-        byz.byzantine = "conflict"
+        byz = c.faults[0]
+        byz.mode = "conflict"
         a, b = w.order(sender=2, recipient=0), w.order(sender=2, recipient=1)
         va, vb = await byz.handle(a), await byz.handle(b)
         assert va.has_valid_signature() and vb.has_valid_signature()
@@ -201,7 +207,7 @@ def test_conflict_mode_authority_still_signs_for_real(tmp_path):
 def test_unknown_byzantine_mode_is_refused(tmp_path):
     config = Cluster(World(), tmp_path).authorities[0].config
     with pytest.raises(ValueError, match="MESHPAY_BYZANTINE"):
-        AuthorityService(config, Store(":memory:"), Metrics(), "evil")
+        FaultInjection(AuthorityService(config, Store(":memory:"), Metrics()), "evil")
 
 
 def test_account_info_pages_fit_in_one_frame(tmp_path):
@@ -233,7 +239,7 @@ def test_account_info_pages_fit_in_one_frame(tmp_path):
 def test_received_payment_can_be_looked_up_on_the_recipient(tmp_path):
     async def scenario(c: Cluster):
         alice, bob = c.clients
-        record = await alice.transfer(bob.me, 3)
+        record = await alice.pay(bob.me, 3)
         seen = bob.transfer_record(record["id"])
         assert seen["certificate"]["amount"] == 3
         with pytest.raises(NodeError) as info:
@@ -257,9 +263,9 @@ def test_votes_arriving_after_quorum_became_impossible_keep_the_order_pending(tm
         alice, bob = c.clients
         for server in c.servers[2:4]:  # auth3 and auth4 refuse connections at once
             await server.close()
-        for a in c.authorities[:2]:  # auth1 and auth2 vote, but only after that
-            a.byzantine, a.delay = "delay", 0.2
-        record = await alice.transfer(bob.me, 10)
+        for f in c.faults[:2]:  # auth1 and auth2 vote, but only after that
+            f.mode, f.delay = "delay", 0.2
+        record = await alice.pay(bob.me, 10)
         assert record["outcome"] == "pending"
         assert record["authorities"]["auth1"]["vote"] == "ok"
         assert alice.pending_order() is not None
@@ -298,14 +304,14 @@ def test_a_pending_order_is_finished_before_the_next_transfer_instead_of_a_409(t
         away = c.servers[2:4]
         for server in away:  # auth3 and auth4 unreachable: no quorum, the order stays pending
             await server.close()
-        record = await alice.transfer(bob.me, 10)
+        record = await alice.pay(bob.me, 10)
         assert record["outcome"] == "pending" and record["attempts"] >= 2, record
         # Each authority that did not vote says why, in words a script can count.
         assert record["authorities"]["auth3"]["reason"] == "connection refused"
         assert "reason" not in record["authorities"]["auth1"]
         for server in away:
             await server.start()
-        second = await alice.transfer(bob.me, 5)
+        second = await alice.pay(bob.me, 5)
         assert second["outcome"] == "confirmed" and second["sequence"] == 1
         assert alice.transfer_record(record["id"])["outcome"] == "confirmed"
         own = alice.own_account()
@@ -322,7 +328,7 @@ def test_a_pending_order_is_finished_in_the_background(tmp_path, short_deadlines
         away = c.servers[2:4]
         for server in away:
             await server.close()
-        record = await alice.transfer(bob.me, 10)
+        record = await alice.pay(bob.me, 10)
         assert record["outcome"] == "pending"
         for server in away:
             await server.start()
@@ -343,11 +349,11 @@ def test_authority_pulls_missed_certificates_from_peers_once_from_where_it_stand
     async def scenario(c: Cluster):
         alice, bob = c.clients
         lagger = c.authorities[3]
-        lagger.byzantine = "refuse"  # it misses every order and confirmation of these transfers
+        c.faults[3].mode = "refuse"  # it misses every order and confirmation of these transfers
         for _ in range(3):
-            await alice.transfer(bob.me, 10)
-        await bob.transfer(alice.me, 5)
-        lagger.byzantine = None
+            await alice.pay(bob.me, 10)
+        await bob.pay(alice.me, 5)
+        c.faults[3].mode = None
         assert lagger.store.account(alice.me).next_sequence == 0
         asked: list[int] = []
         real_log = c.authorities[0]._log
@@ -372,9 +378,9 @@ def test_order_that_finds_the_authority_behind_waits_for_catch_up_and_gets_a_vot
     async def scenario(c: Cluster):
         alice, bob = c.clients
         lagger = c.authorities[3]
-        lagger.byzantine = "refuse"
-        await alice.transfer(bob.me, 10)
-        lagger.byzantine = None
+        c.faults[3].mode = "refuse"
+        await alice.pay(bob.me, 10)
+        c.faults[3].mode = None
         assert lagger.store.account(alice.me).next_sequence == 0
         # Sequence 1 is ahead of this authority: it pulls sequence 0 from its peers, then votes.
         reply = await lagger.handle(c.world.order(sender=0, recipient=1, amount=1, sequence=1))
@@ -437,7 +443,7 @@ def test_an_order_no_authority_could_be_reached_for_yet_is_sent_again_not_reject
                 await server.start()
 
         returning = asyncio.create_task(back_soon())
-        record = await alice.transfer(bob.me, 10)
+        record = await alice.pay(bob.me, 10)
         await returning
         assert record["outcome"] == "confirmed" and record["attempts"] >= 2, record
         assert alice.own_account().balance == 90
@@ -450,7 +456,7 @@ def test_an_order_no_authority_ever_got_is_dropped_after_the_deadline(tmp_path, 
         alice, bob = c.clients
         for server in c.servers[:4]:
             await server.close()
-        record = await alice.transfer(bob.me, 10)
+        record = await alice.pay(bob.me, 10)
         assert record["outcome"] == "rejected" and record["attempts"] >= 2, record
         assert {entry["reason"] for entry in record["authorities"].values() if "reason" in entry} == {"connection refused"}
         assert alice.pending_order() is None  # no authority can hold a lock on it: the client is free

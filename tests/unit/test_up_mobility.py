@@ -5,11 +5,11 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.medium import control as medium_control
 from orchestrator.air.airspace import write_config
 from orchestrator.kernel.mesh import Station
 from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import parse_topology
+from orchestrator.medium import control as medium_control
 from orchestrator.verbs import up
 
 TOPO = """

@@ -1,52 +1,46 @@
-"""The running node: the pure logic of authority.py and client.py, wired to the store and to
-the network. All state changes happen on the event loop thread without an await between reading
-and committing, so handlers never interleave inside a state change.
+"""A client node: the pure rules of client.py wired to its store and to the authorities.
+
+The client drives its own transfers (order, votes, certificate, confirmations), records the
+certificates that credit it, and reads accounts from a quorum.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from meshpay import client as client_logic
-from meshpay import wire
-from meshpay.authority import Account, Authority
-from meshpay.catchup import LOG_PAGE, CatchUp
+from meshpay import shards
+from meshpay.authority import Account
 from meshpay.committee import AuthorityInfo
 from meshpay.config import NodeConfig
 from meshpay.messages import (
     AccountInfoRequest,
     AccountInfoResponse,
     Certificate,
-    CertificateLogRequest,
-    CertificateLogResponse,
     ConfirmationAck,
     ConfirmationOrder,
     ErrorCode,
-    MAX_SEQUENCE,
     ErrorReply,
     Message,
     ProtocolError,
     TransferOrder,
     Vote,
     sign_order,
-    sign_vote,
 )
 from meshpay.metrics import Metrics
 from meshpay.store import Store
 from meshpay.transport import ConnectFailed, PeerPool, TransportError
+from meshpay.views import NodeError, account_json, certificate_json, certificate_record
 
 if TYPE_CHECKING:
     from meshpay.mdns import Browser
 
 log = logging.getLogger("meshpay.node")
 
-BYZANTINE_MODES = ("conflict", "garbage", "refuse", "delay")
 # Generous for a multi-hop radio mesh on emulated CPUs; a refused connection fails at once anyway.
 REQUEST_TIMEOUT = 10.0
 CONFIRM_WAIT = 5.0
@@ -61,79 +55,9 @@ PENDING_KEY = "pending_order"
 REDRIVE_PAUSE_S = (0.5, 1.0, 2.0)
 PENDING_RETRY_S = 5.0
 PENDING_RETRIES = 120
-# How long a request that found this authority behind waits for a catch-up round (catchup.py).
-CATCH_UP_WAIT = 3.0
 # How long a transfer waits for announcements from a quorum (a client just started, an
 # authority restarting) before it answers 503: mDNS answers in well under a second per hop.
 DISCOVERY_WAIT = 20.0
-
-
-def certificate_json(cert: Certificate, config: NodeConfig) -> dict[str, Any]:
-    o = cert.order
-    return {
-        "id": o.transfer_id,
-        "sender": o.sender.hex(),
-        "recipient": o.recipient.hex(),
-        "amount": o.amount,
-        "sequence": o.sequence,
-        "order_signature": o.signature.hex(),
-        "signatures": [
-            {"authority": config.account_name(a), "public_key": a.hex(), "signature": s.hex()}
-            for a, s in cert.signatures
-        ],
-    }
-
-
-def account_json(key: bytes, account: Account, config: NodeConfig) -> dict[str, Any]:
-    pending = account.pending
-    return {
-        "id": key.hex(),
-        "name": config.account_name(key),
-        "balance": account.balance,
-        "next_sequence": account.next_sequence,
-        "pending": None
-        if pending is None
-        else {"sequence": pending.order.sequence, "recipient": pending.order.recipient.hex(), "amount": pending.order.amount},
-    }
-
-
-TRANSFER_ID_PATTERN = "^[0-9a-fA-F]{64}-[0-9]{1,19}$"
-TRANSFER_ID_TEXT = f"<sender public key, 64 hex digits>-<sequence, 0..{MAX_SEQUENCE}>"
-
-
-def parse_transfer_id(transfer_id: str) -> tuple[bytes, int]:
-    """(sender key, sequence) from `<64 hex digits>-<decimal sequence>`: NodeError 400 when the
-    id does not have that shape, 404 when the sequence is past MAX_SEQUENCE (no transfer can
-    have it; the id matches the published pattern, so it is not malformed)."""
-    if re.fullmatch(TRANSFER_ID_PATTERN, transfer_id) is None:
-        raise NodeError(400, f"transfer id is {TRANSFER_ID_TEXT}, got {transfer_id[:200]!r}")
-    sender, _, sequence = transfer_id.partition("-")
-    if int(sequence) > MAX_SEQUENCE:
-        raise NodeError(404, f"no transfer has sequence {sequence}: sequences end at {MAX_SEQUENCE}")
-    return bytes.fromhex(sender), int(sequence)
-
-
-def certificate_record(store: Store, config: NodeConfig, transfer_id: str) -> dict[str, Any]:
-    cert = store.certificate(*parse_transfer_id(transfer_id))
-    if cert is None:
-        raise NodeError(404, f"no transfer {transfer_id} known to {config.name}")
-    return {"id": transfer_id, "outcome": "confirmed", "certificate": certificate_json(cert, config)}
-
-
-def _fit(certs: list[Certificate], budget: int = wire.MAX_FRAME // 3) -> tuple[Certificate, ...]:
-    """The longest prefix of `certs` whose encoding stays within `budget` bytes.
-
-    Two such lists share one reply frame; certificates carry up to 256 signatures each, so a
-    count limit alone could not keep the reply under the frame limit.
-    """
-    out: list[Certificate] = []
-    size = 0
-    for cert in certs:
-        size += wire.certificate_size(cert)
-        if size > budget:
-            break
-        out.append(cert)
-    return tuple(out)
 
 
 async def _wait_for_event_or_all(event: asyncio.Event, tasks: list[asyncio.Task[Any]], timeout: float) -> None:
@@ -148,176 +72,6 @@ async def _wait_for_event_or_all(event: asyncio.Event, tasks: list[asyncio.Task[
             await asyncio.wait([waiter, *[t for t in tasks if not t.done()]], timeout=left, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
-
-
-class NodeError(Exception):
-    """A request the node refuses; `status` is the HTTP status the API answers with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class AuthorityService:
-    role = "authority"
-
-    def __init__(self, config: NodeConfig, store: Store, metrics: Metrics, byzantine: str | None = None,
-                 pool: PeerPool | None = None) -> None:
-        if byzantine is not None and byzantine not in BYZANTINE_MODES:
-            raise ValueError(f"MESHPAY_BYZANTINE must be one of {BYZANTINE_MODES}, got {byzantine!r}")
-        self.config = config
-        self.store = store
-        self.metrics = metrics
-        self.authority = Authority(config.keypair, config.committee)
-        self.byzantine = byzantine
-        self.delay = float(os.environ.get("MESHPAY_BYZANTINE_DELAY", "3"))
-        store.ensure_genesis(config.genesis)
-        self.catch_up = CatchUp(config.public_key, config.committee.members, pool or PeerPool(), store,
-                                self._apply_pulled, metrics)
-
-    def start(self) -> None:
-        """Start pulling missed certificates from peers (needs a running event loop)."""
-        self.catch_up.start()
-
-    async def close(self) -> None:
-        await self.catch_up.close()
-
-    async def handle(self, msg: Message) -> Message | bytes:
-        kind = type(msg).__name__
-        self.metrics.inc("meshpay_wire_requests_total", "Wire requests received, by message type.", type=kind)
-        if self.byzantine is not None and not isinstance(msg, (AccountInfoRequest, CertificateLogRequest)):
-            if self.byzantine == "refuse":
-                return ErrorReply(ErrorCode.REFUSED, "fault injection: this authority refuses everything")
-            if self.byzantine == "garbage":
-                return os.urandom(40)
-            if self.byzantine == "delay":
-                await asyncio.sleep(self.delay)
-        try:
-            if isinstance(msg, TransferOrder):
-                if self.byzantine == "conflict":
-                    return self._vote_for_anything(msg)
-                return await self._lag_tolerant(self._order, msg)
-            if isinstance(msg, ConfirmationOrder):
-                return await self._lag_tolerant(self._confirm, msg.certificate)
-            if isinstance(msg, AccountInfoRequest):
-                return self._info(msg)
-            if isinstance(msg, CertificateLogRequest):
-                return self._log(msg)
-            raise ProtocolError(ErrorCode.WRONG_ROLE, f"an authority does not take {kind}")
-        except ProtocolError as exc:
-            self.metrics.inc("meshpay_refusals_total", "Requests refused, by reason.", code=exc.code.name)
-            return exc.reply()
-
-    async def _lag_tolerant(self, step: Any, arg: Any) -> Any:
-        """Run `step(arg)`; when it fails because this authority is behind, wait for one round of
-        catch-up from the peers and try once more. The client gets an answer from an authority
-        that is up to date, instead of having to resend its history."""
-        try:
-            return step(arg)
-        except ProtocolError as exc:
-            if not self._is_lag(exc, arg):
-                raise
-        self.metrics.inc("meshpay_lag_waits_total", "Requests that waited for a catch-up round.")
-        await self.catch_up.next_round(CATCH_UP_WAIT)
-        return step(arg)
-
-    def _is_lag(self, exc: ProtocolError, arg: TransferOrder | Certificate) -> bool:
-        if exc.code == ErrorCode.SEQUENCE_GAP or exc.code in (ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.UNKNOWN_ACCOUNT):
-            return True
-        if exc.code == ErrorCode.UNEXPECTED_SEQUENCE and isinstance(arg, TransferOrder):
-            account = self.store.account(arg.sender)
-            return account is not None and arg.sequence > account.next_sequence
-        return False
-
-    def _order(self, order: TransferOrder) -> Vote:
-        account = self.store.account(order.sender)
-        new, vote = self.authority.handle_order(account, order)
-        if new != account:
-            self.store.commit({order.sender: new})
-            self.metrics.inc("meshpay_votes_signed_total", "Transfer orders voted for (and locked).")
-        else:
-            self._replayed("order", order)
-        return vote
-
-    def _replayed(self, kind: str, order: TransferOrder) -> None:
-        # A client retrying over a lossy mesh looks the same as an attacker replaying: both get
-        # the answer already given and change nothing, and both are counted.
-        self.metrics.inc("meshpay_replays_total", "Messages already handled, answered unchanged.", kind=kind)
-        log.info("event=replay kind=%s id=%s sequence=%d", kind, order.transfer_id, order.sequence)
-
-    def _vote_for_anything(self, order: TransferOrder) -> Vote:
-        # Fault injection: sign every well-signed order, ignoring lock, sequence and balance.
-        if not order.has_valid_signature():
-            raise ProtocolError(ErrorCode.BAD_SIGNATURE, "order signature does not verify")
-        return sign_vote(self.config.keypair, order)
-
-    def _settle(self, cert: Certificate) -> bool:
-        """Apply a certificate if it is new here; True when it was applied."""
-        order = cert.order
-        sender = self.store.account(order.sender)
-        recipient = self.store.account(order.recipient)
-        outcome = self.authority.handle_confirmation(sender, recipient, cert)
-        if outcome.applied:
-            self.store.commit({order.sender: outcome.sender, order.recipient: outcome.recipient}, cert)
-            self.metrics.inc("meshpay_confirmations_applied_total", "Certificates applied.")
-            log.debug("event=confirmed id=%s amount=%d", order.transfer_id, order.amount)
-        return outcome.applied
-
-    def _confirm(self, cert: Certificate) -> ConfirmationAck:
-        applied = self._settle(cert)
-        if not applied:
-            self._replayed("confirmation", cert.order)
-        return ConfirmationAck(cert.order.sender, cert.order.sequence, applied)
-
-    def _apply_pulled(self, cert: Certificate) -> bool | None:
-        """Apply a certificate pulled from a peer's log (catchup.py): True applied, False held
-        already or refused, None for a sequence gap (to be asked for again)."""
-        try:
-            applied = self._settle(cert)
-        except ProtocolError as exc:
-            if exc.code == ErrorCode.SEQUENCE_GAP:
-                return None
-            self.metrics.inc("meshpay_catchup_refused_total", "Certificates from peers' logs refused, by reason.", code=exc.code.name)
-            return False
-        self.metrics.inc("meshpay_catchup_total", "Certificates read from peers' logs, by outcome.",
-                         outcome="applied" if applied else "held")
-        return applied
-
-    def _info(self, req: AccountInfoRequest) -> AccountInfoResponse:
-        limit = min(req.limit, INFO_PAGE)
-        sent = _fit(self.store.sent_certificates(req.account, req.sent_from, limit)) if limit else ()
-        received: tuple[Certificate, ...] = ()
-        cursor = req.received_after
-        if limit:
-            got, _ = self.store.received_certificates(req.account, req.received_after, limit)
-            received = _fit(got)
-            if received:
-                cursor = self.store.received_cursor(req.account, received[-1])
-        return self.authority.account_info(req.account, self.store.account(req.account), sent, received, cursor)
-
-    def _log(self, req: CertificateLogRequest) -> CertificateLogResponse:
-        entries, head = self.store.certificate_log(req.after, min(req.limit, LOG_PAGE))
-        certs = _fit([c for _, c in entries], wire.MAX_FRAME - 1024)
-        cursor = entries[len(certs) - 1][0] if certs else req.after
-        return CertificateLogResponse(certs, cursor, head)
-
-    # -- REST views ------------------------------------------------------------------------------
-
-    def accounts(self, limit: int, offset: int) -> list[dict[str, Any]]:
-        return [account_json(k, a, self.config) for k, a in self.store.accounts(limit, offset)]
-
-    def account(self, key: bytes) -> dict[str, Any]:
-        account = self.store.account(key)
-        if account is None:
-            raise NodeError(404, f"no account {key.hex()} at this authority")
-        return account_json(key, account, self.config)
-
-    def transfer(self, transfer_id: str) -> dict[str, Any]:
-        return certificate_record(self.store, self.config, transfer_id)
-
-    def gauges(self) -> dict[str, tuple[str, float]]:
-        return {"meshpay_certificates": ("Certificates held in the store.", self.store.certificate_count())}
 
 
 class ClientService:
@@ -379,18 +133,22 @@ class ClientService:
 
     # -- talking to authorities ------------------------------------------------------------------
 
-    def _address(self, member: AuthorityInfo) -> tuple[str, int]:
-        """Where the member is now: its latest announcement on the mesh, else NODE_JSON's address."""
+    def _address(self, member: AuthorityInfo, msg: Message) -> tuple[str, int]:
+        """Where `msg` goes at this member: the shard holding the account it names (shards.py)
+        at the member's latest announcement on the mesh, else at NODE_JSON's address."""
         found = None if self.discovery is None else self.discovery.address(member.public_key)
-        if found is not None:
+        if found is None:
+            if member.host is None or member.port is None:
+                # Nothing was sent, so this authority certainly holds no lock: ConnectFailed says so.
+                raise ConnectFailed(f"{member.name} has not been announced on the mesh (yet); see GET /discovery")
+            found = (member.host, member.port)
+        key = shards.routing_key(msg)
+        if member.shards == 1 or key is None:
             return found
-        if member.host is None or member.port is None:
-            # Nothing was sent, so this authority certainly holds no lock: ConnectFailed says so.
-            raise ConnectFailed(f"{member.name} has not been announced on the mesh (yet); see GET /discovery")
-        return member.host, member.port
+        return found[0], found[1] + shards.shard_of(key, member.shards)
 
     async def _ask(self, member: AuthorityInfo, msg: Message) -> Message:
-        return await self.pool.get(*self._address(member)).request(msg, REQUEST_TIMEOUT)
+        return await self.pool.get(*self._address(member, msg)).request(msg, REQUEST_TIMEOUT)
 
     async def _await_discovery(self) -> None:
         """With discovery, wait until a quorum has been heard, or refuse with what to do next."""
@@ -493,7 +251,7 @@ class ClientService:
             entry = timings.setdefault(member.name, {})
             entry["confirm"] = "no answer before the quorum"
             try:
-                reply = await self._deliver(*self._address(member), msg)
+                reply = await self._deliver(*self._address(member, msg), msg)
                 if isinstance(reply, ErrorReply) and reply.code == ErrorCode.SEQUENCE_GAP:
                     await self._bring_up_to_date(member)
                     reply = await self._ask(member, msg)
@@ -630,7 +388,9 @@ class ClientService:
 
     # -- API operations --------------------------------------------------------------------------
 
-    async def transfer(self, recipient: bytes, amount: int) -> dict[str, Any]:
+    async def pay(self, recipient: bytes, amount: int) -> dict[str, Any]:
+        """Move `amount` from this client to `recipient`: the REST `POST /transfers`. The record
+        of the transfer, its outcome `confirmed`, `rejected` or `pending`."""
         if recipient == self.me:
             raise NodeError(400, "cannot transfer to yourself")
         if amount <= 0:
