@@ -139,6 +139,11 @@ def test_plot_says_why_when_there_is_nothing_to_draw(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     assert bench_radio.plot({"settings": [{"airtime": False, "error": "boom"}]}, tmp_path / "r.png") == \
         "no PNG: no pass produced figures"
+    skipped = {"rate": 11.0, "errors": ["line1: EINVAL"], "skipped": "the rate could not be fixed"}
+    report = {"settings": [{"airtime": True, "passes": [skipped]}]}
+    assert bench_radio.plot(report, tmp_path / "r.png") == "no PNG: no pass produced figures"
+    assert bench_radio.summary_lines(report) == ["airtime on  rate 11.0: skipped, the rate could not be fixed: "
+                                                 "['line1: EINVAL']"]
 
 
 def test_rates_option_takes_legacy_rates_only() -> None:
