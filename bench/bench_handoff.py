@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import itertools
 
-from orchestrator.vm.dispatch import call
+from orchestrator.dispatch import call
 from orchestrator.lab.labdir import find_lab
 from orchestrator.verbs.motion import MODELS
 

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.medium import process as medium_process  # noqa: E402
+from orchestrator.medium import hwsim  # noqa: E402
 from orchestrator.air.airspace import Airspace, Impairment, mac_bytes  # noqa: E402
 from orchestrator.air.airtime import Channel  # noqa: E402
 from orchestrator.air.capture import Capture, CaptureRequest  # noqa: E402
@@ -52,12 +53,12 @@ def kernel_frame(tx: bytes, dest: bytes, body: bytes, fc: bytes, cookie: int) ->
     """One HWSIM_CMD_FRAME as mac80211_hwsim sends it to the medium."""
     frame = fc + b"\x00\x00" + dest + tx + tx + b"\x00\x00" + body
     attrs = b"".join((
-        medium_process.nla(medium_process.A_TRANSMITTER, tx), medium_process.nla(medium_process.A_FRAME, frame),
-        medium_process.nla(medium_process.A_FLAGS, struct.pack("=I", 0)), medium_process.nla(medium_process.A_FREQ, struct.pack("=I", 2412)),
-        medium_process.nla(medium_process.A_TX_INFO, struct.pack("=bBbBbBbB", 0, 3, -1, 0, -1, 0, -1, 0)),
-        medium_process.nla(medium_process.A_COOKIE, struct.pack("=Q", cookie)),
+        hwsim.nla(hwsim.A_TRANSMITTER, tx), hwsim.nla(hwsim.A_FRAME, frame),
+        hwsim.nla(hwsim.A_FLAGS, struct.pack("=I", 0)), hwsim.nla(hwsim.A_FREQ, struct.pack("=I", 2412)),
+        hwsim.nla(hwsim.A_TX_INFO, struct.pack("=bBbBbBbB", 0, 3, -1, 0, -1, 0, -1, 0)),
+        hwsim.nla(hwsim.A_COOKIE, struct.pack("=Q", cookie)),
     ))
-    return struct.pack("=IHHIIBBH", 20 + len(attrs), FAMILY, 0, 0, 0, medium_process.HWSIM_CMD_FRAME, 1, 0) + attrs
+    return struct.pack("=IHHIIBBH", 20 + len(attrs), FAMILY, 0, 0, 0, hwsim.HWSIM_CMD_FRAME, 1, 0) + attrs
 
 
 def load(air: Airspace, frames: int, seed: int, per_buffer: int) -> list[bytes]:
@@ -74,7 +75,7 @@ def load(air: Airspace, frames: int, seed: int, per_buffer: int) -> list[bytes]:
     return [b"".join(msgs[i:i + per_buffer]) for i in range(0, len(msgs), per_buffer)]
 
 
-def run(air: Airspace, codec: medium_process.Codec, rand, counters: medium_process.Counters, buffers: list[bytes],
+def run(air: Airspace, codec: hwsim.Codec, rand, counters: medium_process.Counters, buffers: list[bytes],
         capture: Capture | None = None, shaping: Shaping | None = None, channel: Channel | None = None
         ) -> tuple[int, int]:
     sent = out_bytes = 0
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     shaping = Shaping() if args.impair_delay_ms or args.airtime else None
     channel = Channel() if args.airtime else None
     buffers = load(air, args.frames, 1, args.per_buffer)
-    codec, rand = medium_process.Codec(FAMILY), random.Random(2).random
+    codec, rand = hwsim.Codec(FAMILY), random.Random(2).random
     run(air, codec, rand, medium_process.Counters(), buffers[:50], capture, shaping, channel)  # warm the caches a long-running medium has warm
     times = []
     for _ in range(args.repeat):  # the fastest run: a shared host's other work only adds time

@@ -41,7 +41,7 @@ import make_topology  # noqa: E402
 
 from orchestrator.lab import labdir  # noqa: E402
 from orchestrator.errors import MeshpayError  # noqa: E402
-from orchestrator.vm.dispatch import agent_call  # noqa: E402
+from orchestrator.vm.client import agent_call  # noqa: E402
 from orchestrator.vm.machine import LabVM, VMRecord, agent_argv  # noqa: E402
 from orchestrator.vmlab import BOOT_TIMEOUT_S, down_lab, up_in_vm  # noqa: E402
 
@@ -218,7 +218,7 @@ def ping_run(port: int, info: dict, count: int, workers: int, seed: int) -> dict
                 text = out.get("stdout", "")
                 ok = " 0% packet loss" in text
                 rtt = float(text.split("time=")[1].split()[0]) if "time=" in text else None
-            except MeshpayError:  # the VM answered with a failure (dispatch.agent_call)
+            except MeshpayError:  # the VM answered with a failure (vm/client.agent_call)
                 ok, rtt = False, None
             with lock:
                 answered.append(ok)

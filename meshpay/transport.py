@@ -10,6 +10,7 @@ import asyncio
 import errno
 import itertools
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 from meshpay import wire
@@ -48,6 +49,29 @@ _CONNECT_ERRNO_REASONS = {errno.ECONNREFUSED: "connection refused", errno.EHOSTU
 # Backoff between connection attempts that failed at once (refused, unreachable) within one
 # request's deadline: a cold multi-hop path, or a peer restarting, is usually there a moment later.
 CONNECT_RETRY_S = (0.2, 0.5, 1.0, 2.0)
+# A SYN unanswered this long is given up for a fresh one, sent at once: the kernel would resend it
+# after 1, 3, 7, 15 s (TCP_TIMEOUT_INIT doubling), but over a mesh the first SYN is often lost to a
+# path discovery still under way, and the path is there a moment later.
+CONNECT_ATTEMPT_S = 1.0
+
+
+# linux/tcp.h; Python's socket module does not name it. A connection whose stream is thin (fewer
+# than 4 segments in flight) retransmits at a fixed RTO for its first 6 timeouts instead of
+# doubling it (net/ipv4/tcp_timer.c, tcp_retransmit_timer; Documentation/networking/tcp-thin.rst).
+# FastPay's requests are thin streams, and on a mesh a lost segment usually means a next hop just
+# died: with doubling, a request sent over a relay that died resends 0.3, 0.9, 2.1, 4.5 s later,
+# so after HWMP has found the other relay it still waits for the next retransmission.
+TCP_THIN_LINEAR_TIMEOUTS = 16
+
+
+def thin_stream(writer: asyncio.StreamWriter) -> None:
+    """Ask the kernel for linear retransmission timeouts on this connection (best effort)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, 1)
+        except OSError:
+            pass  # a kernel without it: exponential backoff, slower healing, nothing else
 
 
 # Once a frame has begun, the rest must follow promptly: a peer that trickles bytes (or stops
@@ -137,6 +161,7 @@ class WireServer:
             writer.close()
             return
         self._connections.add(writer)
+        thin_stream(writer)
         try:
             while True:
                 try:
@@ -182,9 +207,9 @@ class Peer:
     """One kept-open connection to a node, reconnected on demand, with pipelined requests.
 
     A request's timeout covers connecting too: a connection that is refused or unreachable is
-    tried again (CONNECT_RETRY_S) until the deadline, and a SYN unanswered is left to the kernel's
-    own retransmissions until then, because over a cold multi-hop 802.11s path the first SYNs
-    wait for HWMP path discovery (a second or more across a 100-node mesh under emulation).
+    tried again (CONNECT_RETRY_S) until the deadline, and a SYN unanswered for CONNECT_ATTEMPT_S
+    is given up for a fresh one, because over a cold multi-hop 802.11s path the first SYNs wait
+    for HWMP path discovery (a second or more across a 100-node mesh under emulation).
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -203,14 +228,16 @@ class Peer:
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
             for attempt in itertools.count():
+                left = deadline - loop.time()
                 try:
                     reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(self.host, self.port), max(0.01, deadline - loop.time())
+                        asyncio.open_connection(self.host, self.port), max(0.01, min(CONNECT_ATTEMPT_S, left))
                     )
                     break
                 except asyncio.TimeoutError:
-                    raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: connect timeout "
-                                        f"({attempt + 1} attempts)", "connect timeout") from None
+                    if left <= CONNECT_ATTEMPT_S:
+                        raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: connect timeout "
+                                            f"({attempt + 1} attempts)", "connect timeout") from None
                 except OSError as exc:
                     reason = _CONNECT_ERRNO_REASONS.get(exc.errno or 0, "connection refused")
                     pause = CONNECT_RETRY_S[min(attempt, len(CONNECT_RETRY_S) - 1)]
@@ -218,6 +245,7 @@ class Peer:
                         raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {reason} "
                                             f"({exc.strerror or exc}; {attempt + 1} attempts)", reason) from None
                     await asyncio.sleep(pause)
+            thin_stream(writer)
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read_replies(reader, writer))
             return writer

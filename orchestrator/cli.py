@@ -27,7 +27,7 @@ from rich.table import Table
 from orchestrator import errors, logfmt
 from orchestrator.errors import MeshpayError, UsageError
 from orchestrator.lab import labdir, registry
-from orchestrator.vm.dispatch import call, is_vm_lab
+from orchestrator.dispatch import call, is_vm_lab
 
 log = logging.getLogger(__name__)
 
@@ -128,23 +128,20 @@ def up(
     root: RootOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """Create the lab: one node per authority and client, each with its own hwsim radio, on one mesh."""
-    from orchestrator.lab.topology import load_topology
+    from orchestrator.lab.topology import RUNTIMES, load_topology
     from orchestrator.lab.validate import check_topology
-    from orchestrator.verbs import up as up_verb
     from orchestrator.verbs.doctor import hwsim_available
 
     topo = load_topology(topology)
     check_topology(topo, str(topology))
-    if runtime not in (None, "netns", "docker"):
-        raise UsageError(f"--runtime {runtime}: use netns or docker")
+    if runtime is not None and runtime not in RUNTIMES:
+        raise UsageError(f"--runtime {runtime}: use {' or '.join(RUNTIMES)}")
     lab_dir = labdir.lab_dir(topo.name, root)
     with registry.lab_lock(topo.name, on_wait=lambda msg: err.print(msg)):
         held = registry.lookup(topo.name)
         if held is not None and held.topology != str(topology.resolve()) and replace:
-            from orchestrator.vmlab import down_lab
-
             err.print(f"replacing lab {topo.name} (from {held.topology}): taking it down first")
-            down_lab(Path(held.lab_dir))
+            call(Path(held.lab_dir), "down")
         if vm is None:
             vm = is_vm_lab(lab_dir) or not hwsim_available()
             if vm and not is_vm_lab(lab_dir):
@@ -157,11 +154,7 @@ def up(
                 def show(msg: str) -> None:
                     status.update(f"lab {topo.name}: {msg}")
 
-                if vm:
-                    from orchestrator.vmlab import up_in_vm
-                    result = up_in_vm(lab_dir, topology.resolve(), on_step=show, runtime=runtime)
-                else:
-                    result = up_verb.run(lab_dir, str(topology.resolve()), on_step=show, runtime=runtime)
+                result = call(lab_dir, "up", topology=topology.resolve(), vm=vm, on_step=show, runtime=runtime)
         except KeyboardInterrupt:
             err.print(f"interrupted: lab {topo.name} is partly up; `meshpay-lab down --lab {topo.name}` "
                       "removes all of it")
@@ -189,13 +182,11 @@ def down(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Remove everything the lab made: processes, namespaces, radios, interfaces, its VM."""
-    from orchestrator.vmlab import down_lab
-
     lab_dir = _find(name, root)
     lab_name = name or lab_dir.name
     with registry.lab_lock(lab_name, on_wait=lambda msg: err.print(msg)):
         try:
-            removed = down_lab(lab_dir, keep_files=keep_files)
+            removed = call(lab_dir, "down", keep_files=keep_files)
         except Exception as exc:
             message, _ = errors.describe(exc)
             raise MeshpayError(f"{message}\nrun `meshpay-lab down --lab {lab_name}` again; it only removes "
@@ -212,9 +203,7 @@ def down(
 @command(name="list")
 def list_(root: RootOpt = None, fmt: FormatOpt = Format.table, wide: WideOpt = False) -> None:
     """Every lab on this host (the registry), wherever it was started from."""
-    from orchestrator.verbs import labs
-
-    data = labs.run(root)
+    data = call(None, "labs", root=root)
     _emit(data, fmt, lambda d: _table(f"{len(d['labs'])} labs", d["labs"], _columns(
         wide, ["lab", "where", "phase", "nodes", "mgmt_subnet"], ["lab_id", "lab_dir", "topology"]), wide))
 
@@ -242,9 +231,7 @@ def status(
     """Every node: role, address, mesh peers, serving or not. Exits 1 unless every node serves and
     the medium runs."""
     if all_labs:
-        from orchestrator.verbs import labs
-
-        data = labs.run(root, probe=True)
+        data = call(None, "labs", root=root, probe=True)
         _emit(data, fmt, lambda d: _table(f"{len(d['labs'])} labs", d["labs"], _columns(
             wide, ["lab", "where", "phase", "nodes", "serving", "ready"], ["mgmt_subnet", "lab_dir"]), wide))
         if not all(row["ready"] for row in data["labs"]):

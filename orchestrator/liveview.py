@@ -28,7 +28,7 @@ from orchestrator.air.airspace import read_config
 from orchestrator.lab import labdir
 from orchestrator.report import meshmap, transferlog
 from orchestrator.verbs import draw
-from orchestrator.vm.dispatch import call
+from orchestrator.dispatch import call
 
 Dispatch = Callable[..., dict]
 REFRESH_S = 1.0  # the page asks for a frame this often

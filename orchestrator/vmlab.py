@@ -11,11 +11,21 @@ from pathlib import Path
 from orchestrator import labfiles
 from orchestrator.errors import MeshpayError
 from orchestrator.lab import labdir, registry
-from orchestrator.vm.dispatch import agent_call
+from orchestrator.vm.client import agent_call
 from orchestrator.vm.machine import LabVM, VMRecord, agent_argv, vm_alive
 
 BOOT_TIMEOUT_S = 300.0
 FULL_TEARDOWN_MAX_NODES = 20
+
+
+def up(lab_dir: Path, topology: Path, vm: bool, on_step: Callable[[str], None] | None = None,
+       runtime: str | None = None) -> dict:
+    """Bring the lab up: in its VM (booted if need be) when `vm`, else here (verbs/up.py)."""
+    if vm:
+        return up_in_vm(lab_dir, topology, on_step=on_step, runtime=runtime)
+    from orchestrator.verbs import up as up_verb
+
+    return up_verb.run(lab_dir, str(topology), on_step=on_step, runtime=runtime)
 
 
 def up_in_vm(lab_dir: Path, topology: Path, on_step: Callable[[str], None] | None = None,

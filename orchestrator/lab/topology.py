@@ -10,7 +10,7 @@ import math
 import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -37,6 +37,11 @@ MAX_MOTION_S = 3600.0
 PASSWORD_RE = re.compile(r"^[\x20-\x7e]{8,63}$")
 # The 802.11 mesh ID is at most 32 bytes; printable ASCII keeps bytes == characters.
 MESH_ID_RE = re.compile(r"^[\x21-\x7e]{1,32}$")
+
+# Where a node lives (orchestrator/runtime/): the names a topology, `up --runtime` and
+# runtime.runtime_for accept.
+RuntimeName = Literal["netns", "docker"]
+RUNTIMES: tuple[str, ...] = get_args(RuntimeName)
 
 
 class TopologyError(BadInputFile):
@@ -315,7 +320,7 @@ class Topology(_Strict):
     mesh: MeshSettings = MeshSettings()
     medium: MediumSettings = MediumSettings()
     defaults: Defaults = Defaults()
-    runtime: Literal["netns", "docker"] = "netns"
+    runtime: RuntimeName = "netns"
     # `mdns`: clients get no authority addresses and find them on the mesh (DNS-SD over mDNS).
     discovery: Literal["static", "mdns"] = "static"
     nodes: dict[str, NodeSpec]

@@ -13,8 +13,7 @@ registers in (their "netgroup"), wherever their phys were moved later. `up` crea
 from the medium's netns, so two labs on one kernel never see each other's frames. If this process
 dies, the kernel silently falls back to a perfect medium for those radios: `status` checks.
 
-Hot path: one netlink socket, attributes parsed with struct.unpack_from on one receive buffer,
-replies assembled from pre-packed pieces; the lab's configuration (medium.json) is re-read only when
+Hot path: one netlink socket, the messages packed and parsed by hand (medium/hwsim.py); the lab's configuration (medium.json) is re-read only when
 its mtime changes. Counters go to medium-stats.json every STATS_INTERVAL_S.
 
 Moving radios (a topology's `mobility:`): every MOBILITY_STEP_S the medium puts them where their
@@ -33,7 +32,6 @@ import random
 import select
 import signal
 import socket
-import struct
 import sys
 import time
 from collections.abc import Callable, Container
@@ -47,6 +45,9 @@ from orchestrator.air.airspace import (Airspace, Link, MediumConfig, Movers, Out
 from orchestrator.air.airtime import Channel
 from orchestrator.air.capture import Capture, Captures
 from orchestrator.air.shaping import Shaping
+from orchestrator.medium.hwsim import (A_FRAME, GENLHDR, HDR_LEN, HWSIM_CMD_FRAME, HWSIM_CMD_TX_INFO_FRAME, NLA,
+                                       NLHDR, NLMSG_ERROR, S32, U32, Codec, MediumError, TxFrame, decode_frame,
+                                       nla, open_socket, parse_attrs, request, resolve_family)
 
 log = logging.getLogger("orchestrator.medium.process")
 
@@ -55,7 +56,6 @@ STATS_INTERVAL_S = 2.0
 RELOAD_CHECK_S = 0.25
 # A client walking at 5 m/s moves 2.5 m between steps: small next to a 100 m range.
 MOBILITY_STEP_S = 0.5
-RCVBUF = 8 << 20
 # At most this many messages per wake-up: a saturated medium must still reload and report.
 DRAIN_BATCH = 256
 # Well under the socket's send buffer (net.core.wmem_default, 208 KiB), which bounds one send.
@@ -66,127 +66,6 @@ DEAF_S = 1.0
 # How long one message is retried while the kernel refuses it for a moment (ENOBUFS, EAGAIN):
 # beyond this the kernel is out of memory for good, and the frame is counted lost.
 SEND_RETRY_S = 2.0
-
-NETLINK_GENERIC = 16
-NLM_F_REQUEST, NLM_F_ACK = 1, 4
-NLMSG_ERROR = 2
-GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 16, 3
-CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
-SO_RCVBUFFORCE = 33
-
-# drivers/net/wireless/mac80211_hwsim.h (6.1)
-HWSIM_CMD_REGISTER, HWSIM_CMD_FRAME, HWSIM_CMD_TX_INFO_FRAME = 1, 2, 3
-A_RECEIVER, A_TRANSMITTER, A_FRAME, A_FLAGS, A_RX_RATE, A_SIGNAL, A_TX_INFO, A_COOKIE = 1, 2, 3, 4, 5, 6, 7, 8
-A_FREQ = 19
-HWSIM_TX_STAT_ACK = 4
-TX_MAX_RATES = 4  # struct hwsim_tx_rate {s8 idx; u8 count;} x IEEE80211_TX_MAX_RATES
-
-_NLHDR = struct.Struct("=IHHII")
-_GENLHDR = struct.Struct("=BBH")
-_NLA = struct.Struct("=HH")
-_U32 = struct.Struct("=I")
-_S32 = struct.Struct("=i")
-_U64 = struct.Struct("=Q")
-_TX_INFO = struct.Struct("=" + "bB" * TX_MAX_RATES)
-HDR_LEN = _NLHDR.size + _GENLHDR.size
-_HDR = struct.Struct("=IHHIIBBH")  # nlmsghdr + genlmsghdr in one pack
-# The fixed-size attributes after the frame, each packed as one struct: no per-attribute calls.
-_RX_TAIL = struct.Struct("=HHIHHiHHI")  # RX_RATE u32, SIGNAL s32, FREQ u32
-_TX_TAIL = struct.Struct("=HHIHHQHHiHH8s")  # FLAGS u32, COOKIE u64, SIGNAL s32, TX_INFO 8 bytes
-
-
-def nla(kind: int, payload: bytes) -> bytes:
-    pad = -len(payload) % 4
-    return _NLA.pack(4 + len(payload), kind) + payload + b"\0" * pad
-
-
-def parse_attrs(buf: memoryview, start: int, end: int) -> dict[int, memoryview]:
-    attrs = {}
-    while start + 4 <= end:
-        length, kind = _NLA.unpack_from(buf, start)
-        if length < 4:
-            break
-        attrs[kind & 0x3FFF] = buf[start + 4:start + length]
-        start += (length + 3) & ~3
-    return attrs
-
-
-@dataclass(frozen=True)
-class TxFrame:
-    """One frame a radio transmitted, as the kernel reports it."""
-
-    transmitter: bytes
-    frame: bytes
-    flags: int
-    tx_info: bytes
-    cookie: int
-    freq: int | None
-
-    @property
-    def dest(self) -> bytes:
-        return self.frame[4:10]  # 802.11 addr1
-
-    def chain(self, max_rate: int) -> list[tuple[int, int]]:
-        """The retry chain [(rate index, attempts)] mac80211 asked for, clamped to the band."""
-        raw = _TX_INFO.unpack(self.tx_info)
-        return [(min(raw[i], max_rate), raw[i + 1]) for i in range(0, 2 * TX_MAX_RATES, 2)
-                if raw[i] >= 0 and raw[i + 1] > 0]
-
-
-def decode_frame(attrs: dict[int, memoryview]) -> TxFrame | None:
-    """A HWSIM_CMD_FRAME from the kernel; None when an attribute the medium needs is missing."""
-    try:
-        return TxFrame(
-            transmitter=bytes(attrs[A_TRANSMITTER]), frame=bytes(attrs[A_FRAME]),
-            flags=_U32.unpack(attrs[A_FLAGS])[0], tx_info=bytes(attrs[A_TX_INFO][:_TX_INFO.size]),
-            cookie=_U64.unpack(attrs[A_COOKIE])[0],
-            freq=_U32.unpack(attrs[A_FREQ])[0] if A_FREQ in attrs else None,
-        )
-    except (KeyError, struct.error):
-        return None
-
-
-def encode_tx_info(used: tuple[tuple[int, int], ...]) -> bytes:
-    flat: list[int] = []
-    for i in range(TX_MAX_RATES):
-        flat += used[i] if i < len(used) else (-1, 0)
-    return _TX_INFO.pack(*flat)
-
-
-class Codec:
-    """Builds the two messages the medium sends, for one family id."""
-
-    def __init__(self, family: int) -> None:
-        self.family = family
-        self.seq = 0
-        self._mac_attr: dict[tuple[int, bytes], bytes] = {}
-
-    def _msg(self, cmd: int, body: bytes, flags: int = NLM_F_REQUEST) -> bytes:
-        self.seq += 1
-        return _HDR.pack(HDR_LEN + len(body), self.family, flags, self.seq, 0, cmd, 1, 0) + body
-
-    def mac(self, kind: int, mac: bytes) -> bytes:
-        key = (kind, mac)
-        attr = self._mac_attr.get(key)
-        if attr is None:
-            attr = self._mac_attr[key] = nla(kind, mac)
-        return attr
-
-    def rx(self, receiver: bytes, frame: bytes, rate: int, signal_dbm: int, freq: int,
-           frame_attr: bytes | None = None) -> bytes:
-        """`frame_attr` is nla(A_FRAME, frame) when the caller made it once for every receiver."""
-        return self._msg(HWSIM_CMD_FRAME, b"".join((
-            self.mac(A_RECEIVER, receiver), frame_attr or nla(A_FRAME, frame),
-            _RX_TAIL.pack(8, A_RX_RATE, rate, 8, A_SIGNAL, signal_dbm, 8, A_FREQ, freq))))
-
-    def tx_status(self, tx: TxFrame, acked: bool, signal_dbm: int, used: tuple[tuple[int, int], ...]) -> bytes:
-        flags = tx.flags | HWSIM_TX_STAT_ACK if acked else tx.flags
-        return self._msg(HWSIM_CMD_TX_INFO_FRAME, self.mac(A_TRANSMITTER, tx.transmitter) + _TX_TAIL.pack(
-            8, A_FLAGS, flags, 12, A_COOKIE, tx.cookie, 8, A_SIGNAL, signal_dbm, 12, A_TX_INFO, encode_tx_info(used)))
-
-    def register(self) -> bytes:
-        return self._msg(HWSIM_CMD_REGISTER, b"", NLM_F_REQUEST | NLM_F_ACK)
-
 
 @dataclass
 class Counters:
@@ -353,12 +232,12 @@ def feed(view: memoryview, n: int, air: Airspace, codec: Codec, rand: Callable[[
     deaf_now: dict[bytes, float] = {} if deaf is None else deaf
     pos = 0
     while pos + HDR_LEN <= n:
-        length, kind = _NLHDR.unpack_from(view, pos)[:2]
+        length, kind = NLHDR.unpack_from(view, pos)[:2]
         if kind == family and view[pos + 16] == HWSIM_CMD_FRAME:
             tx = decode_frame(parse_attrs(view, pos + HDR_LEN, pos + length))
             if tx is not None:
                 out += route(air, codec, tx, rand, freq, counters, deaf_now, capture, shaping, channel)
-        elif kind == NLMSG_ERROR and _S32.unpack_from(view, pos + 16)[0]:
+        elif kind == NLMSG_ERROR and S32.unpack_from(view, pos + 16)[0]:
             refused_error(view[pos:pos + length], counters, deaf_now)
         pos += (length + 3) & ~3
     return out
@@ -367,8 +246,8 @@ def feed(view: memoryview, n: int, air: Airspace, codec: Codec, rand: Callable[[
 # An error reply echoes the refused message (NETLINK_CAP_ACK is off): after the error code come its
 # netlink and generic headers, then its first attribute, which is the receiver's MAC in a
 # delivery and the transmitter's in a status (Codec puts it first).
-_ECHO_CMD = _NLHDR.size + 4 + _NLHDR.size
-_ECHO_MAC = _ECHO_CMD + _GENLHDR.size + _NLA.size
+_ECHO_CMD = NLHDR.size + 4 + NLHDR.size
+_ECHO_MAC = _ECHO_CMD + GENLHDR.size + NLA.size
 
 
 def refused_error(msg: memoryview, counters: Counters, deaf: dict[bytes, float]) -> None:
@@ -405,9 +284,9 @@ def batches(msgs: list[bytes], limit: int = SEND_BATCH_BYTES) -> list[bytes]:
 def message_ends(packet: bytes) -> list[int]:
     """The offsets at which each netlink message of a batch ends (padded, as the kernel walks them)."""
     ends, pos = [], 0
-    while pos + _NLHDR.size <= len(packet):
-        length = _U32.unpack_from(packet, pos)[0]
-        if length < _NLHDR.size:
+    while pos + NLHDR.size <= len(packet):
+        length = U32.unpack_from(packet, pos)[0]
+        if length < NLHDR.size:
             break
         pos = min(pos + ((length + 3) & ~3), len(packet))
         ends.append(pos)
@@ -486,54 +365,6 @@ class Sender:
                         text, self.counters.lost)
 
 
-class MediumError(RuntimeError):
-    pass
-
-
-def open_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-    sock.bind((0, 0))
-    try:  # root may exceed net.core.rmem_max: beacons of 30 radios arrive in bursts
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-    sock.connect((0, 0))
-    return sock
-
-
-def _request(sock: socket.socket, msg: bytes, seq: int) -> list[dict[int, memoryview]]:
-    """Send one request and collect replies until its ack; raises on a netlink error."""
-    want_ack = bool(_NLHDR.unpack_from(msg)[2] & NLM_F_ACK)
-    sock.send(msg)
-    replies = []
-    while True:
-        data = memoryview(sock.recv(65536))
-        pos = 0
-        while pos + _NLHDR.size <= len(data):
-            length, kind, _, rseq, _ = _NLHDR.unpack_from(data, pos)
-            if rseq == seq:
-                if kind == NLMSG_ERROR:
-                    code = _S32.unpack_from(data, pos + 16)[0]
-                    if code:
-                        raise OSError(-code, os.strerror(-code))
-                    return replies
-                replies.append(parse_attrs(data, pos + HDR_LEN, pos + length))
-                if not want_ack:
-                    return replies
-            pos += (length + 3) & ~3
-
-
-def resolve_family(sock: socket.socket, name: str = "MAC80211_HWSIM") -> int:
-    ctrl = Codec(GENL_ID_CTRL)
-    msg = ctrl._msg(CTRL_CMD_GETFAMILY, nla(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"))
-    try:
-        replies = _request(sock, msg, ctrl.seq)
-    except OSError as err:
-        raise MediumError(f"the kernel has no {name} family ({err}): "
-                          "`modprobe mac80211_hwsim radios=0` first") from None
-    return struct.unpack_from("=H", replies[0][CTRL_ATTR_FAMILY_ID])[0]
-
-
 class Medium:
     def __init__(self, lab_dir: Path, rand: Callable[[], float] = random.random,
                  sock: socket.socket | None = None, family: int | None = None) -> None:
@@ -584,7 +415,7 @@ class Medium:
 
     def register(self) -> None:
         try:
-            _request(self.sock, self.codec.register(), self.codec.seq)
+            request(self.sock, self.codec.register(), self.codec.seq)
         except OSError as err:
             if err.errno == errno.EBUSY:
                 raise MediumError("another medium is already registered in this netns: "

@@ -27,7 +27,7 @@ from docker.errors import NotFound
 from orchestrator import labfiles
 from orchestrator.kernel.netns import NETNS_DIR, pids_in_netns
 from orchestrator.lab.plan import netns_prefix
-from orchestrator.runtime import engine
+from orchestrator.runtime import engine, procs
 from orchestrator.runtime.base import NodeRef, NodeService
 
 log = logging.getLogger(__name__)
@@ -148,13 +148,13 @@ class DockerRuntime:
         keep = _tree(init, inside)
         pids = [p for p in inside if p not in keep]
         for pid in pids:
-            _signal(pid, signal.SIGTERM)
+            procs.send(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         while pids and time.monotonic() < deadline:
             time.sleep(0.05)
             pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
         for pid in pids:
-            _signal(pid, signal.SIGKILL)
+            procs.send(pid, signal.SIGKILL)
 
     def delete(self, node: NodeRef) -> None:
         container = self._container(node)
@@ -212,10 +212,3 @@ def _parent(pid: int) -> int:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return 0
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

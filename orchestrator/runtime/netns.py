@@ -19,6 +19,7 @@ from pyroute2 import netns as pyroute2_netns
 from orchestrator.kernel.netlink import create_netns
 from orchestrator.kernel.netns import NETNS_DIR, pids_in_netns
 from orchestrator.lab.plan import netns_prefix
+from orchestrator.runtime import procs
 from orchestrator.runtime.base import NodeRef, NodeService
 from orchestrator.runtime.launcher import Launcher, spawn_nodes
 
@@ -94,14 +95,14 @@ class NetnsRuntime:
     def stop(self, node: NodeRef) -> None:
         pids = pids_in_netns(self.netns_path(node))
         for pid in pids:
-            _signal(pid, signal.SIGTERM)
+            procs.send(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         while pids and time.monotonic() < deadline:
             time.sleep(0.05)
-            pids = [pid for pid in pids if _alive(pid)]
+            pids = [pid for pid in pids if procs.alive(pid)]
         for pid in pids:
             log.warning("process ignored SIGTERM, killing", extra={"pid": pid, "netns": node.netns})
-            _signal(pid, signal.SIGKILL)
+            procs.send(pid, signal.SIGKILL)
         for pid in pids:
             _wait_gone(pid, deadline=time.monotonic() + 2.0)
 
@@ -121,38 +122,7 @@ class NetnsRuntime:
         return sorted(n for n in names if n.startswith(prefix))
 
 
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _alive(pid: int) -> bool:
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not _is_zombie(pid)
-
-
 def _wait_gone(pid: int, deadline: float) -> None:
-    while _alive(pid) and time.monotonic() < deadline:
+    while procs.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
 
-
-def _reap(pid: int) -> None:
-    # our own children (nodes started by this process) would linger as zombies otherwise
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False

@@ -18,10 +18,10 @@ from orchestrator.lab import labdir
 from orchestrator.medium import control as medium_control
 from orchestrator.report import meshmap
 from orchestrator.verbs.run import Dispatch, latest
-from orchestrator.vm.dispatch import call
 
 
-def run(lab_dir: Path, out: str | None = None, sender: str | None = None, dispatch: Dispatch = call) -> dict:
+def run(lab_dir: Path, out: str | None = None, sender: str | None = None, *, dispatch: Dispatch) -> dict:
+    """`dispatch` (orchestrator.dispatch.call, which gives it) asks the lab for its mesh tables."""
     lab_dir = Path(lab_dir)
     out_dir = Path(out) if out else lab_dir
     m = snapshot(lab_dir, sender, dispatch)

@@ -8,7 +8,6 @@ its peers' links time out, HWMP routes around it); heal undoes that.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from dataclasses import replace
@@ -17,7 +16,7 @@ from pathlib import Path
 from orchestrator import labfiles
 from orchestrator.lab import labdir, nodeconfig
 from orchestrator.medium import control as medium_control
-from orchestrator.runtime import runtime_for
+from orchestrator.runtime import procs, runtime_for
 from orchestrator.runtime.base import NodeRef, NodeService
 from orchestrator.runtime.health import process_alive, wait_healthy
 
@@ -55,13 +54,13 @@ def _kill(lab_dir: Path, state: dict, node: str) -> dict:
     was_running = process_alive(pid)
     if was_running:
         # the launcher made each service a session (and group) leader: its group is the service
-        _signal_group(pid, signal.SIGTERM)
+        procs.send(pid, signal.SIGTERM, group=True)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while process_alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
+            procs.reap(pid)  # not our child (the launcher forked it): init reaps it
             time.sleep(0.1)
         if process_alive(pid):
-            _signal_group(pid, signal.SIGKILL)
+            procs.send(pid, signal.SIGKILL, group=True)
     return {"node": node, "action": "kill", "pid": pid, "was_running": was_running, "time": time.time()}
 
 
@@ -80,16 +79,3 @@ def _restart(lab_dir: Path, state: dict, node: str, info: dict) -> dict:
     return {"node": node, "action": "restart", "pid": pids[node], "already_running": False,
             "serving_after_s": round(time.monotonic() - t0, 2)}
 
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child (the launcher forked it): init reaps it
-        pass

@@ -10,22 +10,25 @@ a VM lab is asked through its agent.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import labfiles
 from orchestrator.lab import labdir, registry
 
 
-def run(root: Path | None = None, probe: bool = False) -> dict:
+def run(root: Path | None = None, probe: bool = False, dispatch: Callable[..., dict] | None = None) -> dict:
+    """The rows above; `dispatch` (orchestrator.dispatch.call, given by it) asks each lab for its
+    status when probing."""
     entries = {e.name: e for e in registry.live_entries()}
     rows = []
     for name, lab_dir in labdir.known_labs(root).items():
         entry = entries.get(name)
-        rows.append(_row(name, lab_dir, entry, probe))
+        rows.append(_row(name, lab_dir, entry, dispatch if probe else None))
     return {"labs": rows}
 
 
-def _row(name: str, lab_dir: Path, entry: registry.Entry | None, probe: bool) -> dict:
+def _row(name: str, lab_dir: Path, entry: registry.Entry | None, dispatch: Callable[..., dict] | None) -> dict:
     state = _read(lab_dir / labfiles.STATE)
     info = _read(lab_dir / labfiles.LAB)
     identity = state.get("identity") or {}
@@ -39,16 +42,14 @@ def _row(name: str, lab_dir: Path, entry: registry.Entry | None, probe: bool) ->
         "lab_dir": str(lab_dir),
         "topology": entry.topology if entry else state.get("topology"),
     }
-    if probe:
-        row["serving"], row["ready"] = _serving(lab_dir, row["nodes"])
+    if dispatch is not None:
+        row["serving"], row["ready"] = _serving(lab_dir, row["nodes"], dispatch)
     return row
 
 
-def _serving(lab_dir: Path, nodes: int) -> tuple[str, bool]:
-    from orchestrator.vm.dispatch import call
-
+def _serving(lab_dir: Path, nodes: int, dispatch: Callable[..., dict]) -> tuple[str, bool]:
     try:
-        status = call(lab_dir, "status")
+        status = dispatch(lab_dir, "status")
     except Exception as exc:  # one broken lab must not hide the others
         return f"error: {exc}", False
     serving = sum(1 for r in status["nodes"] if r["serving"])

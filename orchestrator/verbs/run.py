@@ -16,7 +16,6 @@ from pathlib import Path
 from orchestrator.lab import labdir
 from orchestrator.lab.scenario import FaultStep, RELAY, Scenario, Step, TransferStep, load_scenario
 from orchestrator.report import meshmetrics
-from orchestrator.vm.dispatch import call
 
 RUNS_DIR = "runs"
 RETRY_PAUSE_S = 1.0
@@ -27,7 +26,7 @@ class NotConfirmed(RuntimeError):
     """A transfer step with `retry_until_s` saw no confirmed transfer in that time."""
 
 
-def run(lab_dir: Path, scenario: str, dispatch: Dispatch = call,
+def run(lab_dir: Path, scenario: str, dispatch: Dispatch,
         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict:
     lab_dir = Path(lab_dir)
     record = play(lab_dir, load_scenario(scenario), dispatch, clock, sleep)
@@ -36,7 +35,7 @@ def run(lab_dir: Path, scenario: str, dispatch: Dispatch = call,
     return record
 
 
-def play(lab_dir: Path, scenario: Scenario, dispatch: Dispatch = call,
+def play(lab_dir: Path, scenario: Scenario, dispatch: Dispatch,
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict:
     started_at = time.time()
     t0 = clock()

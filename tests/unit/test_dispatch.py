@@ -1,9 +1,8 @@
-"""vm/dispatch.call, the one way into a verb: where each verb runs, and a VM's failure arriving
-with its exit status."""
+"""orchestrator/dispatch.call, the one way into a verb: where each verb runs, and a VM's failure
+arriving with its exit status (vm/client.py)."""
 
 from __future__ import annotations
 
-import json
 import types
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import httpx
 import pytest
 
 from orchestrator import errors
-from orchestrator.vm import dispatch
+from orchestrator import dispatch, vmlab
+from orchestrator.vm import client
 
 
 def _verb(monkeypatch, name: str, run) -> None:
@@ -35,10 +35,22 @@ def vm_lab(tmp_path: Path, monkeypatch) -> tuple[Path, list]:
 
 def test_a_vm_labs_verb_goes_to_the_agent_and_a_host_verb_stays_here(monkeypatch, vm_lab) -> None:
     lab_dir, sent = vm_lab
-    _verb(monkeypatch, "draw", lambda lab_dir, out=None, sender=None: {"from": "host", "sender": sender})
+    _verb(monkeypatch, "draw", lambda lab_dir, out=None, sender=None, *, dispatch:
+          {"from": "host", "sender": sender, "dispatch": dispatch})
     assert dispatch.call(lab_dir, "status") == {"from": "vm"} and sent == [("status", {})]
-    assert dispatch.call(lab_dir, "draw", sender="client1") == {"from": "host", "sender": "client1"}
+    drawn = dispatch.call(lab_dir, "draw", sender="client1")
+    assert drawn == {"from": "host", "sender": "client1", "dispatch": dispatch.call}  # its steps come back here
     assert sent == [("status", {})]
+
+
+def test_up_and_down_go_through_the_lab_lifecycle_host_or_vm(monkeypatch, tmp_path: Path) -> None:
+    seen = []
+    monkeypatch.setattr(vmlab, "up", lambda lab_dir, **kw: seen.append(("up", lab_dir, kw)) or {"up": True})
+    monkeypatch.setattr(vmlab, "down_lab", lambda lab_dir, **kw: seen.append(("down", lab_dir, kw)) or {"down": True})
+    assert dispatch.call(tmp_path, "up", topology=tmp_path / "t.yaml", vm=False) == {"up": True}
+    assert dispatch.call(tmp_path, "down", keep_files=True) == {"down": True}
+    assert seen == [("up", tmp_path, {"topology": tmp_path / "t.yaml", "vm": False}),
+                    ("down", tmp_path, {"keep_files": True})]
 
 
 def test_a_verb_of_no_lab_runs_here_without_one(monkeypatch) -> None:
@@ -51,8 +63,8 @@ def test_a_failure_in_the_vm_keeps_its_message_and_exit_status(monkeypatch, code
     def post(url, json, timeout):
         return httpx.Response(400, json={"error": "no node 'x' in this lab", "exit_code": code})
 
-    monkeypatch.setattr(dispatch.httpx, "post", post)
+    monkeypatch.setattr(client.httpx, "post", post)
     with pytest.raises(errors.MeshpayError) as caught:
-        dispatch.agent_call(18080, "peers", {"node": "x"})
+        client.agent_call(18080, "peers", {"node": "x"})
     assert str(caught.value) == "no node 'x' in this lab" and caught.value.exit_code == code
     assert errors.describe(caught.value) == ("no node 'x' in this lab", code)

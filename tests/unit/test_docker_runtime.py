@@ -251,7 +251,7 @@ def test_stop_ends_the_service_but_not_the_containers_own_processes(
     monkeypatch.setattr(docker_rt, "pids_in_netns", lambda path: [init, 50, 900, 901])
     monkeypatch.setattr(docker_rt, "_parent", lambda pid: parents[pid])
     killed = []
-    monkeypatch.setattr(docker_rt, "_signal", lambda pid, sig: killed.append(pid))
+    monkeypatch.setattr(docker_rt.procs, "send", lambda pid, sig: killed.append(pid))
     rt.stop_timeout = 0
     rt.stop(ref())
     assert sorted(set(killed)) == [900, 901]

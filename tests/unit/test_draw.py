@@ -112,13 +112,13 @@ def test_names_are_escaped():
 
 
 def test_run_writes_html_and_png_or_says_why_not(diamond, tmp_path, request):
-    out = draw.run(diamond, str(tmp_path / "pics"), "client1", fake_dispatch())
+    out = draw.run(diamond, str(tmp_path / "pics"), "client1", dispatch=fake_dispatch())
     assert (tmp_path / "pics" / "mesh.html").read_text().startswith("<!doctype html>")
     assert (tmp_path / "pics" / "mesh.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out["png_problem"] is None and out["links"] == len(LINKS)
 
     request.getfixturevalue("no_matplotlib")  # only now: the first half draws the PNG
-    out = draw.run(diamond, str(tmp_path / "bare"), "client1", fake_dispatch())
+    out = draw.run(diamond, str(tmp_path / "bare"), "client1", dispatch=fake_dispatch())
     assert out["png"] is None and "pip install 'meshpay-lab[plots]'" in out["png_problem"]
     assert (tmp_path / "bare" / "mesh.html").exists() and not (tmp_path / "bare" / "mesh.png").exists()
 

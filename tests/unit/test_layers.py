@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("orchestrator.runtime",),
     ("orchestrator.medium",),
     ("orchestrator.verbs",),
-    ("orchestrator.cli", "orchestrator.vmlab", "orchestrator.liveview"),
+    ("orchestrator.cli", "orchestrator.dispatch", "orchestrator.vmlab", "orchestrator.liveview"),
 ]
 
 

@@ -3,6 +3,7 @@ import struct
 from orchestrator.air.airspace import Airspace, MediumConfig, Radio, mac_bytes
 from orchestrator.air.propagation import Model
 from orchestrator.medium import process as medium_process
+from orchestrator.medium import hwsim
 
 MACS = [f"02:00:00:00:00:{i:02x}" for i in range(3)]
 FAMILY = 0x1F
@@ -15,20 +16,20 @@ def kernel_frame(tx: int, dest: bytes, cookie: int = 7, flags: int = 1, rates=((
     for i in range(4):
         info += rates[i] if i < len(rates) else (-1, 0)
     attrs = b"".join((
-        medium_process.nla(medium_process.A_TRANSMITTER, mac_bytes(MACS[tx])), medium_process.nla(medium_process.A_FRAME, frame),
-        medium_process.nla(medium_process.A_FLAGS, struct.pack("=I", flags)), medium_process.nla(medium_process.A_FREQ, struct.pack("=I", 2412)),
-        medium_process.nla(medium_process.A_TX_INFO, struct.pack("=bBbBbBbB", *info)),
-        medium_process.nla(20, b""),  # HWSIM_ATTR_PAD before a u64, as nla_put_u64_64bit may add
-        medium_process.nla(medium_process.A_COOKIE, struct.pack("=Q", cookie)),
+        hwsim.nla(hwsim.A_TRANSMITTER, mac_bytes(MACS[tx])), hwsim.nla(hwsim.A_FRAME, frame),
+        hwsim.nla(hwsim.A_FLAGS, struct.pack("=I", flags)), hwsim.nla(hwsim.A_FREQ, struct.pack("=I", 2412)),
+        hwsim.nla(hwsim.A_TX_INFO, struct.pack("=bBbBbBbB", *info)),
+        hwsim.nla(20, b""),  # HWSIM_ATTR_PAD before a u64, as nla_put_u64_64bit may add
+        hwsim.nla(hwsim.A_COOKIE, struct.pack("=Q", cookie)),
     ))
-    hdr = struct.pack("=IHHIIBBH", 20 + len(attrs), FAMILY, 0, 0, 0, medium_process.HWSIM_CMD_FRAME, 1, 0)
+    hdr = struct.pack("=IHHIIBBH", 20 + len(attrs), FAMILY, 0, 0, 0, hwsim.HWSIM_CMD_FRAME, 1, 0)
     return memoryview(hdr + attrs)
 
 
 def decode(msg: bytes) -> tuple[int, dict[int, bytes]]:
     length, family, flags, _, _ = struct.unpack_from("=IHHII", msg)
-    assert length == len(msg) and family == FAMILY and flags == medium_process.NLM_F_REQUEST
-    return msg[16], {k: bytes(v) for k, v in medium_process.parse_attrs(memoryview(msg), 20, length).items()}
+    assert length == len(msg) and family == FAMILY and flags == hwsim.NLM_F_REQUEST
+    return msg[16], {k: bytes(v) for k, v in hwsim.parse_attrs(memoryview(msg), 20, length).items()}
 
 
 def air():
@@ -38,7 +39,7 @@ def air():
 
 def test_kernel_frame_decodes_with_its_retry_chain():
     buf = kernel_frame(0, mac_bytes(MACS[1]))
-    tx = medium_process.decode_frame(medium_process.parse_attrs(buf, 20, len(buf)))
+    tx = hwsim.decode_frame(hwsim.parse_attrs(buf, 20, len(buf)))
     assert tx.transmitter == mac_bytes(MACS[0]) and tx.cookie == 7 and tx.freq == 2412 and tx.flags == 1
     assert tx.dest == mac_bytes(MACS[1])
     assert tx.chain(11) == [(11, 2), (0, 3)]
@@ -46,58 +47,58 @@ def test_kernel_frame_decodes_with_its_retry_chain():
 
 
 def test_a_frame_missing_an_attribute_is_ignored():
-    assert medium_process.decode_frame({}) is None
+    assert hwsim.decode_frame({}) is None
 
 
 def test_unicast_goes_to_its_receiver_and_the_sender_hears_an_ack():
     buf = kernel_frame(1, mac_bytes(MACS[2]), cookie=99)
-    tx = medium_process.decode_frame(medium_process.parse_attrs(buf, 20, len(buf)))
+    tx = hwsim.decode_frame(hwsim.parse_attrs(buf, 20, len(buf)))
     counters = medium_process.Counters()
-    msgs = medium_process.route(air(), medium_process.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
+    msgs = medium_process.route(air(), hwsim.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
     assert len(msgs) == 2
     cmd, rx = decode(msgs[0])
-    assert cmd == medium_process.HWSIM_CMD_FRAME
-    assert rx[medium_process.A_RECEIVER] == mac_bytes(MACS[2]) and rx[medium_process.A_FRAME] == tx.frame
-    assert struct.unpack("=I", rx[medium_process.A_RX_RATE])[0] == 11
-    assert struct.unpack("=i", rx[medium_process.A_SIGNAL])[0] == -60
-    assert struct.unpack("=I", rx[medium_process.A_FREQ])[0] == 2412
+    assert cmd == hwsim.HWSIM_CMD_FRAME
+    assert rx[hwsim.A_RECEIVER] == mac_bytes(MACS[2]) and rx[hwsim.A_FRAME] == tx.frame
+    assert struct.unpack("=I", rx[hwsim.A_RX_RATE])[0] == 11
+    assert struct.unpack("=i", rx[hwsim.A_SIGNAL])[0] == -60
+    assert struct.unpack("=I", rx[hwsim.A_FREQ])[0] == 2412
     cmd, st = decode(msgs[1])
-    assert cmd == medium_process.HWSIM_CMD_TX_INFO_FRAME
-    assert st[medium_process.A_TRANSMITTER] == mac_bytes(MACS[1])
-    assert struct.unpack("=I", st[medium_process.A_FLAGS])[0] == 1 | medium_process.HWSIM_TX_STAT_ACK
-    assert struct.unpack("=Q", st[medium_process.A_COOKIE])[0] == 99
-    assert struct.unpack("=bBbBbBbB", st[medium_process.A_TX_INFO]) == (11, 1, -1, 0, -1, 0, -1, 0)
+    assert cmd == hwsim.HWSIM_CMD_TX_INFO_FRAME
+    assert st[hwsim.A_TRANSMITTER] == mac_bytes(MACS[1])
+    assert struct.unpack("=I", st[hwsim.A_FLAGS])[0] == 1 | hwsim.HWSIM_TX_STAT_ACK
+    assert struct.unpack("=Q", st[hwsim.A_COOKIE])[0] == 99
+    assert struct.unpack("=bBbBbBbB", st[hwsim.A_TX_INFO]) == (11, 1, -1, 0, -1, 0, -1, 0)
     assert counters.acked == 1 and counters.deliveries == 1 and counters.frames == 1
 
 
 def test_broadcast_reaches_both_neighbours_and_is_not_acked():
     buf = kernel_frame(1, b"\xff" * 6, flags=2)
-    tx = medium_process.decode_frame(medium_process.parse_attrs(buf, 20, len(buf)))
-    msgs = medium_process.route(air(), medium_process.Codec(FAMILY), tx, lambda: 0.5, 2412, medium_process.Counters())
-    receivers = sorted(decode(m)[1][medium_process.A_RECEIVER] for m in msgs[:-1])
+    tx = hwsim.decode_frame(hwsim.parse_attrs(buf, 20, len(buf)))
+    msgs = medium_process.route(air(), hwsim.Codec(FAMILY), tx, lambda: 0.5, 2412, medium_process.Counters())
+    receivers = sorted(decode(m)[1][hwsim.A_RECEIVER] for m in msgs[:-1])
     assert receivers == [mac_bytes(MACS[0]), mac_bytes(MACS[2])]
     _, st = decode(msgs[-1])
-    assert struct.unpack("=I", st[medium_process.A_FLAGS])[0] == 2
+    assert struct.unpack("=I", st[hwsim.A_FLAGS])[0] == 2
 
 
 def test_out_of_range_unicast_reports_every_attempt_unacked():
     buf = kernel_frame(0, mac_bytes(MACS[2]))
-    tx = medium_process.decode_frame(medium_process.parse_attrs(buf, 20, len(buf)))
+    tx = hwsim.decode_frame(hwsim.parse_attrs(buf, 20, len(buf)))
     counters = medium_process.Counters()
-    msgs = medium_process.route(air(), medium_process.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
+    msgs = medium_process.route(air(), hwsim.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
     assert len(msgs) == 1
     _, st = decode(msgs[0])
-    assert struct.unpack("=I", st[medium_process.A_FLAGS])[0] == 1
-    assert struct.unpack("=bBbBbBbB", st[medium_process.A_TX_INFO]) == (11, 2, 0, 3, -1, 0, -1, 0)
+    assert struct.unpack("=I", st[hwsim.A_FLAGS])[0] == 1
+    assert struct.unpack("=bBbBbBbB", st[hwsim.A_TX_INFO]) == (11, 2, 0, 3, -1, 0, -1, 0)
     assert counters.unacked == 1
 
 
 def test_a_radio_the_config_does_not_name_still_gets_its_status():
     buf = kernel_frame(0, b"\xff" * 6)
-    tx = medium_process.decode_frame(medium_process.parse_attrs(buf, 20, len(buf)))
-    tx = medium_process.TxFrame(b"\x02\x99\x99\x99\x99\x99", tx.frame, tx.flags, tx.tx_info, tx.cookie, tx.freq)
+    tx = hwsim.decode_frame(hwsim.parse_attrs(buf, 20, len(buf)))
+    tx = hwsim.TxFrame(b"\x02\x99\x99\x99\x99\x99", tx.frame, tx.flags, tx.tx_info, tx.cookie, tx.freq)
     counters = medium_process.Counters()
-    msgs = medium_process.route(air(), medium_process.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
+    msgs = medium_process.route(air(), hwsim.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
     assert len(msgs) == 1 and counters.unknown == 1  # the kernel's pending queue must not fill
 
 
@@ -113,10 +114,10 @@ def test_feed_routes_every_frame_of_one_receive_buffer():
     bufs = [bytes(kernel_frame(1, b"\xff" * 6, cookie=1)), bytes(kernel_frame(0, mac_bytes(MACS[1]), cookie=2))]
     joined = bufs[0] + bufs[1]
     counters = medium_process.Counters()
-    msgs = medium_process.feed(memoryview(joined), len(joined), air(), medium_process.Codec(FAMILY), lambda: 0.5, counters)
+    msgs = medium_process.feed(memoryview(joined), len(joined), air(), hwsim.Codec(FAMILY), lambda: 0.5, counters)
     # the broadcast: two receivers and a status; the unicast: one receiver and a status
-    assert [decode(m)[0] for m in msgs] == [medium_process.HWSIM_CMD_FRAME] * 2 + [medium_process.HWSIM_CMD_TX_INFO_FRAME] \
-        + [medium_process.HWSIM_CMD_FRAME, medium_process.HWSIM_CMD_TX_INFO_FRAME]
+    assert [decode(m)[0] for m in msgs] == [hwsim.HWSIM_CMD_FRAME] * 2 + [hwsim.HWSIM_CMD_TX_INFO_FRAME] \
+        + [hwsim.HWSIM_CMD_FRAME, hwsim.HWSIM_CMD_TX_INFO_FRAME]
     assert counters.frames == 2 and counters.deliveries == 3 and counters.data == 2
 
 
@@ -124,7 +125,7 @@ def test_frames_are_counted_by_kind():
     counters = medium_process.Counters()
     for fc, body in ((b"\x80\x00", b""), (b"\xd0\x00", b"\x0f"), (b"\xd0\x00", b"\x0d"), (b"\xb0\x00", b"")):
         frame = fc + b"\x00\x00" + b"\xff" * 6 + mac_bytes(MACS[0]) * 2 + b"\x00\x00" + body
-        tx = medium_process.TxFrame(mac_bytes(MACS[0]), frame, 0, bytes(8), 1, 2412)
-        medium_process.route(air(), medium_process.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
+        tx = hwsim.TxFrame(mac_bytes(MACS[0]), frame, 0, bytes(8), 1, 2412)
+        medium_process.route(air(), hwsim.Codec(FAMILY), tx, lambda: 0.5, 2412, counters)
     assert (counters.beacons, counters.actions, counters.peering, counters.hwmp, counters.other_mgmt,
             counters.data) == (1, 2, 1, 1, 1, 0)

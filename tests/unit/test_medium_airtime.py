@@ -13,6 +13,7 @@ from orchestrator.air.shaping import Shaping
 from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import parse_topology
 from orchestrator.medium import process as medium_process
+from orchestrator.medium import hwsim
 from orchestrator.medium.control import config_for
 
 N = [mac_bytes(m) for m in MACS]  # n0 - n1 - n2 in a line, 100 m apart: n0 and n2 are hidden
@@ -55,12 +56,12 @@ def test_hidden_terminals_collide_at_the_receiver_between_them_and_the_retry_get
 def test_with_airtime_on_the_medium_holds_deliveries_and_status_until_the_frame_is_over():
     a, ch, shaping, counters = timed_air(), airtime.Channel(), Shaping(), medium_process.Counters()
     frame = kernel_frame(1, N[2])
-    msgs = medium_process.feed(frame, len(frame), a, medium_process.Codec(FAMILY), lambda: 0.5, counters, shaping=shaping,
+    msgs = medium_process.feed(frame, len(frame), a, hwsim.Codec(FAMILY), lambda: 0.5, counters, shaping=shaping,
                        channel=ch)
     assert msgs == [] and len(shaping) == 2
     held = shaping.pop_due(float("inf"))
-    assert [decode(m)[0] for m in held] == [medium_process.HWSIM_CMD_FRAME, medium_process.HWSIM_CMD_TX_INFO_FRAME]
-    assert struct.unpack("=I", decode(held[1])[1][medium_process.A_FLAGS])[0] & medium_process.HWSIM_TX_STAT_ACK
+    assert [decode(m)[0] for m in held] == [hwsim.HWSIM_CMD_FRAME, hwsim.HWSIM_CMD_TX_INFO_FRAME]
+    assert struct.unpack("=I", decode(held[1])[1][hwsim.A_FLAGS])[0] & hwsim.HWSIM_TX_STAT_ACK
     assert counters.acked == 1 and counters.collisions == 0
 
 

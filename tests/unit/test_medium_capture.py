@@ -15,6 +15,7 @@ from orchestrator.air import capture
 from orchestrator.air.airspace import mac_bytes
 from orchestrator.lab import labdir
 from orchestrator.medium import process as medium_process
+from orchestrator.medium import hwsim
 from orchestrator.medium.process import STATS_FILE
 from orchestrator.verbs import capture as capture_verb
 
@@ -49,13 +50,13 @@ def test_sent_and_received_frames_read_back_with_rate_signal_and_ack(tmp_path):
     req = start(tmp_path, nodes=("n0", "n1", "n2"))
     assert caps.poll(RADIOS, 0) and caps.active is not None
     counters = medium_process.Counters()
-    codec = medium_process.Codec(FAMILY)
+    codec = hwsim.Codec(FAMILY)
     # n1 -> n2 unicast, acked at rate index 11 (54 Mb/s); n0 -> n2 out of range: failed
     for tx, dest in ((1, 2), (0, 2)):
         buf = kernel_frame(tx, mac_bytes(MACS[dest]))
         medium_process.feed(buf, len(buf), air(), codec, lambda: 0.5, counters, capture=caps.active)
     # a mesh beacon from n1, heard by n0 and n2
-    beacon = medium_process.TxFrame(mac_bytes(MACS[1]), mesh_beacon(1, b"labmesh"), 0, bytes(8), 3, 2412)
+    beacon = hwsim.TxFrame(mac_bytes(MACS[1]), mesh_beacon(1, b"labmesh"), 0, bytes(8), 3, 2412)
     medium_process.route(air(), codec, beacon, lambda: 0.5, 2412, counters, capture=caps.active)
     caps.stop()
     assert caps.report()["state"] == "done" and caps.report()["records"] == 1 + 1 + 1 + 1 + 2
@@ -78,7 +79,7 @@ def test_only_the_chosen_radios_are_recorded(tmp_path):
     req = start(tmp_path, nodes=("n2",))
     caps.poll(RADIOS, 0)
     buf = kernel_frame(1, b"\xff" * 6, flags=2)  # n1's broadcast reaches n0 and n2
-    medium_process.feed(buf, len(buf), air(), medium_process.Codec(FAMILY), lambda: 0.5, medium_process.Counters(), capture=caps.active)
+    medium_process.feed(buf, len(buf), air(), hwsim.Codec(FAMILY), lambda: 0.5, medium_process.Counters(), capture=caps.active)
     caps.stop()
     assert [r[0] for r in tshark(req.file)] == ["n2"]
 

@@ -10,6 +10,7 @@ from test_medium import FAMILY, MACS, air, decode, kernel_frame
 from test_mediumctl import TOPO, lab_dir  # noqa: F401 - the fake-medium lab fixture
 
 from orchestrator.medium import process as medium_process
+from orchestrator.medium import hwsim
 from orchestrator.report import meshmap
 from orchestrator.air.airspace import (RATE_BACKLOG_S, Airspace, Impairment, MediumConfig, Radio, impairments_in_force,
                                    mac_bytes, read_config, write_config)
@@ -66,11 +67,11 @@ def test_full_loss_on_one_direction_fails_every_attempt_that_way_only():
     a = impaired_air(n1_n2=Impairment(loss_pct=100))
     counters = medium_process.Counters()
     frame = kernel_frame(1, mac_bytes(MACS[2]))
-    msgs = medium_process.feed(frame, len(frame), a, medium_process.Codec(FAMILY), lambda: 0.999, counters)
-    assert [decode(m)[0] for m in msgs] == [medium_process.HWSIM_CMD_TX_INFO_FRAME]  # no delivery, no ACK
+    msgs = medium_process.feed(frame, len(frame), a, hwsim.Codec(FAMILY), lambda: 0.999, counters)
+    assert [decode(m)[0] for m in msgs] == [hwsim.HWSIM_CMD_TX_INFO_FRAME]  # no delivery, no ACK
     assert counters.unacked == 1 and counters.dropped_loss == 1 and counters.medium_lost == 0
     back = kernel_frame(2, mac_bytes(MACS[1]))
-    msgs = medium_process.feed(back, len(back), a, medium_process.Codec(FAMILY), lambda: 0.999, counters)
+    msgs = medium_process.feed(back, len(back), a, hwsim.Codec(FAMILY), lambda: 0.999, counters)
     assert counters.acked == 1  # n2 -> n1 is not impaired
 
 
@@ -79,17 +80,17 @@ def test_a_delayed_delivery_waits_and_the_sender_hears_its_ack_at_once():
     assert a.shaped
     shaping, counters = Shaping(), medium_process.Counters()
     frame = kernel_frame(1, b"\xff" * 6, flags=2)  # n1's broadcast: n0 now, n2 delayed
-    msgs = medium_process.feed(frame, len(frame), a, medium_process.Codec(FAMILY), lambda: 1.0, counters, shaping=shaping)
-    assert [decode(m)[1].get(medium_process.A_RECEIVER) for m in msgs[:-1]] == [mac_bytes(MACS[0])]
+    msgs = medium_process.feed(frame, len(frame), a, hwsim.Codec(FAMILY), lambda: 1.0, counters, shaping=shaping)
+    assert [decode(m)[1].get(hwsim.A_RECEIVER) for m in msgs[:-1]] == [mac_bytes(MACS[0])]
     assert len(shaping) == 1 and counters.delayed == 1 and counters.deliveries == 2
     due = shaping.next_due()
     assert shaping.pop_due(due - 0.001) == []
     held = shaping.pop_due(due)
-    assert decode(held[0])[1][medium_process.A_RECEIVER] == mac_bytes(MACS[2])
+    assert decode(held[0])[1][hwsim.A_RECEIVER] == mac_bytes(MACS[2])
     frame = kernel_frame(1, mac_bytes(MACS[2]))
-    msgs = medium_process.feed(frame, len(frame), a, medium_process.Codec(FAMILY), lambda: 0.5, counters, shaping=shaping)
-    flags = struct.unpack("=I", decode(msgs[-1])[1][medium_process.A_FLAGS])[0]
-    assert len(msgs) == 1 and flags & medium_process.HWSIM_TX_STAT_ACK  # acked now, delivered 50 ms later
+    msgs = medium_process.feed(frame, len(frame), a, hwsim.Codec(FAMILY), lambda: 0.5, counters, shaping=shaping)
+    flags = struct.unpack("=I", decode(msgs[-1])[1][hwsim.A_FLAGS])[0]
+    assert len(msgs) == 1 and flags & hwsim.HWSIM_TX_STAT_ACK  # acked now, delivered 50 ms later
 
 
 def test_delay_and_jitter_draws_stay_in_their_window():
@@ -114,12 +115,12 @@ def test_a_rate_cap_queues_frames_and_drops_past_its_backlog():
 def test_a_unicast_dropped_by_a_full_rate_line_is_not_acknowledged():
     a = impaired_air(n1_n2=Impairment(rate_mbps=0.0005))  # 40 bytes take 0.64 s: the second waits too long
     shaping, counters = Shaping(), medium_process.Counters()
-    codec = medium_process.Codec(FAMILY)
+    codec = hwsim.Codec(FAMILY)
     for _ in range(2):
         frame = kernel_frame(1, mac_bytes(MACS[2]))
         msgs = medium_process.feed(frame, len(frame), a, codec, lambda: 0.5, counters, shaping=shaping)
-    flags = struct.unpack("=I", decode(msgs[-1])[1][medium_process.A_FLAGS])[0]
-    assert not flags & medium_process.HWSIM_TX_STAT_ACK
+    flags = struct.unpack("=I", decode(msgs[-1])[1][hwsim.A_FLAGS])[0]
+    assert not flags & hwsim.HWSIM_TX_STAT_ACK
     assert counters.dropped_rate == 1 and counters.acked == 1 and counters.unacked == 1
 
 

@@ -10,6 +10,7 @@ from test_medium import FAMILY, MACS, air, decode, kernel_frame
 
 from orchestrator.air.airspace import Impairment, mac_bytes, write_config
 from orchestrator.medium import process as medium_process
+from orchestrator.medium import hwsim
 
 
 def test_the_loop_routes_frames_and_sends_delayed_deliveries_when_due(tmp_path):
@@ -30,17 +31,17 @@ def test_the_loop_routes_frames_and_sends_delayed_deliveries_when_due(tmp_path):
             data = kernel.recv(1 << 16)
             for end, start in zip(medium_process.message_ends(data), [0, *medium_process.message_ends(data)]):
                 cmd, attrs = decode(data[start:end])
-                who = attrs.get(medium_process.A_RECEIVER) or attrs.get(medium_process.A_TRANSMITTER)
+                who = attrs.get(hwsim.A_RECEIVER) or attrs.get(hwsim.A_TRANSMITTER)
                 got.append((time.monotonic() - sent_at, cmd, who))
     finally:
         m.stop = True
         loop.join(timeout=5)
-    delivery_to_n2 = [t for t, cmd, who in got if cmd == medium_process.HWSIM_CMD_FRAME and who == mac_bytes(MACS[2])]
-    status_n1 = [t for t, cmd, who in got if cmd == medium_process.HWSIM_CMD_TX_INFO_FRAME and who == mac_bytes(MACS[1])]
+    delivery_to_n2 = [t for t, cmd, who in got if cmd == hwsim.HWSIM_CMD_FRAME and who == mac_bytes(MACS[2])]
+    status_n1 = [t for t, cmd, who in got if cmd == hwsim.HWSIM_CMD_TX_INFO_FRAME and who == mac_bytes(MACS[1])]
     assert len(delivery_to_n2) == 1 and delivery_to_n2[0] >= 0.03  # held for its delay
     assert status_n1 and status_n1[0] < delivery_to_n2[0]  # the sender heard its ACK at once
-    assert {(cmd, who) for _, cmd, who in got} >= {(medium_process.HWSIM_CMD_FRAME, mac_bytes(MACS[1])),
-                                                    (medium_process.HWSIM_CMD_TX_INFO_FRAME, mac_bytes(MACS[0]))}
+    assert {(cmd, who) for _, cmd, who in got} >= {(hwsim.HWSIM_CMD_FRAME, mac_bytes(MACS[1])),
+                                                    (hwsim.HWSIM_CMD_TX_INFO_FRAME, mac_bytes(MACS[0]))}
     assert m.counters.delayed == 1 and m.counters.medium_lost == 0 and len(m.shaping) == 0
     assert (tmp_path / medium_process.STATS_FILE).exists()
 
@@ -55,8 +56,8 @@ def test_a_delivery_still_held_when_the_medium_stops_is_sent_not_lost(tmp_path):
     loop.start()
     kernel.send(bytes(kernel_frame(1, mac_bytes(MACS[2]))))
     kernel.settimeout(5)
-    assert decode(kernel.recv(1 << 16))[0] == medium_process.HWSIM_CMD_TX_INFO_FRAME
+    assert decode(kernel.recv(1 << 16))[0] == hwsim.HWSIM_CMD_TX_INFO_FRAME
     m.stop = True
     loop.join(timeout=5)
     cmd, attrs = decode(kernel.recv(1 << 16))
-    assert cmd == medium_process.HWSIM_CMD_FRAME and attrs[medium_process.A_RECEIVER] == mac_bytes(MACS[2])
+    assert cmd == hwsim.HWSIM_CMD_FRAME and attrs[hwsim.A_RECEIVER] == mac_bytes(MACS[2])

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.air.airspace import mac_bytes
 from orchestrator.medium import process as medium_process
+from orchestrator.medium import hwsim
 
 from test_medium import FAMILY, MACS, air, decode, kernel_frame
 
@@ -119,13 +120,13 @@ def test_message_ends_walks_padded_messages():
 def error_reply(refused: bytes, code: int = -errno.EINVAL) -> bytes:
     """An NLMSG_ERROR as the kernel sends it without NETLINK_CAP_ACK: the refused message echoed."""
     body = struct.pack("=i", code) + refused
-    return struct.pack("=IHHII", 16 + len(body), medium_process.NLMSG_ERROR, 0, 1, 0) + body
+    return struct.pack("=IHHII", 16 + len(body), hwsim.NLMSG_ERROR, 0, 1, 0) + body
 
 
 def test_a_refused_delivery_makes_its_receiver_deaf_and_unicast_to_it_unacknowledged():
-    codec = medium_process.Codec(FAMILY)
+    codec = hwsim.Codec(FAMILY)
     refused = codec.rx(mac_bytes(MACS[2]), b"\x08" * 30, 0, -50, 2412)
-    late = codec.tx_status(medium_process.TxFrame(mac_bytes(MACS[1]), b"\x08" * 30, 0, bytes(8), 5, 2412), True, -50,
+    late = codec.tx_status(hwsim.TxFrame(mac_bytes(MACS[1]), b"\x08" * 30, 0, bytes(8), 5, 2412), True, -50,
                            ((0, 1),))
     buf = error_reply(refused) + error_reply(late)
     counters, deaf = medium_process.Counters(), {}
@@ -135,14 +136,14 @@ def test_a_refused_delivery_makes_its_receiver_deaf_and_unicast_to_it_unacknowle
     # n1 sends to n2, in range: with n2 deaf, no delivery and no ACK (as out of range)
     frame = kernel_frame(1, mac_bytes(MACS[2]))
     msgs = medium_process.feed(frame, len(frame), air(), codec, lambda: 0.5, counters, deaf)
-    assert [decode(m)[0] for m in msgs] == [medium_process.HWSIM_CMD_TX_INFO_FRAME]
-    flags = struct.unpack("=I", decode(msgs[0])[1][medium_process.A_FLAGS])[0]
-    assert not flags & medium_process.HWSIM_TX_STAT_ACK
+    assert [decode(m)[0] for m in msgs] == [hwsim.HWSIM_CMD_TX_INFO_FRAME]
+    flags = struct.unpack("=I", decode(msgs[0])[1][hwsim.A_FLAGS])[0]
+    assert not flags & hwsim.HWSIM_TX_STAT_ACK
     assert counters.unacked == 1 and counters.dropped_range == 1
     # a broadcast from n1 skips the deaf n2 and still reaches n0
     frame = kernel_frame(1, b"\xff" * 6, flags=2)
     msgs = medium_process.feed(frame, len(frame), air(), codec, lambda: 0.5, counters, deaf)
-    assert [decode(m)[1][medium_process.A_RECEIVER] for m in msgs[:-1]] == [mac_bytes(MACS[0])]
+    assert [decode(m)[1][hwsim.A_RECEIVER] for m in msgs[:-1]] == [mac_bytes(MACS[0])]
 
 
 def lossy_air():
@@ -162,7 +163,7 @@ def lossy_air():
 def test_model_drops_are_counted_apart_from_medium_losses(space, dest, expect):
     frame = kernel_frame(1, mac_bytes(MACS[dest]))
     counters = medium_process.Counters()
-    medium_process.feed(frame, len(frame), space(), medium_process.Codec(FAMILY), lambda: 0.5, counters)
+    medium_process.feed(frame, len(frame), space(), hwsim.Codec(FAMILY), lambda: 0.5, counters)
     assert (counters.dropped_range, counters.dropped_loss) == expect
     assert counters.medium_lost == 0
 
@@ -170,8 +171,8 @@ def test_model_drops_are_counted_apart_from_medium_losses(space, dest, expect):
 def test_out_of_range_unicast_is_a_range_drop_and_broadcast_losses_count_per_receiver():
     counters = medium_process.Counters()
     frame = kernel_frame(0, mac_bytes(MACS[2]))  # n0 -> n2: 200 m, out of range
-    medium_process.feed(frame, len(frame), air(), medium_process.Codec(FAMILY), lambda: 0.5, counters)
+    medium_process.feed(frame, len(frame), air(), hwsim.Codec(FAMILY), lambda: 0.5, counters)
     assert (counters.dropped_range, counters.dropped_loss, counters.model_dropped) == (1, 0, 1)
     frame = kernel_frame(1, b"\xff" * 6, flags=2)  # n1's two neighbours both lose it
-    medium_process.feed(frame, len(frame), lossy_air(), medium_process.Codec(FAMILY), lambda: 0.5, counters)
+    medium_process.feed(frame, len(frame), lossy_air(), hwsim.Codec(FAMILY), lambda: 0.5, counters)
     assert counters.dropped_loss == 2 and counters.medium_lost == 0

@@ -81,3 +81,13 @@ def test_node_services_go_through_the_prepared_launcher_once(monkeypatch, tmp_pa
     assert rt.start_services([]) == {}
     rt.close()
     assert closed == [True] and len(batches) == 1
+
+
+def test_every_runtime_a_topology_may_name_has_a_runtime_and_no_other() -> None:
+    from orchestrator.lab.topology import RUNTIMES
+    from orchestrator.runtime import FACTORIES, runtime_for
+
+    assert tuple(FACTORIES) == RUNTIMES
+    assert isinstance(runtime_for("netns", "l"), NetnsRuntime)
+    with pytest.raises(ValueError, match="use `runtime: netns` or `runtime: docker`"):
+        runtime_for("lxc", "l")

@@ -73,6 +73,15 @@ class Cluster:
             await server.close()
 
 
+async def credited(client: ClientService, balance: int) -> None:
+    """Until the recipient has been told (in the background, after the transfer settled)."""
+    for _ in range(200):
+        if client.own_account().balance == balance:
+            return
+        await asyncio.sleep(0.01)
+    assert client.own_account().balance == balance
+
+
 def run(tmp_path, scenario, deadline: float = 25.0):
     async def main():
         async with Cluster(World(n_clients=3), tmp_path, deadline) as cluster:
@@ -88,7 +97,7 @@ def test_transfer_credits_recipient_and_records_timings(tmp_path):
         assert record["outcome"] == "confirmed"
         assert set(record["authorities"]) >= {"auth1", "auth2", "auth3", "auth4", "recipient:client2"}
         assert alice.own_account().balance == 70 and alice.own_account().next_sequence == 1
-        assert bob.own_account().balance == 130
+        await credited(bob, 130)
         assert alice.transfer_record(record["id"])["outcome"] == "confirmed"
         await asyncio.sleep(0.05)
         for auth in c.authorities:
@@ -240,11 +249,35 @@ def test_received_payment_can_be_looked_up_on_the_recipient(tmp_path):
     async def scenario(c: Cluster):
         alice, bob = c.clients
         record = await alice.pay(bob.me, 3)
+        await credited(bob, 103)
         seen = bob.transfer_record(record["id"])
         assert seen["certificate"]["amount"] == 3
         with pytest.raises(NodeError) as info:
             bob.transfer_record("zz-1")
         assert info.value.status == 400
+
+    run(tmp_path, scenario)
+
+
+def test_a_recipient_that_does_not_answer_does_not_hold_a_settled_transfer(tmp_path):
+    """The recipient's path is not one the payment needs: the transfer returns once a quorum
+    applied the certificate, and the recipient is told when it answers."""
+    async def scenario(c: Cluster):
+        alice, bob = c.clients
+        bob_answers = asyncio.Event()
+        handle = bob.handle
+
+        async def slow_bob(msg):
+            await bob_answers.wait()
+            return await handle(msg)
+
+        c.servers[5].handler = slow_bob
+        record = await asyncio.wait_for(alice.pay(bob.me, 4), 30)
+        assert record["outcome"] == "confirmed"
+        assert record["authorities"]["recipient:client2"] == {"confirm": "in flight"}
+        assert not bob_answers.is_set() and bob.own_account().balance == 100
+        bob_answers.set()
+        await credited(bob, 104)
 
     run(tmp_path, scenario)
 

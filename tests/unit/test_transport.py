@@ -185,3 +185,68 @@ def test_a_peer_that_never_listens_fails_with_its_reason_after_the_deadline():
         assert loop.time() - start >= 0.5
 
     run(main())
+
+
+def test_both_ends_of_a_connection_ask_for_linear_retransmission_timeouts():
+    """A request resent over a mesh path that just healed must not wait out TCP's doubled RTO."""
+    import socket
+
+    from meshpay.transport import TCP_THIN_LINEAR_TIMEOUTS
+
+    async def main():
+        server = await echo_server()
+        peer = Peer("127.0.0.1", server.port)
+        await peer.request(AccountInfoRequest(b"b" * 32, 0, 0, 0), 5)
+        client_sock = peer._writer.get_extra_info("socket")
+        (server_writer,) = server._connections
+        server_sock = server_writer.get_extra_info("socket")
+        options = [s.getsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS) for s in (client_sock, server_sock)]
+        await peer.close()
+        await server.close()
+        return options
+
+    assert run(main()) == [1, 1]
+
+
+def test_a_syn_lost_to_a_path_discovery_is_sent_again_after_a_second_not_at_the_kernels_pace(monkeypatch):
+    from meshpay import transport
+
+    real_open = asyncio.open_connection
+    calls = []
+
+    async def first_syn_lost(host, port):
+        calls.append(asyncio.get_running_loop().time())
+        if len(calls) == 1:
+            await asyncio.sleep(3600)  # the SYN went nowhere; the kernel would wait 1, then 2 s more
+        return await real_open(host, port)
+
+    async def main():
+        server = await echo_server()
+        monkeypatch.setattr(transport.asyncio, "open_connection", first_syn_lost)
+        peer = Peer("127.0.0.1", server.port)
+        reply = await peer.request(AccountInfoRequest(b"a" * 32), 5)
+        await peer.close()
+        await server.close()
+        return reply
+
+    assert isinstance(run(main()), ConfirmationAck)
+    assert len(calls) == 2
+    assert calls[1] - calls[0] == pytest.approx(transport.CONNECT_ATTEMPT_S, abs=0.3)
+
+
+def test_a_peer_whose_syns_all_go_unanswered_fails_with_connect_timeout_at_the_deadline(monkeypatch):
+    from meshpay import transport
+
+    async def never(host, port):
+        await asyncio.sleep(3600)
+
+    async def main():
+        monkeypatch.setattr(transport.asyncio, "open_connection", never)
+        peer = Peer("127.0.0.1", 9)
+        with pytest.raises(ConnectFailed) as info:
+            await peer.request(AccountInfoRequest(b"a" * 32), 2.5)
+        return info.value
+
+    error = run(main())
+    assert error.reason == "connect timeout"
+    assert "3 attempts" in str(error)
