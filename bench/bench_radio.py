@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from orchestrator.air import airtime  # noqa: E402
 from orchestrator.medium.process import STATS_INTERVAL_S  # noqa: E402
 from orchestrator.lab.plan import MESH_IFNAME  # noqa: E402
-from orchestrator.vm.dispatch import agent_call  # noqa: E402
+from orchestrator.vm.client import agent_call  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TOPOLOGY = ROOT / "topologies" / "radio-bench.yaml"
