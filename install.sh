@@ -15,6 +15,7 @@ packages=(
   linux-image-amd64                             # a kernel that has mac80211_hwsim, booted by the VM route
   docker.io debootstrap                         # the docker runtime; a node image base made with no registry
   tshark                                        # reads `capture` files in the e2e tests
+  iperf3                                        # TCP/UDP throughput over the mesh (bench/bench_radio.py)
   chromium                                      # the live view's browser test (draw --live, headless)
 )
 missing=()
