@@ -147,13 +147,13 @@ PATHS = {"paths": [{"destination_node": "a1", "next_hop_node": "r2", "next_hop":
                    {"destination_node": "c2", "next_hop_node": "r2", "next_hop": "m2"}]}
 
 
-def test_relay_is_resolved_when_played_and_a_transfer_is_retried_until_confirmed(tmp_path):
-    clock, calls, outcomes = FakeClock(), [], iter([RuntimeError("no route"), {"outcome": "pending"},
-                                                    {"outcome": "confirmed", "metrics": {"hops": {"a1": 2}}}])
-
+def healing_dispatch(clock: "FakeClock", outcomes, calls: list | None = None, step_s: float = 2.0):
+    """A lab whose every verb call takes `step_s` on the fake clock; the retried transfer (amount
+    7) answers from `outcomes` (an exception is raised), the others confirm."""
     def dispatch(lab_dir, verb, **kwargs):
-        calls.append((verb, kwargs))
-        clock.now += 2.0
+        if calls is not None:
+            calls.append((verb, kwargs))
+        clock.now += step_s
         if verb == "paths":
             return PATHS
         if verb == "transfer" and kwargs["amount"] == 7:
@@ -163,7 +163,14 @@ def test_relay_is_resolved_when_played_and_a_transfer_is_retried_until_confirmed
             return outcome
         return {"outcome": "confirmed"} if verb == "transfer" else {"isolated": []}
 
-    record = run.play(tmp_path, parse_scenario(HEALING), dispatch, clock, clock.sleep)
+    return dispatch
+
+
+def test_relay_is_resolved_when_played_and_a_transfer_is_retried_until_confirmed(tmp_path):
+    clock, calls, outcomes = FakeClock(), [], iter([RuntimeError("no route"), {"outcome": "pending"},
+                                                    {"outcome": "confirmed", "metrics": {"hops": {"a1": 2}}}])
+
+    record = run.play(tmp_path, parse_scenario(HEALING), healing_dispatch(clock, outcomes, calls), clock, clock.sleep)
     assert record["ok"], record
     assert calls[1:3] == [("paths", {"node": "c1"}), ("fault", {"action": "isolate", "node": "r2"})]
     assert calls[-1] == ("fault", {"action": "heal", "node": "r2"})  # heals the relay it isolated
@@ -180,18 +187,8 @@ def test_a_healed_transfer_counts_from_when_the_node_confirmed_it_not_when_the_t
     clock, outcomes = FakeClock(), iter([RuntimeError("no route"),
                                          {"outcome": "confirmed", "metrics": {"latency_ms": 500.0}}])
 
-    def dispatch(lab_dir, verb, **kwargs):
-        clock.now += 2.0  # each call: the node's work and the tool's own (mesh paths read after it)
-        if verb == "paths":
-            return PATHS
-        if verb == "transfer" and kwargs["amount"] == 7:
-            outcome = next(outcomes)
-            if isinstance(outcome, Exception):
-                raise outcome
-            return outcome
-        return {"outcome": "confirmed"} if verb == "transfer" else {"isolated": []}
-
-    record = run.play(tmp_path, parse_scenario(HEALING), dispatch, clock, clock.sleep)
+    # each call takes 2 s: the node's work and the tool's own (mesh paths read after it)
+    record = run.play(tmp_path, parse_scenario(HEALING), healing_dispatch(clock, outcomes), clock, clock.sleep)
     retried = record["steps"][2]
     # isolation applied at 9 s; the second attempt is sent at 9 + 2 + 1 = 12 s and returns at 14 s,
     # the node having confirmed it 0.5 s after it was sent
