@@ -1,14 +1,16 @@
 """Mobility on the real kernel: the medium moves client1 (random waypoint) and client2 (random walk)
 along exactly the paths orchestrator/air/mobility.py computes for the shipped seed, the mesh follows
 (client1 peers with authorities it could not hear at the start and drops auth1 once out of its
-range), `move` pins a moving node, and `draw --live` follows them in a real headless chromium. Handoff
-latency while moving is measured by bench/bench_handoff.py, not asserted here."""
+range) while the two keep paying each other and every transfer confirms, `move` pins a moving node,
+and `draw --live` follows them in a real headless chromium. Handoff latency while moving is
+measured by bench/bench_handoff.py, not asserted here."""
 
 from __future__ import annotations
 
 import math
 import re
 import subprocess
+import threading
 from functools import partial
 
 import pytest
@@ -59,9 +61,32 @@ def test_mobile_nodes_are_where_their_seeded_trajectories_put_them(mobile: Lab):
     assert rows["auth1"] == [0.0, 0.0] and rows["client1"] != [0.0, 60.0]
 
 
+class Payments(threading.Thread):
+    """client1 and client2 pay each other in turn, one transfer after the other, until stopped:
+    a run of transfers while both move (issue 16's handoff test; their latency is the bench's)."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(daemon=True)
+        self.lab = lab
+        self.stop = threading.Event()
+        self.outcomes: list[str] = []
+
+    def run(self) -> None:
+        turn = 0
+        while not self.stop.is_set():
+            src, dst = ("client1", "client2") if turn % 2 == 0 else ("client2", "client1")
+            turn += 1
+            done = self.lab.cli("transfer", "--from", src, "--to", dst, "--amount", "1", "--format", "json",
+                                check=False)
+            self.outcomes.append(f"{src}: {done.stdout.strip()[-300:] or done.stderr.strip()[-300:]}"
+                                 if done.returncode else "confirmed")
+
+
 def test_client1_peers_anew_as_it_moves_and_drops_auth1_out_of_range(mobile: Lab):
     at_start = set(mobile.plan.neighbours("client1"))
     assert at_start == {"auth1"}
+    payments = Payments(mobile)
+    payments.start()
     # auth2, auth3, auth4 come in range as it moves along the row (client2 too, where they meet)
     gained, gained_s = wait_for("client1 peers with a node it could not hear at the start",
                                 lambda: peers(mobile, "client1") - at_start, 60)
@@ -71,6 +96,11 @@ def test_client1_peers_anew_as_it_moves_and_drops_auth1_out_of_range(mobile: Lab
     print(f"client1 gained {sorted(gained)} after {gained_s} s, dropped auth1 {lost_s} s later, "
           f"{report['positions_time'] - report['mobility_epoch']:.1f} s into the run")
     assert math.dist(report["positions"]["client1"], auth1.position) > auth1.range
+    payments.stop.set()
+    payments.join(timeout=180)
+    # every transfer made while client1 left auth1 for the authorities further along confirmed
+    assert len(payments.outcomes) >= 5, payments.outcomes
+    assert [o for o in payments.outcomes if o != "confirmed"] == [], payments.outcomes
 
 
 def test_the_live_view_follows_a_moving_node_in_a_real_browser(mobile: Lab, chromium):
