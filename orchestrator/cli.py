@@ -456,7 +456,8 @@ def fault(
 
     def render(d: dict) -> None:
         if d["action"] in ("isolate", "heal"):
-            out.print(f"{d['node']}: {d['action']}ed; isolated now: {', '.join(d['isolated']) or 'none'}")
+            done = {"isolate": "isolated", "heal": "healed"}[d["action"]]
+            out.print(f"{d['node']}: {done}; isolated now: {', '.join(d['isolated']) or 'none'}")
             return
         # an authority of several shards has a process per shard
         pids = ", ".join(str(p) for p in (d.get("pids") or {d["node"]: d["pid"]}).values())

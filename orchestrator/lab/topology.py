@@ -370,9 +370,11 @@ class Topology(_Strict):
             if link.impairs and not self.medium.enabled:
                 problems.append((("links", i), f"impairs {link.a}-{link.b}, which needs the wireless medium: "
                                  "drop `medium: none`"))
-        if self.discovery == "mdns" and self.mesh.params.get("mesh_fwding") == 0:
-            problems.append((("mesh", "params", "mesh_fwding"), "`discovery: mdns` needs a forwarding mesh "
-                             "(mDNS is multicast, relayed hop by hop): drop `mesh_fwding: 0` or use `discovery: static`"))
+        for where in ("params", "authority_params"):
+            if self.discovery == "mdns" and getattr(self.mesh, where).get("mesh_fwding") == 0:
+                problems.append((("mesh", where, "mesh_fwding"), "`discovery: mdns` needs a forwarding mesh "
+                                 "(mDNS is multicast, relayed hop by hop): drop `mesh_fwding: 0` or use "
+                                 "`discovery: static`"))
         for name, node in self.nodes.items():
             if node.mesh_password is not None and self.mesh.security != "sae":
                 problems.append((("nodes", name, "mesh_password"), "only used with `mesh.security: sae`"))

@@ -64,12 +64,19 @@ def check_topology(topo: Topology, source: str, text: str | None = None) -> Plan
     plan = make_plan(topo)
     hops, a, b = diameter(plan)
     problems = []
-    for param in TTL_PARAMS:
-        ttl = topo.mesh.params.get(param, DEFAULT_TTL)
-        if hops > ttl:
-            loc = ("mesh", "params", param)
+    # the authorities join with mesh.params overlaid by mesh.authority_params: a TTL set there
+    # limits the frames they send
+    for where, params in (("params", topo.mesh.params),
+                          ("authority_params", {**topo.mesh.params, **topo.mesh.authority_params})):
+        for param in TTL_PARAMS:
+            if where == "authority_params" and param not in topo.mesh.authority_params:
+                continue
+            ttl = params.get(param, DEFAULT_TTL)
+            if hops <= ttl:
+                continue
+            loc = ("mesh", where, param)
             line = line_of(text if text is not None else Path(source).read_text(), loc)
-            said = "" if param in topo.mesh.params else " (the kernel's default)"
+            said = "" if param in params else " (the kernel's default)"
             problems.append(problem(source, line, loc, (
                 f"the planned mesh needs {hops} hops ({a} to {b}) but {param} is {ttl}{said}: a frame "
                 f"crosses at most {ttl} hops; set {param} to at least {hops}, or bring the nodes closer")))

@@ -125,6 +125,16 @@ def test_a_transfer_without_a_quorum_returns_its_record_as_json_and_exits_1(labd
     assert "not confirmed" in done.stderr
 
 
+@pytest.mark.parametrize("action,said", [("isolate", "relay1: isolated; isolated now: relay1"),
+                                         ("heal", "relay1: healed; isolated now: none")])
+def test_isolate_and_heal_say_what_they_did_in_words(labdir, monkeypatch, action, said):
+    isolated = ["relay1"] if action == "isolate" else []
+    monkeypatch.setattr(cli, "call", lambda lab_dir, verb, **kw: {"node": "relay1", "action": action,
+                                                                 "isolated": isolated})
+    done = invoke("fault", action, "relay1", "--labs-root", str(labdir.parent))
+    assert done.exit_code == 0 and said in done.stdout, done.stdout
+
+
 def test_a_self_transfer_is_a_usage_error(labdir):
     done = invoke("transfer", "--from", "client1", "--to", "client1", "--amount", "5", "--labs-root", str(labdir.parent))
     assert done.exit_code == 2 and "both client1" in done.stderr

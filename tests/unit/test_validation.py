@@ -59,6 +59,21 @@ def test_a_5_node_line_with_mesh_ttl_2_is_refused_at_its_line():
     assert check_topology(parse_topology(text), "t.yaml", text)
 
 
+def test_a_ttl_the_authorities_take_from_authority_params_is_checked_too():
+    text = line_of(5).replace("name: line\n", "name: line\nmesh:\n  authority_params:\n    mesh_element_ttl: 1\n")
+    msg = refused(text)
+    assert msg.startswith("t.yaml: line 4: mesh.authority_params.mesh_element_ttl: ") and "needs 4 hops" in msg, msg
+    fits = line_of(5).replace("name: line\n", "name: line\nmesh:\n  authority_params:\n    mesh_ttl: 4\n")
+    assert check_topology(parse_topology(fits), "t.yaml", fits)
+
+
+def test_mdns_discovery_refuses_authorities_that_would_not_forward():
+    text = ("name: t\ndiscovery: mdns\nmesh:\n  authority_params:\n    mesh_fwding: 0\n"
+            "nodes:\n  auth1: {role: authority}\n")
+    msg = str(pytest.raises(TopologyError, parse_topology, text, "t.yaml").value)
+    assert msg.startswith("t.yaml: line 5: mesh.authority_params.mesh_fwding: ") and "forwarding mesh" in msg, msg
+
+
 def test_a_link_to_an_unknown_node_is_reported_at_its_own_line():
     text = "name: t\nnodes:\n  auth1: {role: authority}\n  auth2: {role: authority}\nlinks:\n  - {a: auth1, b: auth2}\n  - {a: auth1, b: nosuch}\n"
     msg = str(pytest.raises(TopologyError, parse_topology, text, "t.yaml").value)
