@@ -527,7 +527,7 @@ def run_(
                                                     "own copy goes with the lab at `down`")] = None,
     name: LabOpt = None, root: RootOpt = None, fmt: FormatOpt = Format.table, wide: WideOpt = False,
 ) -> None:
-    """Play a scenario's timeline of move/fault/transfer/wait steps against the lab; record each step.
+    """Play a scenario's timeline of move/fault/impair/transfer/wait steps against the lab; record each step.
     Exits 1 if a step failed."""
     from orchestrator.lab.scenario import load_scenario
     from orchestrator.lab.validate import check_scenario_against_lab
