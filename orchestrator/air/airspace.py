@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator import atomic, labfiles
+from orchestrator.errors import NotFound
 from orchestrator.air.mobility import Motion, Trajectory
 from orchestrator.air.propagation import Model, RATE_MIN_SNR_DB, loss_by_rate, signal_dbm
 
@@ -87,7 +88,7 @@ class MediumConfig:
         for r in self.radios:
             if r.name == name:
                 return r
-        raise LookupError(f"no node {name!r} in the medium; nodes: {', '.join(r.name for r in self.radios)}")
+        raise NotFound(f"no node {name!r} in the medium; nodes: {', '.join(r.name for r in self.radios)}")
 
     def to_json(self) -> dict:
         m = self.model
