@@ -162,7 +162,7 @@ def up(
             err.print(f"interrupted: lab {topo.name} is partly up; `meshpay-lab down --lab {topo.name}` "
                       "removes all of it")
             raise typer.Exit(errors.INTERRUPTED) from None
-        except registry.RegistryError:
+        except (registry.RegistryError, UsageError):  # refused before anything was made
             raise
         except Exception as exc:
             message, _ = errors.describe(exc)

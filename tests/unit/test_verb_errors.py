@@ -190,3 +190,18 @@ def test_an_unknown_node_in_the_vm_is_still_a_usage_error(lab_dir: Path, monkeyp
     with pytest.raises(errors.NotFound) as caught:
         client.agent_call(18080, "balance", {"node": "ghost"})
     assert caught.value.exit_code == errors.USAGE and "no node 'ghost'" in str(caught.value)
+
+
+def test_up_refused_before_anything_was_made_keeps_its_usage_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.verbs import doctor, up
+
+    def refused(lab_dir, topology, on_step=None, runtime=None):
+        raise errors.UsageError(f"{lab_dir} holds lab 'other', not 'x': take it down first")
+
+    monkeypatch.setattr(doctor, "hwsim_available", lambda: True)
+    monkeypatch.setattr(up, "run", refused)
+    topo = tmp_path / "t.yaml"
+    topo.write_text("name: x\nnodes:\n  auth1: {role: authority}\n  client1: {role: client}\n")
+    done = invoke("up", str(topo), "--labs-root", str(tmp_path / "labs"))
+    assert done.exit_code == 2 and "holds lab 'other'" in done.stderr
+    assert "partly up" not in done.stderr  # nothing was made: no clean-up to suggest
