@@ -68,34 +68,19 @@ def test_the_scan_sees_a_builtin_and_a_name_it_cannot_resolve() -> None:
     assert raised_on_purpose("raise errors.UsageError('x')\n", {"errors": errors})[0][2] is errors.UsageError
 
 
-@pytest.fixture
-def lab_dir(tmp_path: Path) -> Path:
-    """A lab as `up` leaves it: auth1 and two clients whose REST ports answer nothing."""
-    d = tmp_path / "labs" / "demo"
-    d.mkdir(parents=True)
-    (d / "state.json").write_text(json.dumps({"lab": "demo", "pids": {}}))
-    nodes = {name: {"role": role, "mesh_ip": f"10.77.0.{i + 1}", "mgmt_ip": "127.0.0.1", "mac": f"02:00:01:00:00:0{i}",
-                    "netns": f"mpl-demo-{name}", "position": [i * 50.0, 0.0],
-                    "api_url": "http://127.0.0.1:9", "rest_url": "http://127.0.0.1:9"}
-             for i, (name, role) in enumerate([("auth1", "authority"), ("client1", "client"), ("client2", "client")])}
-    (d / "lab.json").write_text(json.dumps({"lab": "demo", "nodes": nodes}))
-    (d / "token").write_text("t\n")
-    return d
-
-
 def invoke(*args: str):
     return CliRunner().invoke(cli.app, list(args))
 
 
 @pytest.mark.parametrize("fmt", ["table", "json"])
-def test_a_lab_that_does_not_exist_is_a_usage_error(lab_dir: Path, fmt: str) -> None:
-    done = invoke("status", "--lab", "nosuch", "--labs-root", str(lab_dir.parent), "--format", fmt)
+def test_a_lab_that_does_not_exist_is_a_usage_error(labdir: Path, fmt: str) -> None:
+    done = invoke("status", "--lab", "nosuch", "--labs-root", str(labdir.parent), "--format", fmt)
     assert done.exit_code == 2
     assert "no lab 'nosuch'" in done.stderr and "labs: demo" in done.stderr and "meshpay-lab list" in done.stderr
     if fmt == "json":
         assert json.loads(done.stdout)["exit_code"] == 2
     with pytest.raises(errors.UsageError):
-        labdir_mod.find_lab("nosuch", lab_dir.parent)
+        labdir_mod.find_lab("nosuch", labdir.parent)
 
 
 def test_a_lab_directory_without_state_is_a_failure_not_a_usage_error(tmp_path: Path) -> None:
@@ -106,8 +91,8 @@ def test_a_lab_directory_without_state_is_a_failure_not_a_usage_error(tmp_path: 
 
 @pytest.mark.parametrize("verb", [["balance", "ghost"], ["logs", "ghost"], ["fault", "kill", "ghost"],
                                   ["transfer", "--from", "ghost", "--to", "client2", "--amount", "1"]])
-def test_a_node_that_does_not_exist_is_a_usage_error(lab_dir: Path, verb: list[str]) -> None:
-    done = invoke(*verb, "--labs-root", str(lab_dir.parent))
+def test_a_node_that_does_not_exist_is_a_usage_error(labdir: Path, verb: list[str]) -> None:
+    done = invoke(*verb, "--labs-root", str(labdir.parent))
     assert done.exit_code == 2, done.output
     assert "no node 'ghost' in this lab; nodes: auth1, client1, client2" in done.stderr
 
@@ -130,9 +115,9 @@ def no_quorum(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     return logged
 
 
-def test_a_failed_transfer_exits_1_with_its_record_as_json(lab_dir: Path, no_quorum: list[dict]) -> None:
+def test_a_failed_transfer_exits_1_with_its_record_as_json(labdir: Path, no_quorum: list[dict]) -> None:
     done = invoke("transfer", "--from", "client1", "--to", "client2", "--amount", "5",
-                  "--labs-root", str(lab_dir.parent), "--format", "json")
+                  "--labs-root", str(labdir.parent), "--format", "json")
     assert done.exit_code == 1
     record = json.loads(done.stdout)
     assert record["id"] == "t-1" and record["outcome"] == "pending"
@@ -144,25 +129,25 @@ def test_a_failed_transfer_exits_1_with_its_record_as_json(lab_dir: Path, no_quo
     assert [(row["outcome"], row["error"]) for row in no_quorum] == [("pending", None)]  # logged as what it was
 
 
-def test_a_failed_transfer_in_table_form_is_one_line(lab_dir: Path, no_quorum: list[dict]) -> None:
-    done = invoke("transfer", "--from", "client1", "--to", "client2", "--amount", "5", "--labs-root", str(lab_dir.parent))
+def test_a_failed_transfer_in_table_form_is_one_line(labdir: Path, no_quorum: list[dict]) -> None:
+    done = invoke("transfer", "--from", "client1", "--to", "client2", "--amount", "5", "--labs-root", str(labdir.parent))
     assert done.exit_code == 1 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and "was not confirmed" in done.stderr
 
 
-def test_a_refused_transfer_is_a_failure_saying_where_to_look(lab_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_transfer_is_a_failure_saying_where_to_look(labdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transfer.httpx, "post", lambda url, json, headers, timeout:
                         httpx.Response(409, json={"detail": "insufficient balance: 3 < 5"}))
     monkeypatch.setattr(transfer.transferlog, "append", lambda lab_dir, row: None)
     with pytest.raises(errors.MeshpayError) as caught:
-        transfer.run(lab_dir, "client1", "client2", 5)
+        transfer.run(labdir, "client1", "client2", 5)
     assert caught.value.exit_code == errors.FAILED and caught.value.record is None
     assert "insufficient balance" in str(caught.value) and "meshpay-lab balance client1" in str(caught.value)
 
 
-def _through_the_vm(monkeypatch: pytest.MonkeyPatch, lab_dir: Path) -> None:
+def _through_the_vm(monkeypatch: pytest.MonkeyPatch, labdir: Path) -> None:
     """agent_call answered by the agent app in process, over the same JSON the VM would send."""
-    app_client = TestClient(agent.create_app(lab_dir))
+    app_client = TestClient(agent.create_app(labdir))
 
     def post(url, json, timeout):
         return app_client.post(url.replace("http://127.0.0.1:18080", ""), json=json)
@@ -172,21 +157,21 @@ def _through_the_vm(monkeypatch: pytest.MonkeyPatch, lab_dir: Path) -> None:
 
 
 def test_a_failed_transfer_in_the_vm_comes_back_as_itself_with_its_record(
-        lab_dir: Path, no_quorum: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
-    _through_the_vm(monkeypatch, lab_dir)
+        labdir: Path, no_quorum: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    _through_the_vm(monkeypatch, labdir)
     with pytest.raises(errors.NotConfirmed) as caught:
         client.agent_call(18080, "transfer", {"src": "client1", "dst": "client2", "amount": 5})
     assert caught.value.exit_code == errors.FAILED
     assert caught.value.record["id"] == "t-1" and caught.value.record["metrics"]["hops"] == {"auth1": None}
     # and a scenario played against a VM lab keeps it as the step's result
-    step = run_verb.play(lab_dir, parse_scenario(
+    step = run_verb.play(labdir, parse_scenario(
         "name: s\nsteps:\n  - {at: 0, do: transfer, from: client1, to: client2, amount: 5}\n", "s.yaml"),
         lambda lab_dir, verb, **kw: client.agent_call(18080, verb, kw), sleep=lambda s: None)["steps"][0]
     assert step["ok"] is False and step["result"]["id"] == "t-1" and "no quorum" in step["error"]
 
 
-def test_an_unknown_node_in_the_vm_is_still_a_usage_error(lab_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _through_the_vm(monkeypatch, lab_dir)
+def test_an_unknown_node_in_the_vm_is_still_a_usage_error(labdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _through_the_vm(monkeypatch, labdir)
     with pytest.raises(errors.NotFound) as caught:
         client.agent_call(18080, "balance", {"node": "ghost"})
     assert caught.value.exit_code == errors.USAGE and "no node 'ghost'" in str(caught.value)
