@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from meshpay.committee import AuthorityInfo
 from meshpay.messages import Certificate, CertificateLogRequest, CertificateLogResponse
 from meshpay.metrics import Metrics
+from meshpay.quorum import communicate_with_quorum
 from meshpay.store import Store
 from meshpay.transport import PeerPool, TransportError
 
@@ -139,9 +140,12 @@ class CatchUp:
 
     async def round(self, peer: LogSource | None = None) -> int:
         """Pull from `peer`, or from every peer at once; the number of certificates applied."""
-        applied = await asyncio.gather(*(self._pull(p) for p in ([peer] if peer else self.peers)))
+        # No quorum here: each peer's log may hold certificates the others lack, so every peer
+        # asked is pulled to the end (a Byzantine one can only withhold, see the module doc).
+        gathered = await communicate_with_quorum([peer] if peer else self.peers, self._pull)
+        gathered.raise_first_error()
         self.rounds += 1
-        return sum(applied)
+        return sum(gathered.values().values())
 
     def _cursor(self, source: LogSource) -> int:
         blob = self.store.meta(source.cursor_key)

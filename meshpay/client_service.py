@@ -32,6 +32,7 @@ from meshpay.messages import (
     sign_order,
 )
 from meshpay.metrics import Metrics
+from meshpay.quorum import communicate_with_quorum
 from meshpay.store import Store
 from meshpay.transport import ConnectFailed, PeerPool, TransportError
 from meshpay.views import NodeError, account_json, certificate_json, certificate_record
@@ -57,20 +58,6 @@ PENDING_RETRIES = 120
 # How long a transfer waits for announcements from a quorum (a client just started, an
 # authority restarting) before it answers 503: mDNS answers in well under a second per hop.
 DISCOVERY_WAIT = 20.0
-
-
-async def _wait_for_event_or_all(event: asyncio.Event, tasks: list[asyncio.Task[Any]], timeout: float) -> None:
-    """Return when `event` is set, every task is done, or `timeout` passes; tasks keep running."""
-    waiter = asyncio.ensure_future(event.wait())
-    deadline = asyncio.get_running_loop().time() + timeout
-    try:
-        while not event.is_set() and not all(t.done() for t in tasks):
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return
-            await asyncio.wait([waiter, *[t for t in tasks if not t.done()]], timeout=left, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
 
 
 class ClientService:
@@ -191,12 +178,13 @@ class ClientService:
     ) -> tuple[client_logic.VoteCollector, set[bytes]]:
         """Votes for `order`, and the authorities known NOT to hold a lock on it."""
         collector = client_logic.VoteCollector(self.committee, order)
-        decided = asyncio.Event()
         unlocked: set[bytes] = set()
 
-        async def ask(member: AuthorityInfo) -> None:
+        async def ask(member: AuthorityInfo) -> bool:
+            """True when the member's vote was counted."""
             start = time.perf_counter()
             entry = timings.setdefault(member.name, {"vote": "no answer before the quorum"})
+            voted = False
             try:
                 reply = await self._ask(member, order)
                 if isinstance(reply, ErrorReply) and reply.code in client_logic.LAGGING_CODES:
@@ -206,6 +194,7 @@ class ClientService:
                     collector.add_vote(member.public_key, reply)
                     entry["vote"] = "ok"
                     entry.pop("reason", None)
+                    voted = True
                 elif isinstance(reply, ErrorReply):
                     collector.add_refusal(member.public_key, f"{reply.code.name}: {reply.message}")
                     unlocked.add(member.public_key)
@@ -229,24 +218,28 @@ class ClientService:
                 entry["vote"] = f"failed: {exc}"
                 entry["reason"] = "invalid vote"
             entry["vote_ms"] = round((time.perf_counter() - start) * 1000, 3)
-            if collector.has_quorum or collector.quorum_impossible:
-                decided.set()
+            return voted
 
-        tasks = [self._spawn(ask(m)) for m in self.committee.members]
-        await _wait_for_event_or_all(decided, tasks, REQUEST_TIMEOUT * 3)
+        # Every reply that is not a counted vote is a refusal in the collector, so the helper's
+        # quorum and its "impossible" are the collector's has_quorum and quorum_impossible.
+        gathered = await communicate_with_quorum(
+            self.committee.members, ask, quorum=self.committee.quorum_threshold,
+            weight=lambda m: self.committee.weight(m.public_key), counts=bool,
+            timeout=REQUEST_TIMEOUT * 3, spawn=self._spawn)
         if not collector.has_quorum:
             # No quorum: hear every authority out before judging which ones locked on the order.
-            await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT * 3)
+            await gathered.wait_rest(REQUEST_TIMEOUT * 3)
         return collector, unlocked
 
     async def _broadcast(self, cert: Certificate, timings: dict[str, dict[str, Any]]) -> int:
-        """Send the certificate to every authority and the recipient; wait for a quorum of acks."""
-        acked: dict[bytes, bool] = {}
-        enough = asyncio.Event()
+        """Send the certificate to every authority and the recipient; wait for a quorum of acks.
+        The weight of the authorities that acknowledged it by then."""
         msg = ConfirmationOrder(cert)
 
-        async def confirm(member: AuthorityInfo) -> None:
+        async def confirm(member: AuthorityInfo) -> bool:
+            """True when the member acknowledged the certificate."""
             start = time.perf_counter()
+            acked = False
             entry = timings.setdefault(member.name, {})
             entry["confirm"] = "no answer before the quorum"
             try:
@@ -255,7 +248,7 @@ class ClientService:
                     await self._bring_up_to_date(member)
                     reply = await self._ask(member, msg)
                 if isinstance(reply, ConfirmationAck):
-                    acked[member.public_key] = True
+                    acked = True
                     entry["confirm"] = "applied" if reply.applied else "already known"
                 elif isinstance(reply, ErrorReply):
                     entry["confirm"] = f"refused {reply.code.name}: {reply.message}"
@@ -264,21 +257,24 @@ class ClientService:
             except TransportError as exc:
                 entry["confirm"] = f"failed: {exc}"
             entry["confirm_ms"] = round((time.perf_counter() - start) * 1000, 3)
-            if sum(self.committee.weight(a) for a in acked) >= self.committee.quorum_threshold:
-                enough.set()
+            return acked
 
-        tasks = [self._spawn(confirm(m)) for m in self.committee.members]
-        recipient = self.config.client(cert.order.recipient)
-        if recipient is not None:
-            tasks.append(self._spawn(self._notify(recipient.host, recipient.port, msg, timings, recipient.name)))
-        await _wait_for_event_or_all(enough, tasks, CONFIRM_WAIT)
         # Settled once a quorum applied the certificate (the paper's confirmation, section 3). The
         # recipient is told in the same breath but not waited for: its path is not one the
         # payment needs (on a mesh, often cold or through a relay that just died), and it can
         # always read the credit from the authorities.
-        if recipient is not None and not tasks[-1].done():
+        recipient = self.config.client(cert.order.recipient)
+        notify = None if recipient is None else self._spawn(
+            self._notify(recipient.host, recipient.port, msg, timings, recipient.name))
+        # Short of a quorum of acks, every authority is still heard out (up to CONFIRM_WAIT) so
+        # the record says what each one answered; the stragglers go on delivering afterwards.
+        gathered = await communicate_with_quorum(
+            self.committee.members, confirm, quorum=self.committee.quorum_threshold,
+            weight=lambda m: self.committee.weight(m.public_key), counts=bool,
+            timeout=CONFIRM_WAIT, stop_when_impossible=False, spawn=self._spawn)
+        if recipient is not None and notify is not None and not notify.done():
             timings[f"recipient:{recipient.name}"] = {"confirm": "in flight"}
-        return sum(self.committee.weight(a) for a in acked)
+        return gathered.weight
 
     async def _notify(self, host: str, port: int, msg: ConfirmationOrder, timings: dict[str, dict[str, Any]], name: str) -> None:
         start = time.perf_counter()
@@ -455,7 +451,8 @@ class ClientService:
             except TransportError as exc:
                 log.info("event=sync_failed authority=%s error=%r", member.name, str(exc))
 
-        await asyncio.gather(*(pull(m) for m in self.committee.members))
+        # Every authority is read to the end (no quorum: each may hold credits the others lack).
+        (await communicate_with_quorum(self.committee.members, pull)).raise_first_error()
         pending = self.pending_order()
         completed = None
         if pending is not None:
@@ -466,7 +463,7 @@ class ClientService:
         own = self.own_account()
         lagging = [m for m in self.committee.members if m.public_key in responses and (
             responses[m.public_key].next_sequence < own.next_sequence or responses[m.public_key].balance < own.balance)]
-        await asyncio.gather(*(self._bring_up_to_date(m) for m in lagging), return_exceptions=True)
+        await communicate_with_quorum(lagging, self._bring_up_to_date)
         view = client_logic.quorum_view(self.committee, responses)
         return {
             "account": account_json(self.me, own, self.config),
@@ -478,10 +475,11 @@ class ClientService:
 
     async def quorum_read(self, key: bytes) -> dict[str, Any]:
         await self._await_discovery()
-        replies = await asyncio.gather(*(self._ask(m, AccountInfoRequest(key)) for m in self.committee.members), return_exceptions=True)
+        # Every authority is heard out: quorum_view wants f+1 of them agreeing, not any 2f+1.
+        gathered = await communicate_with_quorum(self.committee.members, lambda m: self._ask(m, AccountInfoRequest(key)))
         responses = {
             m.public_key: r
-            for m, r in zip(self.committee.members, replies)
+            for m, r in gathered.values().items()
             if isinstance(r, AccountInfoResponse) and r.account == key
         }
         view = client_logic.quorum_view(self.committee, responses)
