@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 import itertools
 
 from orchestrator.dispatch import call
+from orchestrator.errors import MeshpayError, NotConfirmed
 from orchestrator.lab.labdir import find_lab
 from orchestrator.verbs.motion import MODELS
 
@@ -127,9 +128,11 @@ def one_run(lab_dir: Path, model: str, speed: float, seconds: float) -> tuple[li
         start = time.time()
         try:
             result = call(lab_dir, "transfer", src=src, dst=dst, amount=1)
-            confirmed = result.get("outcome") == "confirmed"
-            latency = result.get("metrics", {}).get("latency_ms")
-            error = None if confirmed else f"outcome {result.get('outcome')}"
+            confirmed, latency, error = True, result.get("metrics", {}).get("latency_ms"), None
+        except NotConfirmed as exc:  # no quorum voted: the node's record says how it ended
+            record = exc.record or {}
+            confirmed, latency = False, record.get("metrics", {}).get("latency_ms")
+            error = f"outcome {record.get('outcome')}"
         except Exception as exc:  # noqa: BLE001  a failed transfer is a figure
             confirmed, latency, error = False, None, str(exc)[-300:]
         transfers.append({"from": src, "start": start, "end": time.time(), "confirmed": confirmed,
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
                 row = summarize(transfers, args.seconds, samples, still_p50)
                 print(f"  {model} at {speed:g} m/s: {json.dumps(row)}", flush=True)
                 figures["runs"].setdefault(model, {})[f"{speed:g}"] = {**row, "transfers": transfers}
-    except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+    except (MeshpayError, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
         figures["errors"].append(str(exc)[-800:])
         print(f"error: {exc}", flush=True)
     finally:

@@ -21,7 +21,12 @@ from meshpay.config import ConfigError, NodeConfig, load_config
 from meshpay.store import StoreError
 
 if TYPE_CHECKING:
+    from meshpay.authority_service import AuthorityService
+    from meshpay.client_service import ClientService
     from meshpay.mdns import Announcer, Browser
+    from meshpay.metrics import Metrics
+    from meshpay.store import Store
+    from meshpay.transport import PeerPool
 
 log = logging.getLogger("meshpay.server")
 
@@ -60,6 +65,79 @@ async def tick_until(on_tick: Callable[[int], Awaitable[bool]], wake: asyncio.Ev
         wake.clear()
 
 
+def node_service(config: NodeConfig, store: Store, metrics: Metrics, pool: PeerPool | None = None,
+                 browser: Browser | None = None,
+                 byzantine: str | None = None) -> tuple[AuthorityService | ClientService, Callable[..., Any]]:
+    """The node's service for its role, and the handler its wire server calls: the service's own,
+    or with `byzantine` (MESHPAY_BYZANTINE's mode, authorities only) the fault injection wrapped
+    around it. Errors: ConfigError for a byzantine mode it does not know, or one on a client.
+    `serve` builds a node with it, and `warm_up` the launcher's throwaway one."""
+    from meshpay.authority_service import AuthorityService
+    from meshpay.client_service import ClientService
+    from meshpay.faults import FaultInjection
+
+    if config.role == "authority":
+        authority = AuthorityService(config, store, metrics, pool)
+        if not byzantine:
+            return authority, authority.handle
+        try:
+            delay = float(os.environ.get("MESHPAY_BYZANTINE_DELAY", "3"))
+            return authority, FaultInjection(authority, byzantine, delay).handle
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if byzantine:
+        raise ConfigError("MESHPAY_BYZANTINE is for authorities only")
+    assert pool is not None, "a client talks to its committee through a pool"
+    client = ClientService(config, store, metrics, pool, browser)
+    return client, client.handle
+
+
+def warm_up() -> int:
+    """Build a throwaway authority's app as `serve` builds a node's (an in-memory store, no wire
+    server, no peers) and answer one GET /health with it, in process; the HTTP status.
+
+    A node fills per-process caches on its way to serving: the regexes of its routes, and on a
+    route's first request FastAPI reads the endpoint's source lines (api.py through linecache,
+    and the tokenizer's large regex). The controller's launcher (orchestrator/runtime/launcher.py)
+    calls this once before it forks the nodes, so every fork inherits them instead of paying for
+    them itself (about half a node's CPU from fork to its first /health answered)."""
+    from meshpay.api import create_app
+    from meshpay.config import parse_config
+    from meshpay.crypto import KeyPair
+    from meshpay.metrics import Metrics
+    from meshpay.store import Store
+
+    seed = bytes(32)
+    config = parse_config({
+        "name": "warm-up", "role": "authority", "seed": seed.hex(), "db_path": ":memory:",
+        "wire_host": "127.0.0.1", "wire_port": 1, "api_host": "127.0.0.1", "api_port": 1,
+        "api_token": None, "clients": [], "genesis": {},
+        "committee": [{"name": "warm-up", "public_key": KeyPair(seed).public_key.hex(), "weight": 1,
+                       "host": "127.0.0.1", "port": 1}],
+    }, "warm-up")
+    store = Store(":memory:")
+    try:
+        metrics = Metrics()
+        service, _ = node_service(config, store, metrics)
+        app = create_app(service, config, metrics)
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": "/health", "raw_path": b"/health", "root_path": "",
+                 "query_string": b"", "headers": [(b"host", b"127.0.0.1")],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 1)}
+        asyncio.run(app(scope, receive, send))
+        return next(m["status"] for m in sent if m["type"] == "http.response.start")
+    finally:
+        store.close()
+
+
 async def serve(config: NodeConfig) -> None:
     # Heavy imports after the config is known to be good: a bad config fails in milliseconds.
     import uvicorn
@@ -68,8 +146,6 @@ async def serve(config: NodeConfig) -> None:
     from meshpay.metrics import Metrics
     from meshpay.ratelog import RefusalLog
     from meshpay.authority_service import AuthorityService
-    from meshpay.client_service import ClientService
-    from meshpay.faults import FaultInjection
     from meshpay.store import Store
     from meshpay.transport import PeerPool, WireServer
 
@@ -89,22 +165,13 @@ async def serve(config: NodeConfig) -> None:
     metrics = Metrics()
     pool = PeerPool()
     byzantine = os.environ.get("MESHPAY_BYZANTINE") or None
-    service: AuthorityService | ClientService
-    if config.role == "authority":
-        service = AuthorityService(config, store, metrics, pool)
-        handler = service.handle
-        if byzantine:
-            try:
-                handler = FaultInjection(service, byzantine, float(os.environ.get("MESHPAY_BYZANTINE_DELAY", "3"))).handle
-            except ValueError as exc:
-                store.close()
-                raise ConfigError(str(exc)) from None
-            log.warning("event=fault_injection mode=%s", byzantine)
-    else:
-        if byzantine:
-            raise ConfigError("MESHPAY_BYZANTINE is for authorities only")
-        service = ClientService(config, store, metrics, pool, browser)
-        handler = service.handle
+    try:
+        service, handler = node_service(config, store, metrics, pool, browser, byzantine)
+    except ConfigError:
+        store.close()
+        raise
+    if byzantine:
+        log.warning("event=fault_injection mode=%s", byzantine)
     wire_server = WireServer(handler, config.wire_host, config.shard_wire_port,
                              refusals=RefusalLog(logging.getLogger("meshpay.transport"), metrics),
                              durable=store.flush if store.group_commit else None)

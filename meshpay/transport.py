@@ -49,10 +49,6 @@ _CONNECT_ERRNO_REASONS = {errno.ECONNREFUSED: "connection refused", errno.EHOSTU
 # Backoff between connection attempts that failed at once (refused, unreachable) within one
 # request's deadline: a cold multi-hop path, or a peer restarting, is usually there a moment later.
 CONNECT_RETRY_S = (0.2, 0.5, 1.0, 2.0)
-# A SYN unanswered this long is given up for a fresh one, sent at once: the kernel would resend it
-# after 1, 3, 7, 15 s (TCP_TIMEOUT_INIT doubling), but over a mesh the first SYN is often lost to a
-# path discovery still under way, and the path is there a moment later.
-CONNECT_ATTEMPT_S = 1.0
 
 
 # linux/tcp.h; Python's socket module does not name it. A connection whose stream is thin (fewer
@@ -207,9 +203,11 @@ class Peer:
     """One kept-open connection to a node, reconnected on demand, with pipelined requests.
 
     A request's timeout covers connecting too: a connection that is refused or unreachable is
-    tried again (CONNECT_RETRY_S) until the deadline, and a SYN unanswered for CONNECT_ATTEMPT_S
-    is given up for a fresh one, because over a cold multi-hop 802.11s path the first SYNs wait
-    for HWMP path discovery (a second or more across a 100-node mesh under emulation).
+    tried again (CONNECT_RETRY_S) until the deadline, and a SYN unanswered is left to the kernel's
+    own retransmissions (1, 3, 7, 15 s) until then, never abandoned for a fresh one: across a
+    busy 100-node mesh under emulation a SYN-ACK can take seconds to come back, and an attempt
+    given up after 1 s (as tried in session 4) never connected there; 7% of transfers confirmed
+    on random100, against 100% with the kernel's pace (bench/bench_scale.py).
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -228,16 +226,13 @@ class Peer:
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
             for attempt in itertools.count():
-                left = deadline - loop.time()
+                left = max(0.01, deadline - loop.time())
                 try:
-                    reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(self.host, self.port), max(0.01, min(CONNECT_ATTEMPT_S, left))
-                    )
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), left)
                     break
                 except asyncio.TimeoutError:
-                    if left <= CONNECT_ATTEMPT_S:
-                        raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: connect timeout "
-                                            f"({attempt + 1} attempts)", "connect timeout") from None
+                    raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: connect timeout "
+                                        f"(no SYN-ACK in {left:.1f} s)", "connect timeout") from None
                 except OSError as exc:
                     reason = _CONNECT_ERRNO_REASONS.get(exc.errno or 0, "connection refused")
                     pause = CONNECT_RETRY_S[min(attempt, len(CONNECT_RETRY_S) - 1)]

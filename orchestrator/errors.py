@@ -6,8 +6,13 @@
     2  usage: the command or its input is wrong (an unknown option or choice, a bad topology or
        scenario file, a node or lab name that does not exist)
 
-`describe(exc)` maps any exception a verb can raise (ours, httpx's, netlink's, subprocess's) to
-that line and status, so the CLI never shows a traceback (MESHPAY_LOG=DEBUG logs one).
+Our own code raises MeshpayError, or one of its kinds here (UsageError, NotFound, BadInputFile,
+NotConfirmed), whose message says what happened and what to do next; tests/unit/test_verb_errors.py
+fails on a verb that raises a builtin on purpose. `describe(exc)` maps any exception a verb can
+let through (ours, and at the edges httpx's, netlink's, subprocess's, the OS's) to that line and
+status, so the CLI never shows a traceback (MESHPAY_LOG=DEBUG logs one). A failure in a lab's VM
+crosses to the host as `to_wire` JSON and comes back as the same kind (`from_wire`), with its
+exit status and record.
 """
 
 from __future__ import annotations
@@ -23,14 +28,18 @@ INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class MeshpayError(Exception):
-    """A failure the user can act on: `str()` says what happened and what to do next."""
+    """A failure the user can act on: `str()` says what happened and what to do next.
+
+    `record`: a failure with a record of its own (a transfer no quorum confirmed: the node's
+    record), which `--format json` prints instead of `{"error", "exit_code"}`; JSON-able."""
 
     exit_code = FAILED
 
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
+    def __init__(self, message: str, exit_code: int | None = None, record: dict | None = None) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.record = record
 
 
 class UsageError(MeshpayError):
@@ -39,17 +48,51 @@ class UsageError(MeshpayError):
     exit_code = USAGE
 
 
-class BadInputFile(ValueError):
+class NotFound(UsageError, LookupError):
+    """A lab, node or radio named that does not exist; the message lists those that do.
+    Also a LookupError: code that looks a name up may treat it as one (KeyError's kin)."""
+
+
+class BadInputFile(UsageError, ValueError):
     """An input file (topology, scenario) that cannot be used: the message names the file, the
-    line and the field. Raised at load, before anything is touched."""
+    line and the field. Raised at load, before anything is touched. Also a ValueError: pydantic
+    turns a ValueError raised in a validator into a field error with its location."""
+
+
+class NotConfirmed(MeshpayError):
+    """A transfer that no quorum of authorities confirmed (outcome rejected or pending): the
+    command was right, the lab could not do it. `record`: the node's transfer record, when there
+    is one."""
+
+
+# By name, what a failure in the lab's VM comes back as (vm/agent.py sends the name, vm/client.py
+# rebuilds it), so the host can catch a NotConfirmed from either side.
+KINDS: dict[str, type[MeshpayError]] = {
+    cls.__name__: cls for cls in (MeshpayError, UsageError, NotFound, BadInputFile, NotConfirmed)}
+
+
+def to_wire(exc: MeshpayError) -> dict:
+    """`exc` as JSON: {"error", "exit_code", "type", "record" (only when it has one)}."""
+    body: dict = {"error": str(exc), "exit_code": exc.exit_code, "type": type(exc).__name__}
+    if exc.record is not None:
+        body["record"] = exc.record
+    return body
+
+
+def from_wire(body: dict) -> MeshpayError:
+    """The error `to_wire` (or any `{"error" | "detail", "exit_code"}`) describes: its kind when
+    it is one of KINDS, else a MeshpayError; the exit status it carries (FAILED if none)."""
+    kind = KINDS.get(body.get("type") or "", MeshpayError)
+    message = body.get("error") or body.get("detail") or str(body)
+    return kind(message, body.get("exit_code", FAILED), body.get("record"))
 
 
 def describe(exc: BaseException) -> tuple[str, int]:
     """(one line, or a few for a file with several problems; exit status) for `exc`."""
+    if isinstance(exc, BadInputFile):
+        return f"{exc}\nnothing was changed", exc.exit_code
     if isinstance(exc, MeshpayError):
         return str(exc), exc.exit_code
-    if isinstance(exc, BadInputFile):
-        return f"{exc}\nnothing was changed", USAGE
     if isinstance(exc, httpx.TimeoutException):
         return (f"{_url(exc)} did not answer in time ({type(exc).__name__}): the node may be busy or "
                 "stopped; see `meshpay-lab status` and `meshpay-lab logs NODE`"), FAILED

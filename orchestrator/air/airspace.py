@@ -19,6 +19,7 @@ from orchestrator import atomic, labfiles
 from orchestrator.air import rates
 from orchestrator.air.mobility import Motion, Trajectory
 from orchestrator.air.propagation import Model, RATE_MIN_SNR_DB, loss_by_rate, signal_dbm
+from orchestrator.errors import NotFound
 
 CONFIG_FILE = labfiles.MEDIUM_CONFIG
 NO_LOSS = (0.0,) * len(RATE_MIN_SNR_DB)
@@ -88,7 +89,7 @@ class MediumConfig:
         for r in self.radios:
             if r.name == name:
                 return r
-        raise LookupError(f"no node {name!r} in the medium; nodes: {', '.join(r.name for r in self.radios)}")
+        raise NotFound(f"no node {name!r} in the medium; nodes: {', '.join(r.name for r in self.radios)}")
 
     def to_json(self) -> dict:
         m = self.model

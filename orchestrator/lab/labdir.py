@@ -13,13 +13,19 @@ import os
 from pathlib import Path
 
 from orchestrator import atomic, labfiles
+from orchestrator.errors import MeshpayError, NotFound
 from orchestrator.lab import registry
 
 DEFAULT_ROOT = Path("labs")
 
 
-class LabNotFound(LookupError):
-    pass
+class LabNotFound(NotFound):
+    """No lab or node of that name (or no lab at all where one was asked for): a usage error
+    (exit 2); the message lists what there is."""
+
+
+class LabNotUp(MeshpayError):
+    """The lab's directory is there but holds no state.json: the lab is not up (exit 1)."""
 
 
 def lab_dir(name: str, root: Path | None = None) -> Path:
@@ -73,7 +79,7 @@ def state_path(lab: Path) -> Path:
 def read_state(lab: Path) -> dict:
     path = state_path(lab)
     if not path.exists():
-        raise LabNotFound(f"{lab} has no state.json: the lab is not up (start it with `meshpay-lab up`)")
+        raise LabNotUp(f"{lab} has no state.json: the lab is not up (start it with `meshpay-lab up`)")
     return read_json(path)
 
 
@@ -137,7 +143,8 @@ def write_secret_text(path: Path, text: str) -> None:
 
 
 def lab_node(lab: Path, name: str) -> dict:
+    """Node `name`'s entry in lab.json; errors.NotFound (exit 2) naming the nodes there are."""
     nodes = read_lab_json(lab)["nodes"]
     if name not in nodes:
-        raise LabNotFound(f"no node {name!r} in this lab; nodes: {', '.join(sorted(nodes))}")
+        raise NotFound(f"no node {name!r} in this lab; nodes: {', '.join(sorted(nodes))}")
     return nodes[name]

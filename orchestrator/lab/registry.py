@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator import atomic, labfiles
+from orchestrator.errors import MeshpayError
 
 DEFAULT_DIR = Path("/run/meshpay-lab")
 # Interface names are capped at 15 characters: four hex digits fit `mp<id>v<249>` and `mpl<id>-<249>`.
@@ -40,8 +41,9 @@ MGMT_RANGE = ipaddress.ip_network("172.31.0.0/16")
 OCTETS = range(1, 251)
 
 
-class RegistryError(RuntimeError):
-    """A claim the registry refuses; the message names the lab that holds what was asked for."""
+class RegistryError(MeshpayError):
+    """A claim the registry refuses (exit 1); the message names the lab that holds what was asked
+    for, and how to free it."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator import labfiles
+from orchestrator.errors import MeshpayError, UsageError
 from orchestrator.air.airspace import MediumConfig, Radio, impairments_in_force, read_config, write_config
 from orchestrator.air.propagation import Model
 from orchestrator.lab import labdir
@@ -74,7 +75,7 @@ def ensure_running(lab_dir: Path, plan: Plan, state: dict) -> int:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not stats.exists():  # written once it has registered with hwsim
         if not process_alive(pid) or time.monotonic() > deadline:
-            raise RuntimeError(f"the medium did not start: {_tail(lab_dir / LOG_FILE)}; "
+            raise MeshpayError(f"the medium did not start: {_tail(lab_dir / LOG_FILE)}; "
                                f"see {lab_dir / LOG_FILE}")
         time.sleep(0.1)
     state["medium"] = {"pid": pid, "netns": plan.medium.netns, "log": str(lab_dir / LOG_FILE)}
@@ -133,10 +134,10 @@ def require_running(lab_dir: Path) -> dict:
     state = labdir.read_state(lab_dir)
     h = health(lab_dir, state)
     if h["state"] == "none":
-        raise ValueError("this lab has no medium (its topology says `medium: none`): "
+        raise UsageError("this lab has no medium (its topology says `medium: none`): "
                          "moving nodes and isolating them need one")
     if h["state"] != "running":
-        raise RuntimeError(h["detail"])
+        raise MeshpayError(h["detail"])
     return state
 
 
@@ -149,7 +150,7 @@ def change(lab_dir: Path, edit: Callable[[MediumConfig], MediumConfig]) -> Mediu
     deadline = time.monotonic() + APPLY_TIMEOUT_S
     while read_stats(lab_dir).get("version", -1) < cfg.version:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the medium did not apply version {cfg.version} of medium.json within "
+            raise MeshpayError(f"the medium did not apply version {cfg.version} of medium.json within "
                                f"{APPLY_TIMEOUT_S:.0f} s; see {Path(lab_dir) / LOG_FILE}")
         time.sleep(0.1)
     return cfg

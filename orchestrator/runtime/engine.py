@@ -21,6 +21,8 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException, ImageNotFound
 
+from orchestrator.errors import MeshpayError
+
 log = logging.getLogger(__name__)
 
 NODE_IMAGE = "meshpay-node:latest"
@@ -32,7 +34,7 @@ START_TIMEOUT_S = 120.0
 APPARMOR_PROFILES = Path("/sys/kernel/security/apparmor/profiles")
 
 
-class EngineError(RuntimeError):
+class EngineError(MeshpayError):
     """No usable Docker engine or node image; the message says what to do."""
 
 

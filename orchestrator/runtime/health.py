@@ -8,9 +8,11 @@ from pathlib import Path
 
 import httpx
 
+from orchestrator.errors import MeshpayError
 
-class NodeDied(RuntimeError):
-    pass
+
+class NodeDied(MeshpayError):
+    """A node's process exited before it served (exit 1); the message names its log."""
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
@@ -39,7 +41,8 @@ POLL_WORKERS = 16
 
 def wait_healthy(urls: dict[str, str], timeout: float, pids: dict[str, int] | None = None,
                  logs: dict[str, Path] | None = None) -> None:
-    """Wait until every node answers; fail early, naming the node, if its process exits."""
+    """Wait until every node answers; fail early, naming the node, if its process exits.
+    Errors: NodeDied; errors.MeshpayError naming the nodes still silent after `timeout` s."""
     pending = dict(urls)
     deadline = time.monotonic() + timeout
     with ThreadPoolExecutor(max_workers=min(POLL_WORKERS, max(1, len(urls)))) as pool:
@@ -54,5 +57,6 @@ def wait_healthy(urls: dict[str, str], timeout: float, pids: dict[str, int] | No
             if not pending:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nodes not serving after {timeout:.0f} s: {', '.join(sorted(pending))}")
+                raise MeshpayError(f"nodes not serving after {timeout:.0f} s: {', '.join(sorted(pending))}; "
+                                   "`meshpay-lab logs NODE` shows why")
             time.sleep(0.5)

@@ -5,6 +5,9 @@ and forking a child per node (each child enters its node's network namespace, th
 `meshpay.server.main`) turns minutes of start-up into seconds, and the children share the
 imported pages copy-on-write, which keeps memory per node low.
 
+The node's code is reached through meshpay.server's entry points only: `warm_up` (before the
+forks) and `main` (in each child); what a node builds is the node side's business.
+
 Run as `python -m orchestrator.runtime.launcher` with a JSON list of
 `{"name", "netns_path", "config", "log"}` on stdin; prints `{"pids": {name: pid}}` and exits,
 leaving the nodes running in their own sessions.
@@ -43,57 +46,13 @@ def preload() -> None:
     import meshpay.store  # noqa: F401
     import meshpay.transport  # noqa: F401
 
+    from meshpay.server import warm_up
+
     try:
-        warm_api()
+        # the node side builds its throwaway app itself: caches filled once, inherited by every fork
+        warm_up()
     except Exception as exc:  # noqa: BLE001 - only a warm-up: the nodes fill the caches themselves
         print(f"launcher: API warm-up failed: {exc!r}", file=sys.stderr, flush=True)
-
-
-def warm_api() -> int:
-    """Build a throwaway node app and answer one GET /health with it, in process; the status.
-
-    A node fills per-process caches on its way to serving: the regexes of its routes, and on a
-    route's first request FastAPI reads the endpoint's source lines (api.py through linecache,
-    and the tokenizer's large regex). Filled here once, every fork inherits them instead of
-    paying for them itself (about half a node's CPU from fork to its first /health answered).
-    """
-    import asyncio
-
-    from meshpay.api import create_app
-    from meshpay.config import parse_config
-    from meshpay.crypto import KeyPair
-    from meshpay.metrics import Metrics
-    from meshpay.authority_service import AuthorityService
-    from meshpay.store import Store
-
-    seed = bytes(32)
-    config = parse_config({
-        "name": "warm-up", "role": "authority", "seed": seed.hex(), "db_path": ":memory:",
-        "wire_host": "127.0.0.1", "wire_port": 1, "api_host": "127.0.0.1", "api_port": 1,
-        "api_token": None, "clients": [], "genesis": {},
-        "committee": [{"name": "warm-up", "public_key": KeyPair(seed).public_key.hex(), "weight": 1,
-                       "host": "127.0.0.1", "port": 1}],
-    }, "warm-up")
-    store = Store(":memory:")
-    try:
-        metrics = Metrics()
-        app = create_app(AuthorityService(config, store, metrics), config, metrics)
-        sent: list[dict] = []
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-                 "scheme": "http", "path": "/health", "raw_path": b"/health", "root_path": "",
-                 "query_string": b"", "headers": [(b"host", b"127.0.0.1")],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 1)}
-        asyncio.run(app(scope, receive, send))
-        return next(m["status"] for m in sent if m["type"] == "http.response.start")
-    finally:
-        store.close()
 
 
 def _enter_netns(path: str) -> None:

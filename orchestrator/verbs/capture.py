@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from orchestrator.errors import MeshpayError, NotFound, UsageError
 from orchestrator.air.airspace import read_config
 from orchestrator.air.capture import CaptureRequest, read_request, request_path, write_request
 from orchestrator.medium import control as medium_control
@@ -21,27 +22,28 @@ CAPTURE_DIR = "captures"
 def run(lab_dir: Path, action: str = "start", nodes: list[str] | None = None,
         duration: float | None = None) -> dict:
     """start -> {"id", "file", "state": "on", "records", "nodes"}; stop -> the same, "state": "done".
-    Raises ValueError for a bad node, duration or action, or a capture already running;
-    TimeoutError when the medium does not act on the request."""
+    Raises errors.UsageError for a bad duration or action, errors.NotFound for an unknown node;
+    errors.MeshpayError for a capture already running (or none to stop), or when the medium
+    does not act on the request."""
     lab_dir = Path(lab_dir)
     if action == "start":
         return start(lab_dir, nodes, duration)
     if action == "stop":
         return stop(lab_dir)
-    raise ValueError(f"capture action {action!r}: use start or stop")
+    raise UsageError(f"capture action {action!r}: use start or stop")
 
 
 def start(lab_dir: Path, nodes: list[str] | None, duration: float | None) -> dict:
     medium_control.require_running(lab_dir)
     if duration is not None and not 0 < duration <= MAX_DURATION_S:
-        raise ValueError(f"--duration {duration:g}: give seconds, more than 0 and at most {MAX_DURATION_S:g}")
+        raise UsageError(f"--duration {duration:g}: give seconds, more than 0 and at most {MAX_DURATION_S:g}")
     known = [r.name for r in read_config(lab_dir).radios]
     unknown = [n for n in nodes or () if n not in known]
     if unknown:
-        raise ValueError(f"no node {', '.join(unknown)} in this lab; nodes: {', '.join(known)}")
+        raise NotFound(f"no node {', '.join(unknown)} in this lab; nodes: {', '.join(known)}")
     running, current = read_request(lab_dir), medium_control.read_stats(lab_dir).get("capture") or {}
     if running is not None and current.get("id") == running.id and current.get("state") == "on":
-        raise ValueError(f"a capture runs already (to {running.file}): `meshpay-lab capture --stop` first")
+        raise MeshpayError(f"a capture runs already (to {running.file}): `meshpay-lab capture --stop` first")
     now = time.time()
     cid = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
     req = CaptureRequest(id=cid, file=str(lab_dir / CAPTURE_DIR / f"capture-{cid}.pcapng"),
@@ -51,7 +53,8 @@ def start(lab_dir: Path, nodes: list[str] | None, duration: float | None) -> dic
     report = _wait(lab_dir, cid, ("on", "done", "failed"))
     if report["state"] == "failed":
         request_path(lab_dir).unlink(missing_ok=True)
-        raise RuntimeError(f"the medium could not start the capture: {report.get('error')}")
+        raise MeshpayError(f"the medium could not start the capture: {report.get('error')}; "
+                           f"see {lab_dir / medium_control.LOG_FILE}")
     return report
 
 
@@ -62,7 +65,7 @@ def stop(lab_dir: Path) -> dict:
         last = medium_control.read_stats(lab_dir).get("capture")
         if last and last.get("state") == "done":
             return last
-        raise ValueError("no capture runs in this lab: start one with `meshpay-lab capture`")
+        raise MeshpayError("no capture runs in this lab: start one with `meshpay-lab capture`")
     request_path(lab_dir).unlink(missing_ok=True)
     return _wait(lab_dir, req.id, ("done", "failed"))
 
@@ -74,6 +77,6 @@ def _wait(lab_dir: Path, cid: str, states: tuple[str, ...]) -> dict:
         if report.get("id") == cid and report.get("state") in states:
             return report
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the medium did not act on capture {cid} within {APPLY_TIMEOUT_S:.0f} s; "
+            raise MeshpayError(f"the medium did not act on capture {cid} within {APPLY_TIMEOUT_S:.0f} s; "
                                f"see {lab_dir / medium_control.LOG_FILE}")
         time.sleep(0.1)

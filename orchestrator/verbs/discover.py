@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from orchestrator.errors import UsageError
 from orchestrator.kernel import mesh
 from orchestrator.lab import labdir
 from orchestrator.lab.plan import MESH_IFNAME
@@ -16,7 +17,7 @@ def run(lab_dir: Path, node: str) -> dict:
     lab_dir = Path(lab_dir)
     me = labdir.lab_node(lab_dir, node)
     if me["role"] != "client":
-        raise ValueError(f"{node} is an authority; discovery runs on clients: try a client node")
+        raise UsageError(f"{node} is an authority; discovery runs on clients: try a client node")
     resp = httpx.get(f"{me['api_url']}/discovery", timeout=30.0)
     resp.raise_for_status()
     view = resp.json()

@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from orchestrator.errors import UsageError
 from orchestrator import labfiles
 from orchestrator.lab import labdir, nodeconfig
 from orchestrator.medium import control as medium_control
@@ -29,8 +30,8 @@ SERVING_TIMEOUT_S = 300.0
 def run(lab_dir: Path, action: str, node: str) -> dict:
     lab_dir = Path(lab_dir)
     if action not in ACTIONS:
-        raise ValueError(f"unknown fault {action!r}: use one of {', '.join(ACTIONS)}")
-    info = labdir.lab_node(lab_dir, node)  # LookupError naming the nodes there are
+        raise UsageError(f"unknown fault {action!r}: use one of {', '.join(ACTIONS)}")
+    info = labdir.lab_node(lab_dir, node)  # errors.NotFound naming the nodes there are
     if action in ("isolate", "heal"):
         return _isolation(lab_dir, node, action == "isolate")
     state = labdir.read_state(lab_dir)

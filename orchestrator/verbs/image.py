@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.errors import MeshpayError
 from orchestrator.runtime import engine
 
 log = logging.getLogger(__name__)
@@ -124,13 +125,15 @@ def _build_in_vm(image_dir: Path) -> None:
     done = run_once(argv, rwdirs=[image_dir], timeout=VM_BUILD_TIMEOUT_S, memory="3G")
     if done.returncode != 0 or not (image_dir / engine.IMAGE_TAR).exists():
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
-        raise RuntimeError(f"the image build in the VM failed ({done.returncode}):\n{tail}")
+        raise MeshpayError(f"the image build in the VM failed ({done.returncode}); its last lines say why "
+                           f"(run again with MESHPAY_LOG=DEBUG for more):\n{tail}")
 
 
 def _run(argv: list[str]) -> None:
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        raise MeshpayError(f"{' '.join(argv[:4])} ... failed ({done.returncode}); its error output says why, "
+                           f"then run `meshpay-lab image build` again:\n{done.stderr[-2000:]}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from orchestrator.errors import UsageError
 from orchestrator.air.airspace import Impairment, MediumConfig, impairments_in_force
 from orchestrator.medium import control as medium_control
 
@@ -19,25 +20,22 @@ LIMITS = {"loss_pct": 100.0, "delay_ms": 10_000.0, "jitter_ms": 10_000.0, "rate_
 def run(lab_dir: Path, a: str, b: str, loss_pct: float = 0.0, delay_ms: float = 0.0, jitter_ms: float = 0.0,
         rate_mbps: float = 0.0, direction: str = "both", clear: bool = False) -> dict:
     """Returns {"link": [a, b], "medium_version", "impairments": every impairment in force, as
-    medium.json has them}. Raises ValueError (a bad value or direction, an unknown node, a node
-    paired with itself), naming what to change; nothing is changed then."""
+    medium.json has them}. Raises errors.UsageError (a bad value or direction, a node paired with
+    itself; errors.NotFound: an unknown node), naming what to change; nothing is changed then."""
     values = {"loss_pct": loss_pct, "delay_ms": delay_ms, "jitter_ms": jitter_ms, "rate_mbps": rate_mbps}
     for name, value in values.items():
         if not 0 <= value <= LIMITS[name]:
-            raise ValueError(f"{name} {value:g}: give 0 to {LIMITS[name]:g}")
+            raise UsageError(f"{name} {value:g}: give 0 to {LIMITS[name]:g}; nothing was changed")
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction {direction!r}: use {', '.join(DIRECTIONS)}")
+        raise UsageError(f"direction {direction!r}: use {', '.join(DIRECTIONS)}; nothing was changed")
     if a == b:
-        raise ValueError(f"a link joins two nodes: {a} twice")
+        raise UsageError(f"a link joins two nodes: {a} twice; name another for B")
     imp = Impairment(**values)
     ways = [(a, b)] * (direction in ("both", "a_to_b")) + [(b, a)] * (direction in ("both", "b_to_a"))
 
     def edit(cfg: MediumConfig) -> MediumConfig:
         for node in (a, b):
-            try:
-                cfg.radio(node)
-            except LookupError as exc:
-                raise ValueError(str(exc)) from None
+            cfg.radio(node)  # errors.NotFound naming the nodes there are, before anything changes
         impairments = dict(cfg.impairments)
         for way in ways:
             if clear or imp.none:

@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from orchestrator.errors import NotFound, UsageError
 from orchestrator.air import mobility
 from orchestrator.air.airspace import MediumConfig
 from orchestrator.lab import labdir
@@ -29,20 +30,20 @@ def motion_at(model: str, speed: float, area: mobility.Area, seed: int, start: t
         "random_waypoint": mobility.RandomWaypoint(area, pace), "random_walk": mobility.RandomWalk(area, pace),
         "random_direction": mobility.RandomDirection(area, pace), "gauss_markov": mobility.GaussMarkov(area, pace)}
     if model not in kinds:
-        raise ValueError(f"model {model!r}: one of {', '.join(MODELS)}")
+        raise UsageError(f"model {model!r}: one of {', '.join(MODELS)}")
     return mobility.Motion(kinds[model], seed, start)
 
 
 def run(lab_dir: Path, node: str, model: str, speed: float) -> dict:
     lab_dir = Path(lab_dir)
     if not 0 <= speed <= MAX_SPEED:
-        raise ValueError(f"speed {speed:g} m/s: from 0 (stand still) to {MAX_SPEED:g}")
+        raise UsageError(f"speed {speed:g} m/s: give 0 (stand still) to {MAX_SPEED:g}")
     topo = load_topology(labdir.read_state(lab_dir)["topology"])
     if node not in topo.nodes:
-        raise LookupError(f"no node {node!r} in this lab; nodes: {', '.join(sorted(topo.nodes))}")
+        raise NotFound(f"no node {node!r} in this lab; nodes: {', '.join(sorted(topo.nodes))}")
     planned = topo.motion_of(node)
     if planned is None or isinstance(planned.model, mobility.Trace):
-        raise ValueError(f"{node} has no area to roam: give it a random_*, gauss_markov or group `mobility:` "
+        raise UsageError(f"{node} has no area to roam: give it a random_*, gauss_markov or group `mobility:` "
                          "block in the topology")
     where = medium_control.positions_now(lab_dir)
     area = planned.model.area

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from orchestrator.errors import UsageError
 from orchestrator.air.airspace import Airspace, MediumConfig, mac_bytes
 from orchestrator.lab.topology import MAX_COORD
 from orchestrator.medium import control as medium_control
@@ -17,12 +18,12 @@ from orchestrator.medium import control as medium_control
 
 def run(lab_dir: Path, node: str, x: float, y: float) -> dict:
     if not all(abs(c) <= MAX_COORD for c in (x, y)):
-        raise ValueError(f"each coordinate must be within ±{MAX_COORD:g} m")
+        raise UsageError(f"({x:g}, {y:g}): each coordinate must be within ±{MAX_COORD:g} m; nothing was moved")
 
     was_moving: list[str] = []
 
     def edit(cfg: MediumConfig) -> MediumConfig:
-        motion = cfg.radio(node).motion  # a LookupError naming the nodes there are
+        motion = cfg.radio(node).motion  # errors.NotFound naming the nodes there are
         was_moving[:] = [motion.model.kind] if motion else []
         return replace(cfg, radios=tuple(replace(r, position=(float(x), float(y)), motion=None) if r.name == node
                                          else r for r in cfg.radios))

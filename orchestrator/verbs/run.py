@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from orchestrator.errors import MeshpayError, NotConfirmed
 from orchestrator.lab import labdir
 from orchestrator.lab.scenario import FaultStep, RELAY, Scenario, Step, TransferStep, load_scenario
 from orchestrator.report import meshmetrics
@@ -20,10 +21,6 @@ from orchestrator.report import meshmetrics
 RUNS_DIR = "runs"
 RETRY_PAUSE_S = 1.0
 Dispatch = Callable[..., dict]
-
-
-class NotConfirmed(RuntimeError):
-    """A transfer step with `retry_until_s` saw no confirmed transfer in that time."""
 
 
 def run(lab_dir: Path, scenario: str, dispatch: Dispatch,
@@ -60,9 +57,8 @@ def play(lab_dir: Path, scenario: Scenario, dispatch: Dispatch,
                     isolated_relays.append(row["node"])
             elif isinstance(step, TransferStep):
                 row["result"], sent = _transfer(lab_dir, step, row, dispatch, clock, sleep)
-                if row["result"].get("outcome") == "confirmed":
-                    row["answered_s"] = round(clock() - t0, 3)
-                    row["confirmed_s"] = _confirmed_at(row["result"], sent - t0, row["answered_s"])
+                row["answered_s"] = round(clock() - t0, 3)
+                row["confirmed_s"] = _confirmed_at(row["result"], sent - t0, row["answered_s"])
                 if "metrics" in row["result"]:
                     row["metrics"] = row["result"]["metrics"]
             else:
@@ -83,15 +79,18 @@ def play(lab_dir: Path, scenario: Scenario, dispatch: Dispatch,
 
 
 def relay_on_path(paths: list[dict], src: str, dst: str) -> str:
-    """The node next to `src` on its mesh path to `dst`, from `paths SRC` rows."""
+    """The node next to `src` on its mesh path to `dst`, from `paths SRC` rows. Errors:
+    errors.MeshpayError when the mesh gives no relay to isolate (the step fails, the run goes on)."""
     row = next((p for p in paths if p["destination_node"] == dst), None)
     if row is None:
-        raise LookupError(f"{src} has no mesh path to {dst}: HWMP finds paths on demand, so make a "
-                          f"transfer from {src} to {dst} before isolating its relay")
+        raise MeshpayError(f"{src} has no mesh path to {dst}: HWMP finds paths on demand, so make a "
+                           f"transfer from {src} to {dst} before isolating its relay")
     if row["next_hop_node"] == dst:
-        raise LookupError(f"{src} reaches {dst} directly: there is no relay to isolate")
+        raise MeshpayError(f"{src} reaches {dst} directly: there is no relay to isolate; place a "
+                           "node between them in the topology, or isolate a named node instead")
     if row["next_hop_node"] == "?":
-        raise LookupError(f"{src}'s next hop to {dst} ({row['next_hop']}) is not a node of this lab")
+        raise MeshpayError(f"{src}'s next hop to {dst} ({row['next_hop']}) is not a node of this lab; "
+                           f"`meshpay-lab paths {src}` shows its mesh paths")
     return row["next_hop_node"]
 
 
@@ -99,7 +98,8 @@ def _relay(lab_dir: Path, step: FaultStep, dispatch: Dispatch, isolated: list[st
     if step.action == "isolate":
         return relay_on_path(dispatch(lab_dir, "paths", node=step.src)["paths"], step.src, step.dst)
     if not isolated:
-        raise LookupError(f"no relay to heal: the earlier `isolate {RELAY}` step did not isolate one")
+        raise MeshpayError(f"no relay to heal: the earlier `isolate {RELAY}` step did not isolate one "
+                           "(its own error says why)")
     return isolated.pop()
 
 
@@ -116,25 +116,27 @@ def _confirmed_at(result: dict, sent_s: float, answered_s: float) -> float:
 
 def _transfer(lab_dir: Path, step: TransferStep, row: dict, dispatch: Dispatch,
               clock: Callable[[], float], sleep: Callable[[float], None]) -> tuple[dict, float]:
-    """The transfer's result, and the clock when the attempt that returned it was sent."""
+    """The confirmed transfer's result, and the clock when the attempt that returned it was sent.
+    Errors: errors.NotConfirmed (the step fails; without retries, with the transfer's record kept
+    as the step's result)."""
     _, args = step.verb()
     if step.retry_until_s is None:
         sent = clock()
-        result = dispatch(lab_dir, "transfer", **args)
-        if result.get("outcome") != "confirmed":  # a failed step, with the transfer's record kept
-            row["result"] = result
-            raise NotConfirmed(f"outcome {result.get('outcome')!r}: no quorum of authorities confirmed it")
-        return result, sent
+        try:
+            return dispatch(lab_dir, "transfer", **args), sent
+        except NotConfirmed as exc:  # a failed step, with the transfer's record kept
+            row["result"] = exc.record
+            raise NotConfirmed(f"outcome {(exc.record or {}).get('outcome')!r}: no quorum of authorities "
+                               "confirmed it") from None
     deadline = clock() + step.retry_until_s
     row["attempts"] = 0
     while True:
         row["attempts"] += 1
         try:
             sent = clock()
-            result = dispatch(lab_dir, "transfer", **args)
-            if result.get("outcome") == "confirmed":
-                return result, sent
-            last = f"outcome {result.get('outcome')!r}"
+            return dispatch(lab_dir, "transfer", **args), sent
+        except NotConfirmed as exc:
+            last = f"outcome {(exc.record or {}).get('outcome')!r}"
         except Exception as exc:  # a broken path fails in many ways; each is worth another try
             last = f"{type(exc).__name__}: {exc}"
         if clock() >= deadline:

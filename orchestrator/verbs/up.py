@@ -17,6 +17,7 @@ from pathlib import Path
 
 from orchestrator import labfiles
 from orchestrator.air.airspace import read_config
+from orchestrator.errors import MeshpayError, UsageError
 from orchestrator.kernel import mesh, mgmt, radio
 from orchestrator.kernel.netlink import iproute
 from orchestrator.lab import keys, labdir, nodeconfig, registry
@@ -207,11 +208,12 @@ def for_each_node(nodes: Sequence[NodePlan], work: Callable[[NodePlan], None],
 def _load_or_new_state(lab_dir: Path, plan: Plan, topology: str) -> dict:
     try:
         state = labdir.read_state(lab_dir)
-    except labdir.LabNotFound:
+    except labdir.LabNotUp:
         state = {}
     if state and state.get("lab") != plan.lab:
-        raise ValueError(
-            f"{lab_dir} holds lab {state.get('lab')!r}, not {plan.lab!r}: take it down first or use another --lab-dir"
+        raise UsageError(
+            f"{lab_dir} holds lab {state.get('lab')!r}, not {plan.lab!r}: take it down first "
+            f"(`meshpay-lab down --lab {state.get('lab')}`) or use another --labs-root"
         )
     state.update({"lab": plan.lab, "topology": str(Path(topology).resolve()), "runtime": plan.runtime,
                   "phase": "creating", "identity": dataclasses.asdict(plan.identity)})
@@ -261,7 +263,7 @@ def _recorded_identity(lab_dir: Path) -> registry.Identity | None:
     """The identity a previous `up` of this lab directory made its objects with, if any."""
     try:
         recorded = labdir.read_state(lab_dir).get("identity")
-    except (labdir.LabNotFound, ValueError):
+    except (labdir.LabNotUp, ValueError):
         return None
     return registry.Identity(recorded["id"], recorded["octet"]) if recorded else None
 
@@ -280,7 +282,8 @@ def wait_for_peering(plan: Plan, timeout: float, elsewhere: frozenset[str] = fro
     """Block every pair the plan forbids (with a medium, only `links` blocks: out-of-range radios
     never hear each other) as soon as the kernel knows the station, and wait until every node has
     an established link to each planned neighbour (links to or from a node `elsewhere` are not
-    waited for). Returns node -> peers."""
+    waited for). Returns node -> peers. Errors: errors.MeshpayError when they have not after
+    `timeout` seconds, naming what each node lacks."""
     macs = {n.mac: n.name for n in plan.nodes}
     blocked = {(a, b) for a, b in plan.plink_blocked} | {(b, a) for a, b in plan.plink_blocked}
     deadline = time.monotonic() + timeout
@@ -314,7 +317,8 @@ def wait_for_peering(plan: Plan, timeout: float, elsewhere: frozenset[str] = fro
         if not missing:
             return established
         if time.monotonic() > deadline:
-            raise TimeoutError(f"mesh peering incomplete after {timeout:.0f} s: " + "; ".join(missing))
+            raise MeshpayError(f"mesh peering incomplete after {timeout:.0f} s: " + "; ".join(missing)
+                               + "; `meshpay-lab peers NODE` shows a node's links, and `up` again waits anew")
         # Rest at least as long as the round took: under TCG a round over 50 nodes takes seconds
         # of CPU that the medium and the kernel's peering need more than this loop does.
         time.sleep(max(PEERING_POLL_S, time.monotonic() - round_start))

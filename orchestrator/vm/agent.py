@@ -82,7 +82,8 @@ def run_verb(lab_dir: Path, verb: str, args: dict[str, Any]) -> JSONResponse:
         result = run(lab_dir, **args)
     except errors.MeshpayError as exc:  # says what to do next already, with its own exit status
         log.info("verb failed name=%s error=%r", verb, exc)
-        return _error(400 if exc.exit_code == errors.USAGE else 500, str(exc), type(exc).__name__, exc.exit_code)
+        # its kind and record too: the host rebuilds the same error (errors.from_wire)
+        return JSONResponse(errors.to_wire(exc), status_code=400 if exc.exit_code == errors.USAGE else 500)
     except CALLER_ERRORS as exc:
         log.info("verb failed name=%s error=%r", verb, exc)
         return _error(400, str(exc), type(exc).__name__, errors.describe(exc)[1])

@@ -1,7 +1,8 @@
 """The host's client of the agent: run one verb in the lab's VM, through its forwarded port.
 
-A verb that fails in the VM fails here as errors.MeshpayError with the message and the exit status
-the agent gave it, so a lab answers the same from either side.
+A verb that fails in the VM fails here as the same kind of errors.MeshpayError (NotFound,
+NotConfirmed, ...; errors.from_wire) with the message, exit status and record the agent gave it,
+so a lab answers the same from either side.
 """
 
 from __future__ import annotations
@@ -22,6 +23,5 @@ def agent_call(port: int, verb: str, kwargs: dict, timeout: float = VERB_TIMEOUT
                                   "see vm.log in the lab directory, or `meshpay-lab down` to clean up") from None
     body = resp.json()
     if resp.status_code >= 400:
-        raise errors.MeshpayError(body.get("error") or body.get("detail") or str(body),
-                                  body.get("exit_code", errors.FAILED))
+        raise errors.from_wire(body)
     return body

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from orchestrator import atomic, labfiles
+from orchestrator.errors import MeshpayError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ LOG_NAME = labfiles.VM_LOG
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class VMError(RuntimeError):
+class VMError(MeshpayError):
     """The VM could not be found, started, reached or stopped; the message says what to do."""
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.air.airspace import read_config, write_config
 from orchestrator.air.mobility import GaussMarkov, RandomDirection, Trajectory
+from orchestrator.errors import NotFound, UsageError
 from orchestrator.lab.plan import make_plan
 from orchestrator.lab.topology import load_topology
 from orchestrator.medium import control as medium_control
@@ -94,11 +95,11 @@ def test_motion_at_speed_zero_pins_the_node_and_bad_requests_are_refused(handoff
     out = motion.run(handoff_lab, "client1", "random_walk", 0.0)
     assert out["model"] == "still" and read_config(handoff_lab).radio("client1").motion is None
     assert read_config(handoff_lab).radio("client1").position == (100.0, 50.0)
-    with pytest.raises(ValueError, match="model 'teleport': one of random_waypoint"):
+    with pytest.raises(UsageError, match="model 'teleport': one of random_waypoint"):
         motion.run(handoff_lab, "client1", "teleport", 1.0)
-    with pytest.raises(ValueError, match="client2 has no area to roam"):
+    with pytest.raises(UsageError, match="client2 has no area to roam"):
         motion.run(handoff_lab, "client2", "random_walk", 1.0)
-    with pytest.raises(ValueError, match="speed 500 m/s"):
+    with pytest.raises(UsageError, match="speed 500 m/s"):
         motion.run(handoff_lab, "client1", "random_walk", 500.0)
-    with pytest.raises(LookupError, match="no node 'nobody'"):
+    with pytest.raises(NotFound, match="no node 'nobody'"):
         motion.run(handoff_lab, "nobody", "random_walk", 1.0)

@@ -18,21 +18,6 @@ from orchestrator import cli, logfmt
 REPO = Path(__file__).parents[2]
 
 
-@pytest.fixture
-def labdir(tmp_path: Path) -> Path:
-    """A lab directory as `up` leaves it, whose nodes' REST ports answer nothing."""
-    d = tmp_path / "labs" / "demo"
-    d.mkdir(parents=True)
-    (d / "state.json").write_text(json.dumps({"lab": "demo", "pids": {}}))
-    nodes = {name: {"role": role, "mesh_ip": f"10.77.0.{i + 1}", "mgmt_ip": "127.0.0.1", "mac": f"02:00:01:00:00:0{i}",
-                    "netns": f"mpl-demo-{name}", "position": [i * 50.0, 0.0],
-                    "api_url": "http://127.0.0.1:9", "rest_url": "http://127.0.0.1:9"}
-             for i, (name, role) in enumerate([("auth1", "authority"), ("client1", "client"), ("client2", "client")])}
-    (d / "lab.json").write_text(json.dumps({"lab": "demo", "nodes": nodes}))
-    (d / "token").write_text("t\n")
-    return d
-
-
 def invoke(*args: str, env: dict | None = None):
     return CliRunner().invoke(cli.app, list(args), env=env)
 
@@ -117,12 +102,22 @@ def test_doctor_exits_1_when_no_route_is_ready(monkeypatch):
 
 def test_a_transfer_without_a_quorum_returns_its_record_as_json_and_exits_1(labdir, monkeypatch):
     record = {"id": "abc", "outcome": "rejected", "authorities": {"auth1": {"vote": "refused"}}}
-    monkeypatch.setattr(cli, "call", lambda lab_dir, verb, **kw: record)
+    monkeypatch.setattr(cli, "call", _not_confirmed(record))
     done = invoke("transfer", "--from", "client1", "--to", "client2", "--amount", "5",
                   "--labs-root", str(labdir.parent), "--format", "json")
     assert done.exit_code == 1
     assert json.loads(done.stdout) == record
     assert "not confirmed" in done.stderr
+
+
+def _not_confirmed(record: dict):
+    """`call` as it answers a transfer no quorum voted for: the transfer verb raises its record."""
+    from orchestrator.verbs.transfer import not_confirmed
+
+    def call(lab_dir, verb, **kw):
+        raise not_confirmed(record)
+
+    return call
 
 
 @pytest.mark.parametrize("action,said", [("isolate", "relay1: isolated; isolated now: relay1"),
@@ -142,7 +137,7 @@ def test_a_self_transfer_is_a_usage_error(labdir):
 
 def test_draw_from_an_unknown_node_exits_non_zero(labdir, tmp_path):
     done = invoke("draw", "--from", "nosuch", "--out", str(tmp_path / "pic"), "--labs-root", str(labdir.parent))
-    assert done.exit_code == 1 and "no node 'nosuch'" in done.stderr
+    assert done.exit_code == 2 and "no node 'nosuch'" in done.stderr  # a name that does not exist: usage
     assert not (tmp_path / "pic").exists()
 
 
@@ -246,7 +241,7 @@ def test_a_transfer_without_a_quorum_says_in_one_line_why_each_authority_gave_no
     record = {"id": "abc", "outcome": "pending", "authorities": {
         "auth1": {"vote": "ok"}, "auth2": {"vote": "failed: ...", "reason": "no path"},
         "auth3": {"vote": "failed: ...", "reason": "connection refused"}, "recipient:client2": {"confirm": "ok"}}}
-    monkeypatch.setattr(cli, "call", lambda lab_dir, verb, **kw: record)
+    monkeypatch.setattr(cli, "call", _not_confirmed(record))
     done = invoke("transfer", "--from", "client1", "--to", "client2", "--amount", "5",
                   "--labs-root", str(labdir.parent))
     assert done.exit_code == 1

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from orchestrator.errors import UsageError
 from orchestrator.verbs import discover
 
 NODES = {
@@ -53,5 +54,5 @@ def test_rows_get_the_holding_node_and_its_hop_count(lab, tmp_path):
 
 
 def test_an_authority_is_refused_with_what_to_do(lab, tmp_path):
-    with pytest.raises(ValueError, match="try a client"):
+    with pytest.raises(UsageError, match="try a client"):
         discover.run(tmp_path, "auth1")

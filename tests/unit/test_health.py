@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from orchestrator.errors import MeshpayError
 from orchestrator.runtime import health
 
 
@@ -50,5 +51,5 @@ def test_a_node_whose_process_died_fails_the_wait_by_name(monkeypatch, tmp_path)
 def test_the_timeout_names_the_nodes_not_serving(monkeypatch):
     monkeypatch.setattr(health, "is_healthy", lambda url, timeout: url == "http://n0")
     monkeypatch.setattr(health.time, "sleep", lambda s: None)
-    with pytest.raises(TimeoutError, match="nodes not serving after 0 s: b, c"):
+    with pytest.raises(MeshpayError, match="nodes not serving after 0 s: b, c"):
         health.wait_healthy({"a": "http://n0", "b": "http://n1", "c": "http://n2"}, timeout=0)

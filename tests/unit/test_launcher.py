@@ -17,9 +17,3 @@ def test_an_unused_launcher_is_stopped_by_close():
     launcher = Launcher()
     launcher.close()
     assert launcher._proc.poll() is not None
-
-
-def test_the_api_warm_up_answers_health_in_process():
-    from orchestrator.runtime.launcher import warm_api
-
-    assert warm_api() == 200

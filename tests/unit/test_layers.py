@@ -1,6 +1,7 @@
 """The controller's import direction (docs/architecture.md): every import of an orchestrator module,
 at the top or inside a function, goes to a layer below the importer's or to its own package, and
-no modules import each other in a circle."""
+no modules import each other in a circle; the node side (meshpay/) never imports the controller,
+and the controller reaches the node through its process entry points only."""
 
 import ast
 from pathlib import Path
@@ -87,3 +88,37 @@ def test_the_checker_sees_an_upward_import() -> None:
     # verb would be reported.
     assert "orchestrator.lab.plan" in GRAPH["orchestrator.verbs.up"]
     assert _layer("orchestrator.verbs.up")[0] > _layer("orchestrator.lab.plan")[0]
+
+
+NODE_ROOT = ROOT.parent / "meshpay"
+# What the controller may take from the node side: its process entry points (meshpay.server's
+# `main`, run in each node's process, and `warm_up`, the launcher's throwaway node) and
+# constants (UPPER_CASE). What a node builds (its service, its app) is the node's business.
+NODE_ENTRY_POINTS = {"meshpay.server": {"main", "warm_up"}}
+
+
+def test_the_node_side_never_imports_the_controller() -> None:
+    wrong = [f"{path.relative_to(ROOT.parent)}: {name}" for path in sorted(NODE_ROOT.rglob("*.py"))
+             for name in _all_imports(path) if name == "orchestrator" or name.startswith("orchestrator.")]
+    assert not wrong, wrong
+
+
+def test_the_controller_reaches_the_node_through_its_entry_points_only() -> None:
+    wrong = []
+    for name, path in sorted(MODULES.items()):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "meshpay":
+                allowed = NODE_ENTRY_POINTS.get(node.module, set())
+                wrong += [f"{name}: from {node.module} import {a.name}" for a in node.names
+                          if a.name not in allowed and not a.name.isupper()]
+    assert not wrong, wrong
+
+
+def _all_imports(path: Path) -> list[str]:
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names

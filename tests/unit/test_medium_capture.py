@@ -11,6 +11,7 @@ import time
 import pytest
 from test_medium import FAMILY, MACS, air, kernel_frame
 
+from orchestrator.errors import MeshpayError, NotFound, UsageError
 from orchestrator.air import capture
 from orchestrator.air.airspace import mac_bytes
 from orchestrator.lab import labdir
@@ -141,11 +142,11 @@ def medium_lab(tmp_path):
 
 
 def test_the_verb_starts_and_stops_a_capture_the_medium_runs(medium_lab):
-    with pytest.raises(ValueError, match="no capture runs"):
+    with pytest.raises(MeshpayError, match="no capture runs"):
         capture_verb.run(medium_lab, "stop")
     started = capture_verb.run(medium_lab, "start", nodes=["b"])
     assert started["state"] == "on" and started["nodes"] == ["b"]
-    with pytest.raises(ValueError, match="runs already"):
+    with pytest.raises(MeshpayError, match="runs already"):
         capture_verb.run(medium_lab, "start")
     done = capture_verb.run(medium_lab, "stop")
     assert done["state"] == "done" and done["id"] == started["id"]
@@ -154,10 +155,10 @@ def test_the_verb_starts_and_stops_a_capture_the_medium_runs(medium_lab):
 
 
 def test_the_verb_refuses_bad_input_and_changes_nothing(medium_lab):
-    with pytest.raises(ValueError, match="no node zz in this lab; nodes: a, b"):
+    with pytest.raises(NotFound, match="no node zz in this lab; nodes: a, b"):
         capture_verb.run(medium_lab, "start", nodes=["zz"])
-    with pytest.raises(ValueError, match="--duration -1"):
+    with pytest.raises(UsageError, match="--duration -1"):
         capture_verb.run(medium_lab, "start", duration=-1)
-    with pytest.raises(ValueError, match="use start or stop"):
+    with pytest.raises(UsageError, match="use start or stop"):
         capture_verb.run(medium_lab, "pause")
     assert not capture.request_path(medium_lab).exists()

@@ -9,6 +9,7 @@ from test_draw import POSITIONS, fake_dispatch
 from test_medium import FAMILY, MACS, air, decode, kernel_frame
 from test_mediumctl import TOPO, lab_dir  # noqa: F401 - the fake-medium lab fixture
 
+from orchestrator.errors import UsageError
 from orchestrator.medium import process as medium_process
 from orchestrator.medium import hwsim
 from orchestrator.report import meshmap
@@ -144,7 +145,7 @@ def test_the_verb_sets_and_clears_impairments_and_the_medium_applies_them(lab_di
 ])
 def test_the_verb_refuses_bad_input_and_changes_nothing(lab_dir, kwargs, message):  # noqa: F811
     before = read_config(lab_dir)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UsageError, match=message):  # NotFound for the unknown node: also exit 2
         impair.run(lab_dir, **kwargs)
     assert read_config(lab_dir) == before
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from orchestrator.errors import MeshpayError, UsageError
 from orchestrator.air.airspace import read_config, write_config
 from orchestrator.lab import labdir
 from orchestrator.lab.plan import make_plan
@@ -89,7 +90,7 @@ def test_isolate_then_heal(lab_dir):
 
 
 def test_unknown_fault_says_which_exist(lab_dir):
-    with pytest.raises(ValueError, match="kill, restart, isolate, heal"):
+    with pytest.raises(UsageError, match="kill, restart, isolate, heal"):
         fault.run(lab_dir, "explode", "a")
 
 
@@ -97,7 +98,7 @@ def test_medium_verbs_refuse_when_the_medium_is_dead(lab_dir):
     state = labdir.read_state(lab_dir)
     state["medium"]["pid"] = 2**22 + 1
     labdir.write_state(lab_dir, state)
-    with pytest.raises(RuntimeError, match="perfect medium"):
+    with pytest.raises(MeshpayError, match="perfect medium"):
         move.run(lab_dir, "a", 1, 1)
 
 
@@ -105,7 +106,7 @@ def test_medium_verbs_refuse_without_a_medium(lab_dir):
     state = labdir.read_state(lab_dir)
     del state["medium"]
     labdir.write_state(lab_dir, state)
-    with pytest.raises(ValueError, match="medium: none"):
+    with pytest.raises(UsageError, match="medium: none"):
         fault.run(lab_dir, "isolate", "a")
 
 

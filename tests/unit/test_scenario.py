@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import MeshpayError
 from orchestrator.lab.scenario import RELAY, ScenarioError, load_scenario, parse_scenario
 from orchestrator.verbs import fault, run
+from orchestrator.verbs.transfer import not_confirmed
 
 REPO = Path(__file__).parents[2]
 
@@ -149,7 +151,8 @@ PATHS = {"paths": [{"destination_node": "a1", "next_hop_node": "r2", "next_hop":
 
 def healing_dispatch(clock: "FakeClock", outcomes, calls: list | None = None, step_s: float = 2.0):
     """A lab whose every verb call takes `step_s` on the fake clock; the retried transfer (amount
-    7) answers from `outcomes` (an exception is raised), the others confirm."""
+    7) answers from `outcomes` (an exception is raised; a record not confirmed is raised as the
+    transfer verb raises it), the others confirm."""
     def dispatch(lab_dir, verb, **kwargs):
         if calls is not None:
             calls.append((verb, kwargs))
@@ -160,6 +163,8 @@ def healing_dispatch(clock: "FakeClock", outcomes, calls: list | None = None, st
             outcome = next(outcomes)
             if isinstance(outcome, Exception):
                 raise outcome
+            if outcome["outcome"] != "confirmed":
+                raise not_confirmed(outcome)
             return outcome
         return {"outcome": "confirmed"} if verb == "transfer" else {"isolated": []}
 
@@ -220,7 +225,7 @@ def test_a_retried_transfer_gives_up_at_its_deadline(tmp_path):
     ([{"destination_node": "c2", "next_hop_node": "?", "next_hop": "02:aa"}], "(02:aa) is not a node"),
 ])
 def test_relay_on_path_says_why_there_is_none(paths, expected):
-    with pytest.raises(LookupError, match=re.escape(expected)):
+    with pytest.raises(MeshpayError, match=re.escape(expected)):
         run.relay_on_path(paths, "c1", "c2")
 
 
@@ -253,7 +258,14 @@ def test_run_out_keeps_a_copy_outside_the_lab_and_a_missing_directory_is_refused
 
 def test_a_transfer_without_a_quorum_is_a_failed_step_that_keeps_its_record(tmp_path):
     record = run.play(tmp_path, parse_scenario("name: s\nsteps:\n  - {at: 0, do: transfer, from: c1, to: c2, amount: 1}\n"),
-                      lambda *a, **k: {"id": "t1", "outcome": "rejected"}, FakeClock(), FakeClock().sleep)
+                      _raises(not_confirmed({"id": "t1", "outcome": "rejected"})), FakeClock(), FakeClock().sleep)
     step = record["steps"][0]
     assert step["ok"] is False and "no quorum" in step["error"]
     assert step["result"] == {"id": "t1", "outcome": "rejected"}
+
+
+def _raises(exc: Exception):
+    def dispatch(*a, **k):
+        raise exc
+
+    return dispatch

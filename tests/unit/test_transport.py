@@ -208,30 +208,30 @@ def test_both_ends_of_a_connection_ask_for_linear_retransmission_timeouts():
     assert run(main()) == [1, 1]
 
 
-def test_a_syn_lost_to_a_path_discovery_is_sent_again_after_a_second_not_at_the_kernels_pace(monkeypatch):
+def test_a_connection_whose_syn_ack_takes_seconds_is_not_abandoned(monkeypatch):
+    # Across a busy 100-node mesh under emulation a SYN-ACK can take seconds: an attempt given up
+    # early for a fresh one never connects there (a SYN storm instead of a connection).
     from meshpay import transport
 
     real_open = asyncio.open_connection
     calls = []
 
-    async def first_syn_lost(host, port):
+    async def slow_syn_ack(host, port):
         calls.append(asyncio.get_running_loop().time())
-        if len(calls) == 1:
-            await asyncio.sleep(3600)  # the SYN went nowhere; the kernel would wait 1, then 2 s more
+        await asyncio.sleep(2.5)
         return await real_open(host, port)
 
     async def main():
         server = await echo_server()
-        monkeypatch.setattr(transport.asyncio, "open_connection", first_syn_lost)
+        monkeypatch.setattr(transport.asyncio, "open_connection", slow_syn_ack)
         peer = Peer("127.0.0.1", server.port)
-        reply = await peer.request(AccountInfoRequest(b"a" * 32), 5)
+        reply = await peer.request(AccountInfoRequest(b"a" * 32), 6)
         await peer.close()
         await server.close()
         return reply
 
     assert isinstance(run(main()), ConfirmationAck)
-    assert len(calls) == 2
-    assert calls[1] - calls[0] == pytest.approx(transport.CONNECT_ATTEMPT_S, abs=0.3)
+    assert len(calls) == 1
 
 
 def test_a_peer_whose_syns_all_go_unanswered_fails_with_connect_timeout_at_the_deadline(monkeypatch):
@@ -249,4 +249,4 @@ def test_a_peer_whose_syns_all_go_unanswered_fails_with_connect_timeout_at_the_d
 
     error = run(main())
     assert error.reason == "connect timeout"
-    assert "3 attempts" in str(error)
+    assert "no SYN-ACK in 2.5 s" in str(error)
