@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from orchestrator.errors import MeshpayError
 from orchestrator.kernel.netlink import (
     NETLINK_ROUTE,
     NL80211_CMD_DEL_INTERFACE,
@@ -44,7 +45,7 @@ PLINK_STATES = ("LISTEN", "OPN_SNT", "OPN_RCVD", "CNF_RCVD", "ESTAB", "HOLDING",
 # enum nl80211_mpath_flags
 MPATH_FLAGS = {1: "ACTIVE", 2: "RESOLVING", 4: "SN_VALID", 8: "FIXED", 16: "RESOLVED"}
 
-class StationUnknown(RuntimeError):
+class StationUnknown(MeshpayError):
     """The kernel has no station entry for that peer (not heard yet, or just expired)."""
 
 
@@ -101,7 +102,8 @@ def create_mesh_point(
         try:
             (reply,) = sock.request(NL80211_CMD_NEW_INTERFACE, attrs)
         except NetlinkError as err:
-            raise RuntimeError(f"could not add {ifname} on phy{phy_index} in {netns}: {err}") from err
+            raise MeshpayError(f"could not add {ifname} on phy{phy_index} in {netns}: {err}; "
+                               "`meshpay-lab doctor` checks the host") from err
         ifindex = reply.get_attr("NL80211_ATTR_IFINDEX")
     # Before it is up: IPv6 would send DAD, MLD and router solicitations, group-addressed frames
     # every mesh station re-broadcasts. Nothing in the lab speaks IPv6, and in a 50-node `up`
@@ -132,7 +134,8 @@ def set_static_neighbours(netns: str, ifname: str, neighbours: dict[str, str]) -
     try:
         send_with_acks(sock, neigh_replace_messages(index, neighbours), len(neighbours))
     except OSError as err:
-        raise RuntimeError(f"{netns}/{ifname}: the kernel refused a static neighbour entry: {err}") from err
+        raise MeshpayError(f"{netns}/{ifname}: the kernel refused a static neighbour entry: {err}; "
+                           "`meshpay-lab doctor` checks the host") from err
     finally:
         sock.close()
 
@@ -169,8 +172,9 @@ def join_mesh(
         try:
             sock.request(NL80211_CMD_JOIN_MESH, attrs)
         except NetlinkError as err:
-            raise RuntimeError(
-                f"{netns}/{ifname} could not join mesh {mesh_id!r} on {freq_mhz} MHz: {err}"
+            raise MeshpayError(
+                f"{netns}/{ifname} could not join mesh {mesh_id!r} on {freq_mhz} MHz: {err}; "
+                "`meshpay-lab doctor` checks the host (does its kernel have mesh support?)"
             ) from err
     log.info("mesh joined", extra={"netns": netns, "mesh_id": mesh_id, "freq": freq_mhz})
 
@@ -186,11 +190,13 @@ def set_mesh_params(netns: str, ifname: str, params: dict[str, int]) -> None:
             sock.request(NL80211_CMD_SET_MESH_CONFIG, attrs)
         except NetlinkError as err:
             if err.code == errno.ENOLINK:
-                raise NotJoined(f"{netns}/{ifname} has not joined a mesh yet") from err
-            raise RuntimeError(f"{netns}/{ifname} refused mesh params {params}: {err}") from err
+                raise NotJoined(
+                    f"{netns}/{ifname} has not joined a mesh yet: wait, or see `meshpay-lab status`") from err
+            raise MeshpayError(f"{netns}/{ifname} refused mesh params {params}: {err}; "
+                               "`meshpay-lab doctor` checks the host") from err
 
 
-class NotJoined(RuntimeError):
+class NotJoined(MeshpayError):
     """The interface is not (yet) part of a mesh."""
 
 
@@ -209,7 +215,8 @@ def block_peer(netns: str, ifname: str, peer_mac: str) -> None:
                 raise StationUnknown(
                     f"{netns}/{ifname} has not seen {peer_mac} yet: wait until stations() lists it"
                 ) from err
-            raise RuntimeError(f"{netns}/{ifname} could not block {peer_mac}: {err}") from err
+            raise MeshpayError(f"{netns}/{ifname} could not block {peer_mac}: {err}; `meshpay-lab peers` "
+                               "shows the links") from err
     log.info("peer blocked", extra={"netns": netns, "peer": peer_mac})
 
 
@@ -287,4 +294,5 @@ def _ifindex(sock, netns: str, ifname: str) -> int:
     for msg in sock.request(NL80211_CMD_GET_INTERFACE, [], dump=True):
         if msg.get_attr("NL80211_ATTR_IFNAME") == ifname:
             return msg.get_attr("NL80211_ATTR_IFINDEX")
-    raise RuntimeError(f"no wireless interface {ifname!r} in netns {netns}: run create_mesh_point first")
+    raise MeshpayError(f"no wireless interface {ifname!r} in netns {netns}: the node lost its radio; "
+                       "`meshpay-lab up` again makes what is missing")
