@@ -1,8 +1,8 @@
 """One error type (orchestrator/errors.py): every failure orchestrator/ raises on purpose is a
 MeshpayError (or a kind of it) carrying its exit status (the few that stay builtins are listed in
-ALLOWED, each with why), and the status is the contract's: 2 for a lab or node
-name that does not exist, 1 for a transfer no quorum confirmed, whose record is kept under
---format json, on the host and across the VM boundary alike."""
+ALLOWED, each with why), and the status is the contract's: 2 for a lab or node name that does not
+exist, 1 for a transfer no quorum confirmed, whose record is kept under --format json, on the host
+and across the VM boundary alike; 1 with a next step for a runtime that cannot start a node."""
 
 from __future__ import annotations
 
