@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator import atomic, labfiles
-from orchestrator.errors import NotFound, UsageError
+from orchestrator.air import rates
 from orchestrator.air.mobility import Motion, Trajectory
 from orchestrator.air.propagation import Model, RATE_MIN_SNR_DB, loss_by_rate, signal_dbm
+from orchestrator.errors import NotFound, UsageError
 
 CONFIG_FILE = labfiles.MEDIUM_CONFIG
 NO_LOSS = (0.0,) * len(RATE_MIN_SNR_DB)
@@ -264,7 +265,7 @@ class Airspace:
     @property
     def rate_offset(self) -> int:
         # hwsim's 5 GHz band has no DSSS/CCK rates: its index 0 is 6 Mb/s, RATE_MIN_SNR_DB's 4
-        return 4 if self.config.freq >= 5000 else 0
+        return rates.offset(self.config.freq)
 
     def knows(self, tx: bytes) -> bool:
         return tx in self.links

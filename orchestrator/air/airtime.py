@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from orchestrator.air import rates
 from orchestrator.air.airspace import Airspace, Link, Outcome
 
-RATES_MBPS = (1.0, 2.0, 5.5, 11.0, 6.0, 9.0, 12.0, 18.0, 24.0, 36.0, 48.0, 54.0)
 MANDATORY = (0, 1, 2, 3, 4, 6, 8)  # 1, 2, 5.5, 11 (DSSS/CCK); 6, 12, 24 (OFDM)
 SLOT_S = 9e-6
 CW_MIN, CW_MAX = 15, 1023
@@ -39,10 +39,10 @@ def sifs_s(freq: int) -> float:
 
 
 def duration_s(nbytes: int, rate: int, freq: int) -> float:
-    """Air time of an `nbytes` frame (without FCS) at absolute rate index `rate` (RATES_MBPS)."""
-    mbps = RATES_MBPS[rate]
+    """Air time (s) of an `nbytes` frame (without FCS) at absolute rate index `rate` (rates.RATES_MBPS)."""
+    mbps = rates.RATES_MBPS[rate]
     bits = 8 * (nbytes + FCS_BYTES)
-    if rate < 4:
+    if rates.is_cck(rate):
         return 192e-6 + bits / (mbps * 1e6)
     symbols = math.ceil((16 + bits + 6) / (4 * mbps))
     return 20e-6 + 4e-6 * symbols + (0.0 if freq >= 5000 else 6e-6)
@@ -50,7 +50,7 @@ def duration_s(nbytes: int, rate: int, freq: int) -> float:
 
 def ack_rate(rate: int) -> int:
     """The highest mandatory rate not above `rate`, in the same modulation family."""
-    family = [r for r in MANDATORY if (r < 4) == (rate < 4) and r <= rate]
+    family = [r for r in MANDATORY if rates.is_cck(r) == rates.is_cck(rate) and r <= rate]
     return family[-1] if family else rate
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from orchestrator import atomic, labfiles
+from orchestrator.air import rates
 from orchestrator.errors import NotFound
 
 log = logging.getLogger("orchestrator.air.capture")
@@ -38,8 +39,6 @@ REQUEST_FILE = labfiles.CAPTURE_REQUEST
 LINKTYPE_IEEE802_11_RADIOTAP = 127
 SNAPLEN = 65535
 
-# hwsim's rates by index (HWSIM_ATTR_RX_RATE on 2.4 GHz; 5 GHz starts at index 4), in 500 kb/s
-RATES_500K = (2, 4, 11, 22, 12, 18, 24, 36, 48, 72, 96, 108)
 CHAN_CCK, CHAN_OFDM, CHAN_2GHZ, CHAN_5GHZ = 0x0020, 0x0040, 0x0080, 0x0100
 TX_FAIL, TX_NOACK = 0x0001, 0x0008
 
@@ -54,13 +53,14 @@ _EPB = struct.Struct("<IIIIIII")  # type, length, interface, ts high, ts low, ca
 
 
 def channel_flags(freq: int, rate_500k: int) -> int:
-    band = CHAN_5GHZ if freq >= 5000 else CHAN_2GHZ
-    return band | (CHAN_CCK if rate_500k in (2, 4, 11, 22) else CHAN_OFDM)
+    band = CHAN_5GHZ if freq >= rates.FIVE_GHZ_MHZ else CHAN_2GHZ
+    cck = any(rates.units_500k(i) == rate_500k for i in range(rates.OFDM_FROM))
+    return band | (CHAN_CCK if cck else CHAN_OFDM)
 
 
 def rate_500k(rate_idx: int, rate_offset: int) -> int:
     """hwsim's rate index (as in the frame's retry chain) in radiotap's 500 kb/s units."""
-    return RATES_500K[min(max(rate_idx + rate_offset, 0), len(RATES_500K) - 1)]
+    return rates.units_500k(rate_idx + rate_offset)
 
 
 def radiotap_rx(rate: int, freq: int, signal_dbm: int) -> bytes:

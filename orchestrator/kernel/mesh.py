@@ -24,6 +24,7 @@ from orchestrator.kernel.netlink import (
     NL80211_CMD_NEW_INTERFACE,
     NL80211_CMD_SET_MESH_CONFIG,
     NL80211_CMD_SET_STATION,
+    NL80211_CMD_SET_TX_BITRATE_MASK,
     NL80211_IFTYPE_MESH_POINT,
     NL80211_PLINK_ACTION_BLOCK,
     iproute,
@@ -33,6 +34,7 @@ from orchestrator.kernel.netlink import (
     send_with_acks,
     write_sysctl,
 )
+from orchestrator.air import rates
 from orchestrator.kernel import meshconf
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,48 @@ def join_mesh(
                 "`meshpay-lab doctor` checks the host (does its kernel have mesh support?)"
             ) from err
     log.info("mesh joined", extra={"netns": netns, "mesh_id": mesh_id, "freq": freq_mhz})
+
+
+def tx_rate_attrs(ifindex: int, freq_mhz: int, mbps: float) -> list[list[object]]:
+    """NL80211_CMD_SET_TX_BITRATE_MASK's attributes holding every frame of the interface to the
+    legacy rate `mbps` on the band of `freq_mhz`: that rate as the band's only legacy rate, no HT
+    MCS (an empty list) and, on 5 GHz, where hwsim has VHT, no VHT MCS. ValueError for a rate the
+    band does not have (checked here: the kernel would only say EINVAL)."""
+    if mbps not in rates.band_rates(freq_mhz):
+        raise ValueError(f"{mbps:g} Mb/s is not a legacy rate on {freq_mhz} MHz "
+                         f"({', '.join(f'{r:g}' for r in rates.band_rates(freq_mhz))})")
+    five = freq_mhz >= rates.FIVE_GHZ_MHZ
+    band: list[list[object]] = [["NL80211_TXRATE_LEGACY", bytes([rates.units_500k(rates.index_of(mbps))])],
+                                ["NL80211_TXRATE_HT", b""]]
+    if five:
+        band.append(["NL80211_TXRATE_VHT", bytes(16)])
+    return [["NL80211_ATTR_IFINDEX", ifindex],
+            ["NL80211_ATTR_TX_RATES", {"attrs": [["NL80211_BAND_5GHZ" if five else "NL80211_BAND_2GHZ",
+                                                   {"attrs": band}]]}]]
+
+
+def set_tx_rate(netns: str, ifname: str, freq_mhz: int, mbps: float) -> None:
+    """Hold every frame the mesh interface sends (data, management, beacons) to one legacy rate
+    (`iw dev IF set bitrates legacy-2.4 R ht-mcs-2.4`), instead of minstrel's choice.
+
+    Call it after the interface is up and BEFORE it joins the mesh. On a joined interface mac80211
+    refuses (EINVAL) a mask with none of the mesh's basic rates (ieee80211_set_bitrate_mask,
+    net/mac80211/cfg.c line 3283 in Debian's 6.1.192), and a 2.4 GHz mesh joined without basic
+    rates has 1 Mb/s as its only one (__cfg80211_join_mesh, net/wireless/mesh.c lines 174-193), so
+    any mask without 1 Mb/s is refused there. Before the join the interface has no channel context
+    and that check is skipped; joining leaves the mask as it is. The mesh's basic rate stays 1 Mb/s:
+    frames mac80211 would send at the lowest basic rate (beacons, group and management frames) go
+    at the lowest rate of the mask instead, as no basic rate is at or above it
+    (rc_send_low_basicrate, net/mac80211/rate.c). RuntimeError with the kernel's error otherwise."""
+    with nl80211_socket(netns) as sock:
+        attrs = tx_rate_attrs(_ifindex(sock, netns, ifname), freq_mhz, mbps)
+        try:
+            sock.request(NL80211_CMD_SET_TX_BITRATE_MASK, attrs)
+        except NetlinkError as err:
+            raise RuntimeError(f"{netns}/{ifname} refused a tx rate of {mbps:g} Mb/s: {err}"
+                               + (" (joined already? set it before the mesh join)" if err.code == errno.EINVAL else "")
+                               ) from err
+    log.info("tx rate fixed", extra={"netns": netns, "ifname": ifname, "mbps": mbps})
 
 
 def set_mesh_params(netns: str, ifname: str, params: dict[str, int]) -> None:

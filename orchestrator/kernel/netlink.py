@@ -64,6 +64,7 @@ NL80211_CMD_GET_MPATH = 21
 NL80211_CMD_GET_MESH_CONFIG = 28
 NL80211_CMD_SET_MESH_CONFIG = 29
 NL80211_CMD_SET_WIPHY_NETNS = 49
+NL80211_CMD_SET_TX_BITRATE_MASK = 57
 NL80211_CMD_JOIN_MESH = 68
 NL80211_CMD_LEAVE_MESH = 69
 
@@ -151,6 +152,7 @@ _NL80211_OVERRIDES = {
     "NL80211_ATTR_MESH_CONFIG": "mesh_config",
     "NL80211_ATTR_BEACON_INTERVAL": "uint32",
     "NL80211_ATTR_DTIM_PERIOD": "uint32",
+    "NL80211_ATTR_TX_RATES": "tx_rates",
 }
 
 
@@ -164,6 +166,23 @@ class nl80211msg(nl80211cmd):
     class mesh_config(nla):
         prefix = "NL80211_MESHCONF_"
         nla_map = MESHCONF_ATTRS
+
+    class tx_rates(nla):
+        # NL80211_ATTR_TX_RATES: one nest per band, whose attribute type is the band (enum
+        # nl80211_band: 2.4 GHz is 0), holding enum nl80211_tx_rate_attributes
+        nla_map = (
+            ("NL80211_BAND_2GHZ", "txrate"),
+            ("NL80211_BAND_5GHZ", "txrate"),
+        )
+
+        class txrate(nla):
+            prefix = "NL80211_TXRATE_"
+            nla_map = (
+                ("__NL80211_TXRATE_INVALID", "none"),
+                ("NL80211_TXRATE_LEGACY", "cdata"),  # u8 rates in 500 kb/s units
+                ("NL80211_TXRATE_HT", "cdata"),  # u8 MCS indexes; empty: none
+                ("NL80211_TXRATE_VHT", "cdata"),  # struct nl80211_txrate_vht: u16 MCS mask per NSS (8)
+            )
 
     class mpath_info(nla):
         # enum nl80211_mpath_info

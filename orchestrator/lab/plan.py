@@ -144,6 +144,7 @@ class Plan:
     discovery: str = "static"
     beacon_interval: int | None = None  # TU; None: the joiner's default
     dtim_period: int | None = None
+    rate_mbps: float | None = None  # every radio's one legacy tx rate (MeshSettings.rate_mbps); None: minstrel's choice
     # The registry's allocation this plan's names and addresses derive from (lab_id is its id).
     identity: Identity = UNALLOCATED
     # Mesh params authorities take on top of `mesh_params` (HWMP root mode, say).
@@ -261,6 +262,7 @@ def make_plan(topo: Topology, identity: Identity = UNALLOCATED) -> Plan:
         discovery=topo.discovery,
         beacon_interval=topo.mesh.beacon_interval,
         dtim_period=topo.mesh.dtim_period,
+        rate_mbps=topo.mesh.rate_mbps,
         identity=identity,
         authority_mesh_params=dict(topo.mesh.authority_params),
         address_resolution=topo.mesh.address_resolution,

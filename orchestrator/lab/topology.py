@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from meshpay.shards import MAX_SHARDS
-from orchestrator.air import mobility
+from orchestrator.air import mobility, rates
 from orchestrator.air.trace import read_movements
 from orchestrator.errors import BadInputFile
 from orchestrator.kernel import meshconf
@@ -83,6 +83,11 @@ class MeshSettings(_Strict):
                                         description="beacon interval, TU (1.024 ms)")
     dtim_period: int | None = Field(default=None, ge=meshconf.DTIM_PERIOD[0], le=meshconf.DTIM_PERIOD[1],
                                     description="beacons per DTIM")
+    # Every radio sends every frame at this one legacy rate (Mb/s) instead of the rate mac80211's
+    # minstrel picks (54 Mb/s on short links): `up` gives each mesh interface a tx bitrate mask of
+    # that rate before it joins (kernel/mesh.py set_tx_rate says why before). A slow rate makes
+    # frames long, which is what airtime needs to show hidden terminals under TCG (docs/medium.md).
+    rate_mbps: float | None = Field(default=None, description="fixed legacy tx rate, Mb/s (unset: minstrel)")
 
     @field_validator("id")
     @classmethod
@@ -111,6 +116,13 @@ class MeshSettings(_Strict):
     @classmethod
     def _sane_password(cls, password: str | None) -> str | None:
         return _password(password)
+
+    @model_validator(mode="after")
+    def _rate_of_the_band(self) -> MeshSettings:
+        if self.rate_mbps is not None and self.rate_mbps not in rates.band_rates(self.freq):
+            raise ValueError(f"mesh.rate_mbps: {self.rate_mbps:g} Mb/s is not a legacy rate on {self.freq} MHz; "
+                             f"use one of {', '.join(f'{r:g}' for r in rates.band_rates(self.freq))}")
+        return self
 
     @model_validator(mode="after")
     def _password_needs_sae(self) -> MeshSettings:

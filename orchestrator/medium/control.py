@@ -118,7 +118,8 @@ def running_detail(stats: dict) -> str:
     overruns = f" ({stats['overruns']} receive overflows)" if stats.get("overruns") else ""
     return (f"{stats.get('frames_per_s', 0)} frames/s, {stats.get('cpu_pct', 0)} % CPU; "
             f"lost by the medium: {lost}{overruns}; dropped by the model: {stats.get('model_dropped', 0)} "
-            f"({stats.get('dropped_range', 0)} out of range, {stats.get('dropped_loss', 0)} lost by a draw)")
+            f"({stats.get('dropped_range', 0)} out of range, {stats.get('dropped_loss', 0)} lost by a draw"
+            + (f", {stats['dropped_collision']} to collisions" if stats.get("dropped_collision") else "") + ")")
 
 
 def read_stats(lab_dir: Path) -> dict:

@@ -74,13 +74,20 @@ class Counters:
     acked: int = 0  # unicast frames acknowledged
     unacked: int = 0  # unicast frames whose every attempt was lost or out of range
     unknown: int = 0  # frames from a radio the configuration does not name
-    # Frames the model dropped, as a real channel would: a unicast frame whose receiver is not in
-    # range (or is isolated, or refused the last delivery), and losses drawn from the SNR (a unicast
-    # frame whose every attempt was lost; one per receiver in range that lost a group frame).
+    # Frames the model dropped, as a real channel would, each counted once under one cause: a
+    # unicast frame whose receiver is not in range (or is isolated, or refused the last delivery);
+    # losses drawn from the SNR (a unicast frame whose every attempt was lost so, none to a
+    # collision; one per receiver in range that lost a group frame to the draw); with airtime on,
+    # losses to collisions (a unicast frame whose every attempt failed, at least one collided;
+    # one per receiver whose copy of a group frame collided).
     dropped_range: int = 0
     dropped_loss: int = 0
+    dropped_collision: int = 0
     dropped_rate: int = 0  # deliveries past a link's rate cap with its line full (Impairment)
-    collisions: int = 0  # with airtime on: attempts lost at a receiver to an overlapping frame
+    # With airtime on: transmissions a collision destroyed at their receiver (every unicast attempt,
+    # those a retry made good included; one per receiver of a group frame). It says how busy the
+    # channel's hidden terminals are, not how many frames were lost, so model_dropped leaves it out.
+    collisions: int = 0
     delayed: int = 0  # deliveries held back by a link's delay or rate cap, then delivered
     # Frames the medium itself lost: messages (deliveries, statuses) it could not hand to the
     # kernel even after retrying and splitting; and times its receive buffer overflowed (the
@@ -112,7 +119,8 @@ class Counters:
 
     @property
     def model_dropped(self) -> int:
-        return self.dropped_range + self.dropped_loss + self.dropped_rate + self.collisions
+        """Frames (unicast) and copies (group, one per receiver) the model dropped, each once."""
+        return self.dropped_range + self.dropped_loss + self.dropped_collision + self.dropped_rate
 
 
 def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], default_freq: int,
@@ -148,24 +156,30 @@ def route(air: Airspace, codec: Codec, tx: TxFrame, rand: Callable[[], float], d
     dest = tx.dest
     timed = channel is not None and shaping is not None and air.config.airtime
     deliver_at = status_at = 0.0
+    collided = 0  # this frame's transmissions lost to a collision (attempts; group: receivers)
     if not (dest[0] & 1) and dest in deaf:
         out = Outcome((), False, tuple(chain), 0)
     elif timed:
         assert channel is not None
-        collisions = channel.collisions
+        before = channel.collisions
         out, deliver_at, status_at = airtime.transmit(air, channel, tx.transmitter, dest, chain, len(tx.frame),
                                                       time.monotonic(), rand)
-        counters.collisions += channel.collisions - collisions
+        collided = channel.collisions - before
+        counters.collisions += collided
     else:
         out = air.transmit(tx.transmitter, dest, chain, rand)
     delivered = out.delivered
     if dest[0] & 1 or not air.knows(dest):  # everyone in range, no acknowledgement
-        counters.dropped_loss += len(air.links[tx.transmitter]) - len(delivered)
+        # a receiver's copy is lost to the draw or to a collision, never both (airtime.transmit)
+        counters.dropped_collision += collided
+        counters.dropped_loss += len(air.links[tx.transmitter]) - len(delivered) - collided
         if deaf:
             delivered = tuple(d for d in delivered if d[0].mac not in deaf)
     elif not out.acked:
         if dest in deaf or dest not in air.by_dest[tx.transmitter]:
             counters.dropped_range += 1
+        elif collided:
+            counters.dropped_collision += 1
         else:
             counters.dropped_loss += 1
     frame_attr = nla(A_FRAME, tx.frame)

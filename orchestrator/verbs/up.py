@@ -121,6 +121,8 @@ def _build(lab_dir: Path, plan: Plan, state: dict, rt: Runtime, step: Callable[[
         if fresh or not _has_interface(node.netns, MESH_IFNAME):
             mesh.create_mesh_point(node.netns, mine.phy_index, MESH_IFNAME, node.mac,
                                    cidr=f"{node.mesh_ip}/{plan.mesh_prefixlen}")
+            if plan.rate_mbps is not None:  # before the join, or the kernel refuses it (set_tx_rate)
+                mesh.set_tx_rate(node.netns, MESH_IFNAME, plan.freq, plan.rate_mbps)
             if plan.security == "none":  # an SAE mesh is joined by wpa_supplicant, below
                 mesh.join_mesh(node.netns, MESH_IFNAME, plan.mesh_id, plan.freq, plan.mesh_params_of(node),
                                plan.beacon_interval, plan.dtim_period)

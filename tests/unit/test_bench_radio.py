@@ -105,9 +105,32 @@ def test_parse_tx_bitrates_per_station() -> None:
 def test_airtime_copy_of_the_topology_switches_it_on(tmp_path: Path) -> None:
     from orchestrator.lab.topology import load_topology
 
-    assert load_topology(bench_radio.topology_for(False, tmp_path)).medium.airtime is False
+    shipped = load_topology(bench_radio.topology_for(False, tmp_path))
+    assert shipped.medium.airtime is False and shipped.mesh.rate_mbps is None
     on = load_topology(bench_radio.topology_for(True, tmp_path))
-    assert on.medium.airtime is True and on.name == "radio_air"
+    assert on.medium.airtime is True and on.name == "radio_air" and on.mesh.rate_mbps is None
+
+
+def test_a_fixed_rate_copy_of_the_topology_holds_the_radios_to_it(tmp_path: Path) -> None:
+    from orchestrator.lab.topology import load_topology
+
+    slow = load_topology(bench_radio.topology_for(True, tmp_path, 11.0))
+    assert (slow.name, slow.medium.airtime, slow.mesh.rate_mbps) == ("radio_air_11", True, 11.0)
+    assert slow.mesh.params == load_topology(bench_radio.TOPOLOGY).mesh.params  # the rest as shipped
+    cck = load_topology(bench_radio.topology_for(False, tmp_path, 5.5))
+    assert (cck.name, cck.medium.airtime, cck.mesh.rate_mbps) == ("radio_5p5", False, 5.5)
+
+
+def test_the_heard_pair_hears_each_other_and_the_hidden_pair_does_not() -> None:
+    from orchestrator.lab.plan import make_plan
+    from orchestrator.lab.topology import load_topology
+
+    blocked = set(make_plan(load_topology(bench_radio.TOPOLOGY)).blocked)
+    assert (bench_radio.HIDDEN_A, bench_radio.HIDDEN_B) in blocked
+    assert tuple(sorted((bench_radio.HEARD_A, bench_radio.HEARD_B))) not in blocked
+    for pair in ((bench_radio.HIDDEN_A, bench_radio.HIDDEN_RX), (bench_radio.HIDDEN_B, bench_radio.HIDDEN_RX),
+                 (bench_radio.HEARD_A, bench_radio.HEARD_RX), (bench_radio.HEARD_B, bench_radio.HEARD_RX)):
+        assert tuple(sorted(pair)) not in blocked
 
 
 def test_the_bench_and_its_topology_agree_on_the_channel() -> None:
@@ -117,10 +140,12 @@ def test_the_bench_and_its_topology_agree_on_the_channel() -> None:
 
 
 def _pass(rate: object, collisions: int) -> dict:
-    row = {"mbps": 1.0, "medium": {"collisions": collisions}}
+    row = {"mbps": 1.0, "lost_percent": 5.0, "medium": {"collisions": collisions}}
+    pair = {"medium": {"collisions": 9, "dropped_collision": 4, "unacked": 4}}
     return {"rate": rate, "tx_bitrate_mbps": {"line2": 54.0}, "tcp": {str(h): row for h in (1, 2, 3)},
             "udp": {str(h): row for h in (1, 2, 3)}, "ping": {str(h): {"rtt_ms": {"avg": 3.0}} for h in (1, 2, 3)},
-            "hidden": {"alone": row, "both": {"hidden-a": row, "hidden-b": row, "medium": {"collisions": 9}}},
+            "hidden": {"alone": row, "both": {"hidden-a": row, "hidden-b": row, **pair},
+                       "heard": {"heard-a": row, "heard-b": row, "medium": {"collisions": 0}}},
             "theoretical": {str(h): bench_radio.theoretical(R54, 2412, h) for h in (1, 2, 3)}}
 
 
@@ -131,19 +156,79 @@ def test_plot_and_summary_from_a_report(tmp_path: Path) -> None:
     assert bench_radio.plot(report, tmp_path / "r.png") is None
     assert (tmp_path / "r.png").stat().st_size > 10_000
     lines = bench_radio.summary_lines(report)
-    assert len(lines) == 2 * 2 * 4
-    assert "UDP 1.0 Mb/s (bound 29.63)" in lines[0] and "(9 collisions)" in lines[3]
+    assert len(lines) == 2 * 2 * 6
+    assert "UDP 1.0 Mb/s (bound 29.63)" in lines[0]
+    assert lines[4].endswith("hidden pair: a 1.0 Mb/s of None sent (5.0 % lost, kernel drops None) + b 1.0 Mb/s "
+                             "of None sent (5.0 % lost, kernel drops None); 9 collisions, 4 frames lost to them, "
+                             "4 unacknowledged")
+    assert "heard pair: a 1.0 Mb/s" in lines[5] and "; 0 collisions" in lines[5]
+
+
+def test_plot_and_summary_of_a_pairs_only_run(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    only_pairs = {k: v for k, v in _pass(11.0, 3).items() if k not in ("tcp", "udp", "ping", "tx_bitrate_mbps")}
+    only_pairs.update(tcp={}, udp={}, ping={}, tx_bitrate_mbps={}, pair_tx_bitrate_mbps={"hidden-rx": 11.0})
+    report = {"settings": [{"airtime": True, "passes": [only_pairs]}]}
+    assert bench_radio.plot(report, tmp_path / "r.png") is None
+    lines = bench_radio.summary_lines(report)
+    assert len(lines) == 3 and all(line.startswith("airtime on  11.0 Mb/s ") for line in lines)
 
 
 def test_plot_says_why_when_there_is_nothing_to_draw(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     assert bench_radio.plot({"settings": [{"airtime": False, "error": "boom"}]}, tmp_path / "r.png") == \
         "no PNG: no pass produced figures"
-    skipped = {"rate": 11.0, "errors": ["line1: EINVAL"], "skipped": "the rate could not be fixed"}
-    report = {"settings": [{"airtime": True, "passes": [skipped]}]}
+    failed = {"rate": 11.0, "error": "RuntimeError: up failed"}
+    report = {"settings": [{"airtime": True, "passes": [failed]}]}
     assert bench_radio.plot(report, tmp_path / "r.png") == "no PNG: no pass produced figures"
-    assert bench_radio.summary_lines(report) == ["airtime on  rate 11.0: skipped, the rate could not be fixed: "
-                                                 "['line1: EINVAL']"]
+    assert bench_radio.summary_lines(report) == ["airtime on  rate 11.0: error: RuntimeError: up failed"]
+
+
+def test_parse_drops_from_ip_and_tc_json() -> None:
+    link = json.dumps([{"ifname": "mesh0", "stats64": {"rx": {"dropped": 9}, "tx": {"bytes": 1, "dropped": 4}}}])
+    qdisc = json.dumps([{"kind": "mq", "drops": 3}, {"kind": "fq_codel", "drops": 2}, {"kind": "fq_codel"}])
+    assert bench_radio.parse_drops(link, qdisc) == {"tx_dropped": 4, "qdisc_dropped": 5}
+    with pytest.raises(ValueError, match="not ip/tc JSON"):
+        bench_radio.parse_drops("Device \"mesh0\" does not exist.", "[]")
+
+
+def test_parse_udp_errors_from_proc_net_snmp() -> None:
+    snmp = ("Ip: Forwarding DefaultTTL\nIp: 1 64\n"
+            "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n"
+            "Udp: 900 0 12 5 10 2 0 0 0\nUdpLite: InDatagrams NoPorts\nUdpLite: 0 0\n")
+    assert bench_radio.parse_udp_errors(snmp) == {"udp_in_errors": 12, "udp_rcvbuf_errors": 10, "udp_sndbuf_errors": 2}
+    with pytest.raises(ValueError, match="no Udp: lines"):
+        bench_radio.parse_udp_errors("Ip: Forwarding\nIp: 1\n")
+
+
+class _FakeLab:
+    """Stands in for bench_radio.Lab: every run receives 1 Mb/s; station dumps say `sent_at`."""
+
+    def __init__(self, sent_at: float) -> None:
+        self.sent_at = sent_at
+
+    def ping(self, src: str, dst: str, count: int) -> dict:
+        return {"sent": count, "received": count, "rtt_ms": None}
+
+    def iperf(self, src: str, dst: str, seconds: float, udp_mbps: float | None, port: int = 5201) -> dict:
+        return {"mbps": 1.0, "lost_percent": 0.0}
+
+    def medium(self) -> dict:
+        return {}
+
+    def tx_bitrates(self, node: str) -> dict[str, float]:
+        return {"hidden-rx": self.sent_at}
+
+    def drops(self, node: str) -> dict[str, int]:
+        return {"tx_dropped": 0, "qdisc_dropped": 0}
+
+
+def test_a_fixed_rate_pass_whose_radios_sent_at_another_rate_says_so() -> None:
+    held = bench_radio.measure(_FakeLab(11.0), 1, 5, 5, 3, 11.0, ("pairs",))
+    assert not held.get("rate_mismatch") and held["theoretical"][1] == bench_radio.theoretical(R11, 2412, 1)
+    assert set(held["hidden"]) == {"alone", "both", "heard"}
+    ignored = bench_radio.measure(_FakeLab(54.0), 1, 5, 5, 3, 11.0, ("pairs",))
+    assert ignored["rate_mismatch"] and "asked for 11 Mb/s" in ignored["errors"][0]
 
 
 def test_rates_option_takes_legacy_rates_only() -> None:

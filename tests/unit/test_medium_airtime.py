@@ -70,3 +70,32 @@ def test_airtime_is_a_topology_switch_off_by_default():
     on = TOPO.replace("exponent: 2.5}", "exponent: 2.5, airtime: true}")
     cfg = config_for(make_plan(parse_topology(on)))
     assert cfg.airtime and cfg.__class__.from_json(cfg.to_json()).airtime
+
+
+def _route_at_once(monkeypatch, frames: list[tuple[int, bytes, tuple]]) -> medium_process.Counters:
+    """Route `frames` (sender index, destination, retry chain) one after the other at one instant
+    of the medium's clock, airtime on, no random backoff; the counters they leave."""
+    monkeypatch.setattr(medium_process.time, "monotonic", lambda: 100.0)
+    a, ch, shaping, counters = timed_air(), airtime.Channel(), Shaping(), medium_process.Counters()
+    for sender, dest, chain in frames:
+        buf = kernel_frame(sender, dest, flags=2 if dest[0] & 1 else 1, rates=chain)
+        tx = hwsim.decode_frame(hwsim.parse_attrs(buf, 20, len(buf)))
+        medium_process.route(a, hwsim.Codec(FAMILY), tx, lambda: 0.0, 2412, counters, shaping=shaping, channel=ch)
+    return counters
+
+
+def test_a_group_copy_lost_to_a_collision_is_one_dropped_frame(monkeypatch):
+    # n0 and n2 (hidden from each other) broadcast at once: n2's copy to n1 collides with n0's frame
+    c = _route_at_once(monkeypatch, [(0, b"\xff" * 6, ((0, 1),)), (2, b"\xff" * 6, ((0, 1),))])
+    assert (c.collisions, c.dropped_collision, c.dropped_loss) == (1, 1, 0)
+    assert c.model_dropped == 1  # once, not also as a loss drawn from the SNR
+    assert c.deliveries == 1  # n0's frame reached n1; n2's reached nobody
+
+
+def test_a_unicast_frame_lost_to_collisions_is_one_dropped_frame_and_a_retry_that_gets_through_none(monkeypatch):
+    lost = _route_at_once(monkeypatch, [(0, N[1], ((0, 1),)), (2, N[1], ((0, 1),))])
+    assert (lost.collisions, lost.dropped_collision, lost.dropped_loss, lost.unacked) == (1, 1, 0, 1)
+    assert lost.model_dropped == 1
+    saved = _route_at_once(monkeypatch, [(0, N[1], ((0, 1),)), (2, N[1], ((0, 3),))])
+    assert saved.collisions == 1 and saved.acked == 2  # n2's second attempt came after n0's frame
+    assert saved.model_dropped == 0  # a collided attempt a retry made good lost no frame

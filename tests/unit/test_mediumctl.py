@@ -115,6 +115,9 @@ def test_status_line_shows_medium_losses_apart_from_model_drops():
                                      "model_dropped": 9, "dropped_range": 7, "dropped_loss": 2})
     assert "lost by the medium: 4 (1 receive overflows)" in line
     assert "dropped by the model: 9 (7 out of range, 2 lost by a draw)" in line
+    timed = medium_control.running_detail({"model_dropped": 12, "dropped_range": 7, "dropped_loss": 2,
+                                           "dropped_collision": 3, "collisions": 8})
+    assert "dropped by the model: 12 (7 out of range, 2 lost by a draw, 3 to collisions)" in timed
 
 
 def test_up_starts_the_medium_with_the_topologys_seed(tmp_path):

@@ -116,3 +116,25 @@ def test_join_without_timing_leaves_the_kernel_default() -> None:
 def test_bad_beacon_timing_is_refused_before_sending(timing: dict) -> None:
     with pytest.raises(ValueError, match="beacon interval|DTIM period"):
         mesh.join_attrs(3, "meshpay", 2412, {}, **timing)
+
+
+def test_a_fixed_tx_rate_is_the_bands_only_legacy_rate_and_no_mcs() -> None:
+    from orchestrator.kernel.netlink import NL80211_CMD_SET_TX_BITRATE_MASK
+
+    data = bytes(roundtrip(NL80211_CMD_SET_TX_BITRATE_MASK, mesh.tx_rate_attrs(3, 2412, 11.0)).data)
+    # NL80211_ATTR_TX_RATES (90) holds band 0 (2.4 GHz), which holds NL80211_TXRATE_LEGACY (1):
+    # one rate, 22 in 500 kb/s units; and NL80211_TXRATE_HT (2) empty: no MCS either
+    at = data.index((90).to_bytes(2, "little"))
+    tx_rates = data[at - 2:at - 2 + int.from_bytes(data[at - 2:at], "little")]
+    assert tx_rates[4:8] == (16).to_bytes(2, "little") + (0).to_bytes(2, "little")  # the 2.4 GHz nest
+    assert tx_rates[8:16] == bytes([5, 0, 1, 0, 22, 0, 0, 0]) and tx_rates[16:20] == bytes([4, 0, 2, 0])
+    five = bytes(roundtrip(NL80211_CMD_SET_TX_BITRATE_MASK, mesh.tx_rate_attrs(3, 5180, 6.0)).data)
+    at = five.index((90).to_bytes(2, "little"))
+    assert five[at + 4:at + 6] == (1).to_bytes(2, "little")  # band 1: 5 GHz
+    assert bytes([5, 0, 1, 0, 12]) in five and (20).to_bytes(2, "little") + (3).to_bytes(2, "little") + bytes(16) in five
+
+
+@pytest.mark.parametrize("freq, mbps", [(2412, 7.0), (2412, 65.0), (5180, 11.0), (5180, 1.0)])
+def test_a_rate_the_band_lacks_is_refused_before_sending(freq: int, mbps: float) -> None:
+    with pytest.raises(ValueError, match="not a legacy rate on"):
+        mesh.tx_rate_attrs(3, freq, mbps)

@@ -162,3 +162,16 @@ def test_beacon_interval_and_dtim_period_reach_the_plan():
 def test_beacon_timing_out_of_the_kernel_range_is_refused(field, value):
     msg = error_of(GOOD.replace("nodes:", f"mesh:\n  {field}: {value}\nnodes:", 1))
     assert f"mesh.{field}" in msg
+
+
+def test_a_fixed_tx_rate_reaches_the_plan_and_minstrel_is_the_default():
+    from orchestrator.lab.plan import make_plan
+
+    assert make_plan(parse_topology(GOOD.replace("nodes:", "mesh:\n  rate_mbps: 11\nnodes:", 1))).rate_mbps == 11.0
+    assert make_plan(parse_topology(GOOD)).rate_mbps is None
+
+
+@pytest.mark.parametrize("mesh, value", [("", 7), ("", 65), ("  freq: 5180\n", 11), ("  freq: 5180\n", 1)])
+def test_a_tx_rate_the_channel_does_not_have_is_refused_naming_the_ones_it_has(mesh, value):
+    msg = error_of(GOOD.replace("nodes:", f"mesh:\n{mesh}  rate_mbps: {value}\nnodes:", 1))
+    assert "mesh.rate_mbps" in msg and "not a legacy rate on" in msg and "54" in msg
