@@ -211,14 +211,16 @@ def set_tx_rate(netns: str, ifname: str, freq_mhz: int, mbps: float) -> None:
     and that check is skipped; joining leaves the mask as it is. The mesh's basic rate stays 1 Mb/s:
     frames mac80211 would send at the lowest basic rate (beacons, group and management frames) go
     at the lowest rate of the mask instead, as no basic rate is at or above it
-    (rc_send_low_basicrate, net/mac80211/rate.c). RuntimeError with the kernel's error otherwise."""
+    (rc_send_low_basicrate, net/mac80211/rate.c). errors.MeshpayError (exit 1) with the kernel's
+    error otherwise."""
     with nl80211_socket(netns) as sock:
         attrs = tx_rate_attrs(_ifindex(sock, netns, ifname), freq_mhz, mbps)
         try:
             sock.request(NL80211_CMD_SET_TX_BITRATE_MASK, attrs)
         except NetlinkError as err:
-            raise RuntimeError(f"{netns}/{ifname} refused a tx rate of {mbps:g} Mb/s: {err}"
-                               + (" (joined already? set it before the mesh join)" if err.code == errno.EINVAL else "")
+            raise MeshpayError(f"{netns}/{ifname} refused a tx rate of {mbps:g} Mb/s: {err}"
+                               + ("; joined already? it is set before the mesh join: `meshpay-lab down`, then `up`"
+                                  if err.code == errno.EINVAL else "; `meshpay-lab doctor` checks the host")
                                ) from err
     log.info("tx rate fixed", extra={"netns": netns, "ifname": ifname, "mbps": mbps})
 

@@ -105,6 +105,8 @@ kernel/netlink.py    write_sysctl       ValueError  the sysctl keys are our own 
 air/propagation.py   path_loss_db       ValueError  model.kind is a Literal the topology checked; a guard for a kind added without a formula
 air/mobility.py      from_json          ValueError  medium.json's motions are written by `up` from a checked topology (kind is a Literal)
 air/mobility.py      position           ValueError  callers pass a difference of two time.time() readings; a guard against nan/inf
+kernel/mesh.py       tx_rate_attrs      ValueError  the rate is the topology's `mesh.rate_mbps`, checked against the band at load
+air/rates.py         index_of           ValueError  orchestrator/ passes only band rates; bench/bench_radio.py parses a rate with it and catches the ValueError
 
 # checks a pydantic validator calls: pydantic makes the ValueError a field error, and parse_topology
 # raises it as a TopologyError (BadInputFile, exit 2) naming the file, line and field
