@@ -2,17 +2,18 @@
 
     0  done
     1  failed: the command was right, the lab or host was not (a node does not answer, no quorum,
-       not ready, the kernel refused)
+       not ready, the kernel refused, a capture runs already or none runs to stop)
     2  usage: the command or its input is wrong (an unknown option or choice, a bad topology or
        scenario file, a node or lab name that does not exist)
 
 Our own code raises MeshpayError, or one of its kinds here (UsageError, NotFound, BadInputFile,
 NotConfirmed), whose message says what happened and what to do next; tests/unit/test_verb_errors.py
-fails on a verb that raises a builtin on purpose. `describe(exc)` maps any exception a verb can
-let through (ours, and at the edges httpx's, netlink's, subprocess's, the OS's) to that line and
-status, so the CLI never shows a traceback (MESHPAY_LOG=DEBUG logs one). A failure in a lab's VM
-crosses to the host as `to_wire` JSON and comes back as the same kind (`from_wire`), with its
-exit status and record.
+fails on a module of orchestrator/ that raises a builtin on purpose, but for the few it lists.
+`describe(exc)` maps any exception a verb can let through (ours, and at the edges httpx's,
+netlink's, subprocess's, the OS's) to that line and status, so the CLI never shows a traceback
+(MESHPAY_LOG=DEBUG logs one). A failure in a lab's VM crosses to the host as `to_wire` JSON and
+comes back as the same kind (`from_wire`), with its exit status and record; the agent's node proxy
+answers a node or lab it cannot find with that JSON too, and describe() keeps its status.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return (f"{_url(exc)} did not answer in time ({type(exc).__name__}): the node may be busy or "
                 "stopped; see `meshpay-lab status` and `meshpay-lab logs NODE`"), FAILED
     if isinstance(exc, httpx.HTTPStatusError):
+        ours = _wire_body(exc.response)
+        if ours is not None:  # the lab's agent (its proxy) answered with one of ours: keep its status
+            return str(ours), ours.exit_code
         return (f"{_url(exc)} answered {exc.response.status_code}: {exc.response.text[:200].strip()}; "
                 "see `meshpay-lab logs NODE`"), FAILED
     if isinstance(exc, httpx.HTTPError):
@@ -118,6 +122,17 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return str(exc) or type(exc).__name__, FAILED
     return (f"{type(exc).__name__}: {exc} (a bug in meshpay-lab: run again with MESHPAY_LOG=DEBUG for "
             "the traceback and report it)"), FAILED
+
+
+def _wire_body(response: httpx.Response) -> MeshpayError | None:
+    """The error a `to_wire` body describes, or None for any other body (a node's own answer)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), str) and isinstance(body.get("exit_code"), int):
+        return from_wire(body)
+    return None
 
 
 def _url(exc: httpx.HTTPError) -> str:

@@ -19,7 +19,7 @@ from orchestrator import atomic, labfiles
 from orchestrator.air import rates
 from orchestrator.air.mobility import Motion, Trajectory
 from orchestrator.air.propagation import Model, RATE_MIN_SNR_DB, loss_by_rate, signal_dbm
-from orchestrator.errors import NotFound
+from orchestrator.errors import NotFound, UsageError
 
 CONFIG_FILE = labfiles.MEDIUM_CONFIG
 NO_LOSS = (0.0,) * len(RATE_MIN_SNR_DB)
@@ -134,17 +134,25 @@ def impairments_in_force(cfg: MediumConfig) -> list[dict]:
             for (tx, rx), imp in sorted(cfg.impairments.items())]
 
 
+class NoMedium(UsageError, LookupError):
+    """A lab without a medium asked for the medium's config: a usage error (exit 2), like asking
+    a lab for a node it does not have. Also a LookupError: `draw`, `peers` and the medium's
+    control catch it as "nothing impaired, nobody moved"."""
+
+
 def config_path(lab_dir: Path) -> Path:
     return Path(lab_dir) / CONFIG_FILE
 
 
 def read_config(lab_dir: Path) -> MediumConfig:
+    """The lab's medium.json; NoMedium when the lab has none."""
     path = config_path(lab_dir)
     try:
         return MediumConfig.from_json(json.loads(path.read_text()))
     except FileNotFoundError:
-        raise LookupError(f"{path} does not exist: this lab runs without a medium "
-                          "(its topology says `medium: none`), or it is not up") from None
+        raise NoMedium(f"{path} does not exist: this lab runs without a medium (its topology says "
+                       "`medium: none`; take that out and `meshpay-lab up` again for one), or it is not "
+                       "up (`meshpay-lab status`)") from None
 
 
 def in_range(distance_m: float, range_a_m: float, range_b_m: float) -> bool:

@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 from orchestrator import atomic, labfiles
 from orchestrator.air import rates
+from orchestrator.errors import NotFound
 
 log = logging.getLogger("orchestrator.air.capture")
 
@@ -149,7 +150,7 @@ class Capture:
         names = sorted(radios) if req.nodes is None else list(req.nodes)
         unknown = [n for n in names if n not in radios]
         if unknown:
-            raise LookupError(f"no radio for {', '.join(unknown)} in the medium")
+            raise NotFound(f"no radio for {', '.join(unknown)} in the medium; radios: {', '.join(sorted(radios))}")
         self.req = req
         self.index = {radios[name]: i for i, name in enumerate(names)}
         self.rate_offset = rate_offset

@@ -18,12 +18,14 @@ import math
 from pathlib import Path
 
 from orchestrator.air.mobility import Waypoint
+from orchestrator.errors import BadInputFile
 
 MAX_TRACE_BYTES = 8 << 20
 
 
-class TraceError(ValueError):
-    """A trace that cannot be replayed; the message names the file and the line."""
+class TraceError(BadInputFile):
+    """A trace that cannot be replayed; the message names the file and the line. A ValueError too
+    (BadInputFile is): the topology's validator turns it into a field error of the topology."""
 
 
 def parse_movements(text: str, source: str, *, max_coord: float, max_speed: float) -> list[tuple[Waypoint, ...]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from orchestrator.errors import MeshpayError
 from orchestrator.kernel.netlink import (
     NETLINK_ROUTE,
     NL80211_CMD_DEL_INTERFACE,
@@ -46,7 +47,7 @@ PLINK_STATES = ("LISTEN", "OPN_SNT", "OPN_RCVD", "CNF_RCVD", "ESTAB", "HOLDING",
 # enum nl80211_mpath_flags
 MPATH_FLAGS = {1: "ACTIVE", 2: "RESOLVING", 4: "SN_VALID", 8: "FIXED", 16: "RESOLVED"}
 
-class StationUnknown(RuntimeError):
+class StationUnknown(MeshpayError):
     """The kernel has no station entry for that peer (not heard yet, or just expired)."""
 
 
@@ -103,7 +104,8 @@ def create_mesh_point(
         try:
             (reply,) = sock.request(NL80211_CMD_NEW_INTERFACE, attrs)
         except NetlinkError as err:
-            raise RuntimeError(f"could not add {ifname} on phy{phy_index} in {netns}: {err}") from err
+            raise MeshpayError(f"could not add {ifname} on phy{phy_index} in {netns}: {err}; "
+                               "`meshpay-lab doctor` checks the host") from err
         ifindex = reply.get_attr("NL80211_ATTR_IFINDEX")
     # Before it is up: IPv6 would send DAD, MLD and router solicitations, group-addressed frames
     # every mesh station re-broadcasts. Nothing in the lab speaks IPv6, and in a 50-node `up`
@@ -134,7 +136,8 @@ def set_static_neighbours(netns: str, ifname: str, neighbours: dict[str, str]) -
     try:
         send_with_acks(sock, neigh_replace_messages(index, neighbours), len(neighbours))
     except OSError as err:
-        raise RuntimeError(f"{netns}/{ifname}: the kernel refused a static neighbour entry: {err}") from err
+        raise MeshpayError(f"{netns}/{ifname}: the kernel refused a static neighbour entry: {err}; "
+                           "`meshpay-lab doctor` checks the host") from err
     finally:
         sock.close()
 
@@ -171,8 +174,9 @@ def join_mesh(
         try:
             sock.request(NL80211_CMD_JOIN_MESH, attrs)
         except NetlinkError as err:
-            raise RuntimeError(
-                f"{netns}/{ifname} could not join mesh {mesh_id!r} on {freq_mhz} MHz: {err}"
+            raise MeshpayError(
+                f"{netns}/{ifname} could not join mesh {mesh_id!r} on {freq_mhz} MHz: {err}; "
+                "`meshpay-lab doctor` checks the host (does its kernel have mesh support?)"
             ) from err
     log.info("mesh joined", extra={"netns": netns, "mesh_id": mesh_id, "freq": freq_mhz})
 
@@ -207,14 +211,16 @@ def set_tx_rate(netns: str, ifname: str, freq_mhz: int, mbps: float) -> None:
     and that check is skipped; joining leaves the mask as it is. The mesh's basic rate stays 1 Mb/s:
     frames mac80211 would send at the lowest basic rate (beacons, group and management frames) go
     at the lowest rate of the mask instead, as no basic rate is at or above it
-    (rc_send_low_basicrate, net/mac80211/rate.c). RuntimeError with the kernel's error otherwise."""
+    (rc_send_low_basicrate, net/mac80211/rate.c). errors.MeshpayError (exit 1) with the kernel's
+    error otherwise."""
     with nl80211_socket(netns) as sock:
         attrs = tx_rate_attrs(_ifindex(sock, netns, ifname), freq_mhz, mbps)
         try:
             sock.request(NL80211_CMD_SET_TX_BITRATE_MASK, attrs)
         except NetlinkError as err:
-            raise RuntimeError(f"{netns}/{ifname} refused a tx rate of {mbps:g} Mb/s: {err}"
-                               + (" (joined already? set it before the mesh join)" if err.code == errno.EINVAL else "")
+            raise MeshpayError(f"{netns}/{ifname} refused a tx rate of {mbps:g} Mb/s: {err}"
+                               + ("; joined already? it is set before the mesh join: `meshpay-lab down`, then `up`"
+                                  if err.code == errno.EINVAL else "; `meshpay-lab doctor` checks the host")
                                ) from err
     log.info("tx rate fixed", extra={"netns": netns, "ifname": ifname, "mbps": mbps})
 
@@ -230,11 +236,13 @@ def set_mesh_params(netns: str, ifname: str, params: dict[str, int]) -> None:
             sock.request(NL80211_CMD_SET_MESH_CONFIG, attrs)
         except NetlinkError as err:
             if err.code == errno.ENOLINK:
-                raise NotJoined(f"{netns}/{ifname} has not joined a mesh yet") from err
-            raise RuntimeError(f"{netns}/{ifname} refused mesh params {params}: {err}") from err
+                raise NotJoined(
+                    f"{netns}/{ifname} has not joined a mesh yet: wait, or see `meshpay-lab status`") from err
+            raise MeshpayError(f"{netns}/{ifname} refused mesh params {params}: {err}; "
+                               "`meshpay-lab doctor` checks the host") from err
 
 
-class NotJoined(RuntimeError):
+class NotJoined(MeshpayError):
     """The interface is not (yet) part of a mesh."""
 
 
@@ -253,7 +261,8 @@ def block_peer(netns: str, ifname: str, peer_mac: str) -> None:
                 raise StationUnknown(
                     f"{netns}/{ifname} has not seen {peer_mac} yet: wait until stations() lists it"
                 ) from err
-            raise RuntimeError(f"{netns}/{ifname} could not block {peer_mac}: {err}") from err
+            raise MeshpayError(f"{netns}/{ifname} could not block {peer_mac}: {err}; `meshpay-lab peers` "
+                               "shows the links") from err
     log.info("peer blocked", extra={"netns": netns, "peer": peer_mac})
 
 
@@ -331,4 +340,5 @@ def _ifindex(sock, netns: str, ifname: str) -> int:
     for msg in sock.request(NL80211_CMD_GET_INTERFACE, [], dump=True):
         if msg.get_attr("NL80211_ATTR_IFNAME") == ifname:
             return msg.get_attr("NL80211_ATTR_IFINDEX")
-    raise RuntimeError(f"no wireless interface {ifname!r} in netns {netns}: run create_mesh_point first")
+    raise MeshpayError(f"no wireless interface {ifname!r} in netns {netns}: the node lost its radio; "
+                       "`meshpay-lab up` again makes what is missing")

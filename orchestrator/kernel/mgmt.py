@@ -13,6 +13,7 @@ import logging
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from orchestrator.errors import MeshpayError
 from orchestrator.kernel.netlink import iproute
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def create_bridge(name: str, cidr: str, *, lab: str) -> int:
         try:
             ipr.link("add", ifname=name, kind="bridge")
         except NetlinkError as err:
-            raise RuntimeError(f"could not create bridge {name}: {err} (left over? run `down`)") from err
+            raise MeshpayError(f"could not create bridge {name}: {err} (left over from a lab not taken down? "
+                               f"`meshpay-lab down --lab {lab}`)") from err
         (index,) = ipr.link_lookup(ifname=name)
         ipr.link("set", index=index, ifalias=lab_alias(lab))
         ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
@@ -56,7 +58,8 @@ def add_node_link(
             ipr.link("add", ifname=host_ifname, kind="veth",
                      peer={"ifname": node_ifname, "net_ns_fd": f"/run/netns/{netns}"})
         except NetlinkError as err:
-            raise RuntimeError(f"could not create veth {host_ifname} into {netns}: {err}") from err
+            raise MeshpayError(f"could not create veth {host_ifname} into {netns}: {err} (left over? "
+                               f"`meshpay-lab down --lab {lab}`, then `up` again)") from err
         (index,) = ipr.link_lookup(ifname=host_ifname)
         ipr.link("set", index=index, ifalias=lab_alias(lab), master=bridge_index, state="up")
     with iproute(netns) as ipr:
@@ -80,7 +83,8 @@ def delete_link(name: str) -> None:
         except NetlinkError as err:
             # a veth vanishes on its own when the netns holding its peer is removed
             if err.code != errno.ENODEV:
-                raise RuntimeError(f"could not delete interface {name}: {err}") from err
+                raise MeshpayError(f"could not delete interface {name}: {err}; `ip link del {name}` removes it "
+                                   "by hand") from err
             return
     log.info("link deleted", extra={"ifname": name})
 
@@ -99,7 +103,7 @@ def owned_links(lab: str) -> list[str]:
 def _lookup(ipr: IPRoute, name: str) -> list[int]:
     found = ipr.link_lookup(ifname=name)
     if not found:
-        raise RuntimeError(f"interface {name!r} not found")
+        raise MeshpayError(f"interface {name!r} not found: `meshpay-lab up` again makes what is missing")
     return found
 
 

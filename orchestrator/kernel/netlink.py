@@ -34,6 +34,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 from pyroute2.netlink.nl80211 import nl80211cmd
 
+from orchestrator.errors import MeshpayError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -199,8 +201,9 @@ class nl80211msg(nl80211cmd):
         )
 
 
-class FamilyMissing(RuntimeError):
-    """The generic netlink family is not registered in this kernel."""
+class FamilyMissing(MeshpayError):
+    """The generic netlink family is not registered in this kernel (its name is the message;
+    _genl says which module to load)."""
 
 
 class GenlSocket(GenericNetlinkSocket):
@@ -341,7 +344,7 @@ def _genl(family: str, msg_class: type[genlmsg], netns: str | None, missing: str
     try:
         sock = GenlSocket(family, msg_class, netns)
     except FamilyMissing:
-        raise RuntimeError(missing) from None
+        raise MeshpayError(missing) from None
     try:
         yield sock
     finally:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from orchestrator.errors import MeshpayError
 from orchestrator.kernel.netlink import (
     NETNS_DIR,
     HWSIM_CMD_DEL_RADIO,
@@ -73,7 +74,8 @@ def create_radio(name: str, mac: str | None = None, netns: str | None = None) ->
     with hwsim_socket(netns) as sock:
         before = dict(_dump(sock))
         if name in before.values():
-            raise RuntimeError(f"radio {name!r} already exists: run `down` for its lab first")
+            raise MeshpayError(f"radio {name!r} already exists: `meshpay-lab down --lab LAB` for the lab that "
+                               "made it (`meshpay-lab list` shows the labs)")
         try:
             sock.request(HWSIM_CMD_NEW_RADIO, new_radio_attrs(name, mac))
         except NetlinkError as err:
@@ -89,10 +91,12 @@ def create_radio(name: str, mac: str | None = None, netns: str | None = None) ->
             for rid in new:
                 sock.request(HWSIM_CMD_DEL_RADIO, [["HWSIM_ATTR_RADIO_ID", rid]])
             reason = f"hwsim refused it: {failure}" if not new else "the name is taken"
-            raise RuntimeError(f"could not create radio {name!r}: {reason}; is a lab with it still up?")
+            raise MeshpayError(f"could not create radio {name!r}: {reason}; is a lab with it still up? "
+                               "`meshpay-lab list`, then `meshpay-lab down --lab LAB`")
     radio = _find(name, netns)
     if radio is None:
-        raise RuntimeError(f"radio {name!r} was created but is not listed")
+        raise MeshpayError(f"radio {name!r} was created but the kernel does not list it: "
+                           "`meshpay-lab doctor` checks the host")
     log.info("radio created", extra={"radio": name, "phy": radio.phy_index, "mac": radio.mac})
     return radio
 
@@ -139,7 +143,8 @@ def move_phy(phy_index: int, netns_path: str, from_netns: str | None = None) -> 
                 [["NL80211_ATTR_WIPHY", phy_index], ["NL80211_ATTR_NETNS_FD", fd]],
             )
     except NetlinkError as err:
-        raise RuntimeError(f"could not move phy{phy_index} into {netns_path}: {err}") from err
+        raise MeshpayError(f"could not move phy{phy_index} into {netns_path}: {err}; "
+                           "`meshpay-lab doctor` checks the host") from err
     finally:
         os.close(fd)
     log.info("phy moved", extra={"phy": phy_index, "netns": netns_path})
@@ -157,7 +162,7 @@ def _delete_in(name: str, netns: str | None) -> bool:
         except NetlinkError as err:
             if err.code == errno.ENODEV:
                 return False
-            raise RuntimeError(f"could not delete radio {name!r}: {err}") from err
+            raise MeshpayError(f"could not delete radio {name!r}: {err}; `meshpay-lab doctor` checks the host") from err
     log.info("radio deleted", extra={"radio": name, "netns": netns})
     return True
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from orchestrator.air import airspace
 from orchestrator.air.airspace import Impairment
 from orchestrator.air.mobility import Motion
+from orchestrator.errors import MeshpayError
 from orchestrator.lab.registry import Identity
 from orchestrator.lab.topology import Topology
 
@@ -169,10 +170,15 @@ class Plan:
         return self.link_blocked if self.medium else self.blocked
 
     def node(self, name: str) -> NodePlan:
+        """The plan of node `name`. Only our own code asks (a user's names are checked against
+        lab.json, labdir.lab_node): a miss means the lab's files name a node its topology does not,
+        a failure of the lab (exit 1), not of the command."""
         for node in self.nodes:
             if node.name == name:
                 return node
-        raise KeyError(f"no node {name!r} in lab {self.lab!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+        raise MeshpayError(f"no node {name!r} in lab {self.lab!r}'s topology (nodes: "
+                           f"{', '.join(n.name for n in self.nodes)}), yet the lab's files name it: was the "
+                           f"topology edited while the lab was up? `meshpay-lab down --lab {self.lab}`, then `up`")
 
     def neighbours(self, name: str) -> list[str]:
         """Nodes `name` is expected to peer with: in range, not blocked, and, on an SAE mesh,

@@ -14,13 +14,16 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.errors import BadInputFile
+
 MAX_FILE_BYTES = 1 << 20
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class DocumentError(ValueError):
-    """A document that cannot be used; the message says where and why."""
+class DocumentError(BadInputFile):
+    """A document that cannot be used; the message says where and why. topology.py and
+    scenario.py re-raise it as their own kind (TopologyError, ScenarioError)."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -69,7 +72,7 @@ def _refuse_aliases(text: str, kind: str) -> None:
                                 f"allowed in a {kind}; write the values out")
 
 
-def read_document(path: str | Path, kind: str, error: type[Exception]) -> str:
+def read_document(path: str | Path, kind: str, error: type[BadInputFile]) -> str:
     """The text of the `kind` file (topology, scenario) at `path`; `error` names the file and why
     it cannot be read."""
     try:

@@ -14,6 +14,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from orchestrator.errors import MeshpayError
+
 RCVBUF = 8 << 20
 
 NETLINK_GENERIC = 16
@@ -138,8 +140,9 @@ class Codec:
 
 
 
-class MediumError(RuntimeError):
-    pass
+class MediumError(MeshpayError):
+    """The medium cannot take hwsim's frames (no hwsim family, another medium registered); the
+    message says what to do. Raised in the medium process, which logs it and exits 1."""
 
 
 def open_socket() -> socket.socket:

@@ -9,6 +9,7 @@ May import: orchestrator.lab, orchestrator.kernel.
 
 from pathlib import Path
 
+from orchestrator.errors import UsageError
 from orchestrator.lab.topology import RUNTIMES
 from orchestrator.runtime.base import NodeRef, Runtime
 
@@ -32,10 +33,11 @@ FACTORIES = {"netns": _netns, "docker": _docker}
 
 def runtime_for(name: str, lab: str, lab_dir: Path | None = None) -> Runtime:
     """The runtime a topology asks for; `lab` scopes what it lists and owns, `lab_dir` is where
-    its nodes' files live (a container mounts its node's directory). ValueError for another name."""
+    its nodes' files live (a container mounts its node's directory). errors.UsageError (exit 2)
+    for another name."""
     factory = FACTORIES.get(name)
     if factory is None:
-        raise ValueError(f"unknown runtime {name!r}: use " + " or ".join(f"`runtime: {n}`" for n in RUNTIMES))
+        raise UsageError(f"unknown runtime {name!r}: use " + " or ".join(f"`runtime: {n}`" for n in RUNTIMES))
     return factory(lab, lab_dir)
 
 

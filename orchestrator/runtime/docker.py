@@ -25,6 +25,7 @@ from typing import ClassVar
 from docker.errors import NotFound
 
 from orchestrator import labfiles
+from orchestrator.errors import MeshpayError
 from orchestrator.kernel.netns import NETNS_DIR, pids_in_netns
 from orchestrator.lab.plan import netns_prefix
 from orchestrator.runtime import engine, procs
@@ -120,7 +121,8 @@ class DockerRuntime:
     ) -> int:
         container = self._container(node)
         if container is None or container.status != "running":
-            raise RuntimeError(f"container {container_name(node)} is not running: run `up` again")
+            raise MeshpayError(f"container {container_name(node)} is not running: run `meshpay-lab up` again "
+                               "(it starts what is missing)")
         shell = f"exec {shlex.join(argv)} >>{shlex.quote(str(log_path))} 2>&1"
         api = self.client.api
         exec_id = api.exec_create(container.id, ["sh", "-c", shell], environment=env or {})["Id"]
@@ -132,9 +134,11 @@ class DockerRuntime:
                 log.info("process started", extra={"container": container.name, "pid": info["Pid"]})
                 return int(info["Pid"])
             if not info.get("Running") and info.get("ExitCode") is not None:
-                raise RuntimeError(f"{argv[0]} exited at once in {container.name} ({info['ExitCode']}); see {log_path}")
+                raise MeshpayError(f"{argv[0]} exited at once in {container.name} (status {info['ExitCode']}): "
+                                   f"its log {log_path} says why")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"docker exec in {container.name} did not start within {START_TIMEOUT_S:.0f} s")
+                raise MeshpayError(f"docker exec in {container.name} did not start within {START_TIMEOUT_S:.0f} s: "
+                                   f"is the engine overloaded? `docker ps`, then `meshpay-lab up` again")
             time.sleep(0.1)
 
     def stop(self, node: NodeRef) -> None:
@@ -184,7 +188,7 @@ class DockerRuntime:
         except NotFound:
             return None
         if container.labels.get(LABEL_LAB) != node.lab:
-            raise RuntimeError(f"container {container.name} exists but is not lab {node.lab}'s: "
+            raise MeshpayError(f"container {container.name} exists but is not lab {node.lab}'s: "
                                f"remove it (`docker rm -f {container.name}`) or rename the lab")
         return container
 

@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from orchestrator.errors import MeshpayError
+
 CLONE_NEWNET = 0x40000000
 
 
@@ -102,7 +104,8 @@ class Launcher:
     def spawn(self, batch: list[dict], timeout: float = 300.0) -> dict[str, int]:
         out, err = self._proc.communicate(json.dumps(batch), timeout=timeout)
         if self._proc.returncode != 0:
-            raise RuntimeError(f"the node launcher failed ({self._proc.returncode}): {err.strip()[-2000:]}")
+            raise MeshpayError(f"the node launcher failed (status {self._proc.returncode}): {err.strip()[-2000:]}\n"
+                               "the lab is partly up: fix what it says, then `meshpay-lab up` again")
         return json.loads(out)["pids"]
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pyroute2 import netns as pyroute2_netns
 
+from orchestrator.errors import MeshpayError
 from orchestrator.kernel.netlink import create_netns
 from orchestrator.kernel.netns import NETNS_DIR, pids_in_netns
 from orchestrator.lab.plan import netns_prefix
@@ -73,7 +74,8 @@ class NetnsRuntime:
         self, node: NodeRef, argv: list[str], log_path: Path, env: dict[str, str] | None = None
     ) -> int:
         if not os.path.exists(self.netns_path(node)):
-            raise RuntimeError(f"netns {node.netns} does not exist: create the node first")
+            raise MeshpayError(f"netns {node.netns} does not exist: create the node first "
+                               "(`meshpay-lab up` again makes what is missing)")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as out:
             # a new session: the node outlives the controller and gets no terminal signals

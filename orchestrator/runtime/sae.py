@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.errors import MeshpayError
 from orchestrator.kernel import mesh
 from orchestrator.lab import labdir
 from orchestrator.lab.plan import MESH_IFNAME, NodePlan, Plan
@@ -101,7 +102,7 @@ def _apply_params_when_joined(lab_dir: Path, plan: Plan, node: NodePlan, pid: in
     while True:
         if not process_alive(pid):
             tail = _tail(files_for(lab_dir, plan.lab, node.name).log)
-            raise RuntimeError(f"wpa_supplicant of {node.name} exited; its log ends:\n{tail}\n"
+            raise MeshpayError(f"wpa_supplicant of {node.name} exited; its log ends:\n{tail}\n"
                                "check that wpa_supplicant (package wpasupplicant) has mesh support")
         try:
             # An empty update still fails with ENOLINK until the mesh is joined: it doubles as the probe.
@@ -110,8 +111,9 @@ def _apply_params_when_joined(lab_dir: Path, plan: Plan, node: NodePlan, pid: in
         except mesh.NotJoined:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{node.name}: wpa_supplicant did not join mesh {plan.mesh_id!r} in "
-                               f"{JOIN_TIMEOUT_S:.0f} s; see {files_for(lab_dir, plan.lab, node.name).log}")
+            raise MeshpayError(f"{node.name}: wpa_supplicant did not join mesh {plan.mesh_id!r} in "
+                               f"{JOIN_TIMEOUT_S:.0f} s; its log {files_for(lab_dir, plan.lab, node.name).log} "
+                               "says why (a wrong mesh.password fails every join)")
         time.sleep(0.2)
 
 

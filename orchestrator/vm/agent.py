@@ -95,11 +95,13 @@ def run_verb(lab_dir: Path, verb: str, args: dict[str, Any]) -> JSONResponse:
 
 
 def node_api_url(lab_dir: Path, name: str) -> str:
-    """The node's REST URL inside the VM, from lab.json; LookupError says what is missing."""
+    """The node's REST URL inside the VM, from lab.json. errors.NotFound (exit 2) for a node the
+    lab does not have, naming those it has; labdir.LabNotUp (exit 1) when there is no lab.json."""
     try:
         return labdir.lab_node(lab_dir, name)["api_url"]
     except FileNotFoundError:
-        raise LookupError(f"no {labfiles.LAB} in {lab_dir}: the lab is not up") from None
+        raise labdir.LabNotUp(f"no {labfiles.LAB} in {lab_dir}: the lab is not up "
+                              "(start it with `meshpay-lab up`)") from None
 
 
 def create_app(
@@ -142,8 +144,9 @@ def create_app(
     async def proxy(name: str, path: str, request: Request) -> Response:
         try:
             base = node_api_url(lab_dir, name)
-        except LookupError as exc:
-            return _error(404, str(exc), "LookupError")
+        except errors.MeshpayError as exc:  # no such node, or no lab: 404 either way, with its kind
+            # and exit status, so a host that reads the body exits as the verb itself would
+            return JSONResponse(errors.to_wire(exc), status_code=404)
         url = f"{base.rstrip('/')}/{path}"
         if request.url.query:
             url += f"?{request.url.query}"

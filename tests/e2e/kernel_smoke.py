@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from orchestrator.errors import MeshpayError  # noqa: E402
 from orchestrator.kernel import mesh, mgmt, radio  # noqa: E402
 from orchestrator.kernel.netns import pids_in_netns  # noqa: E402
 from orchestrator.runtime.base import NodeRef  # noqa: E402
@@ -98,7 +99,7 @@ def build(rt: NetnsRuntime, nodes: list[NodeRef], summary: dict) -> float:
     try:
         radio.create_radio(nodes[0].netns)
         summary["duplicate_name_refused"] = False
-    except RuntimeError:
+    except MeshpayError:
         summary["duplicate_name_refused"] = [r for r in radio.list_radios() if r.netns is None] == []
     summary["radios_in_node0"] = [r.name for r in radio.list_radios(f"mpl-{LAB}-", netns=nodes[0].netns)]
     # read back with iw, not our own netlink code: did the join apply the topology's params?

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from docker.errors import ImageNotFound, NotFound
 
+from orchestrator import errors
 from orchestrator.runtime import docker as docker_rt, engine
 from orchestrator.runtime.base import NodeRef, NodeService
 from orchestrator.runtime.docker import DockerRuntime, LABEL_LAB, LABEL_NODE, container_name
@@ -161,7 +162,7 @@ def test_a_restarted_container_gets_its_netns_name_back(tmp_path: Path, netns_di
 def test_a_container_of_that_name_from_elsewhere_is_not_taken_over(tmp_path: Path, netns_dir: Path) -> None:
     client = FakeClient()
     client.containers.items["meshpay-demo-auth1"] = FakeContainer(client, "meshpay-demo-auth1", {}, 5)
-    with pytest.raises(RuntimeError, match="docker rm -f meshpay-demo-auth1"):
+    with pytest.raises(errors.MeshpayError, match="docker rm -f meshpay-demo-auth1"):
         runtime(client, tmp_path).create(ref())
 
 
@@ -224,7 +225,7 @@ def test_start_in_a_stopped_container_says_to_run_up(tmp_path: Path, netns_dir: 
     rt = runtime(client, tmp_path)
     rt.create(ref())
     client.containers.items["meshpay-demo-auth1"].status = "exited"
-    with pytest.raises(RuntimeError, match="run `up` again"):
+    with pytest.raises(errors.MeshpayError, match="run `meshpay-lab up` again"):
         rt.start(ref(), ["true"], tmp_path / "log")
 
 

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from orchestrator import errors
 from orchestrator.kernel import radio
 from orchestrator.kernel.netlink import HWSIM_CMD_NEW_RADIO, hwsim_socket, hwsimmsg
 
@@ -67,6 +68,6 @@ def test_bad_radio_names_fail_before_the_kernel(name: str) -> None:
 
 @pytest.mark.skipif(os.path.exists("/sys/module/mac80211_hwsim"), reason="hwsim is loaded here")
 def test_missing_hwsim_says_what_to_do() -> None:
-    with pytest.raises(RuntimeError, match=r"modprobe mac80211_hwsim radios=0.*meshpay-lab up --vm"):
+    with pytest.raises(errors.MeshpayError, match=r"modprobe mac80211_hwsim radios=0.*meshpay-lab up --vm"):
         with hwsim_socket():
             pass

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import errors
+
 from orchestrator.kernel import mgmt
 from orchestrator.kernel.netns import pids_in_netns
 from orchestrator.runtime import NodeRef, netns as netns_runtime
@@ -39,8 +41,9 @@ def test_pids_in_netns_matches_by_namespace_inode() -> None:
 
 def test_start_into_a_missing_netns_says_what_to_do(tmp_path: Path) -> None:
     node = NodeRef("lab1", "ghost", "mpl-lab1-ghost-absent")
-    with pytest.raises(RuntimeError, match="create the node first"):
+    with pytest.raises(errors.MeshpayError, match="create the node first") as caught:
         NetnsRuntime().start(node, ["true"], tmp_path / "log")
+    assert errors.describe(caught.value)[1] == errors.FAILED and "`meshpay-lab up` again" in str(caught.value)
 
 
 def test_delete_of_a_missing_netns_is_a_no_op() -> None:
@@ -89,5 +92,6 @@ def test_every_runtime_a_topology_may_name_has_a_runtime_and_no_other() -> None:
 
     assert tuple(FACTORIES) == RUNTIMES
     assert isinstance(runtime_for("netns", "l"), NetnsRuntime)
-    with pytest.raises(ValueError, match="use `runtime: netns` or `runtime: docker`"):
+    with pytest.raises(errors.UsageError, match="use `runtime: netns` or `runtime: docker`") as caught:
         runtime_for("lxc", "l")
+    assert caught.value.exit_code == errors.USAGE
