@@ -16,6 +16,7 @@ import errno
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -63,6 +64,10 @@ def new_radio_attrs(name: str, mac: str, channels: int = 1) -> list[list[object]
     ]
 
 
+# Pauses before asking the kernel again for a new radio's phy index.
+PHY_LOOKUP_PAUSES_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
 def create_radio(name: str, mac: str | None = None, netns: str | None = None) -> HwsimRadio:
     """Create a radio whose wiphy is named `name`, in the named netns (default: the caller's).
 
@@ -94,8 +99,16 @@ def create_radio(name: str, mac: str | None = None, netns: str | None = None) ->
             raise MeshpayError(f"could not create radio {name!r}: {reason}; is a lab with it still up? "
                                "`meshpay-lab list`, then `meshpay-lab down --lab LAB`")
     radio = _find(name, netns)
-    if radio is None:
-        raise MeshpayError(f"radio {name!r} was created but the kernel does not list it: "
+    for pause in PHY_LOOKUP_PAUSES_S:
+        if radio is not None and radio.phy_index >= 0:
+            break
+        # a wiphy dump taken while other radios are created or moved (up makes 4 at once) can
+        # come back without the new phy (seen once in 100 radios: phy -1, then move_phy failed
+        # to encode it); asking again a moment later finds it
+        time.sleep(pause)
+        radio = _find(name, netns)
+    if radio is None or radio.phy_index < 0:
+        raise MeshpayError(f"radio {name!r} was created but the kernel does not list its phy: "
                            "`meshpay-lab doctor` checks the host")
     log.info("radio created", extra={"radio": name, "phy": radio.phy_index, "mac": radio.mac})
     return radio

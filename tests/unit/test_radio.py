@@ -71,3 +71,50 @@ def test_missing_hwsim_says_what_to_do() -> None:
     with pytest.raises(errors.MeshpayError, match=r"modprobe mac80211_hwsim radios=0.*meshpay-lab up --vm"):
         with hwsim_socket():
             pass
+
+
+class _FakeHwsim:
+    """hwsim's generic-netlink family as create_radio uses it: a dump before and after NEW_RADIO."""
+
+    def __init__(self, name: str) -> None:
+        self.dumps = [[], [(1, name)]]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def request(self, cmd, attrs, dump=False):
+        return []
+
+
+def _fake_kernel(monkeypatch, name: str, phy_answers: list[int]) -> list[int]:
+    fake = _FakeHwsim(name)
+    asked: list[int] = []
+    monkeypatch.setattr(radio, "hwsim_socket", lambda netns=None: fake)
+    monkeypatch.setattr(radio, "_dump", lambda sock: fake.dumps.pop(0) if len(fake.dumps) > 1 else fake.dumps[0])
+    monkeypatch.setattr(radio, "PHY_LOOKUP_PAUSES_S", (0, 0, 0))
+
+    def find(n, netns=None):
+        phy = phy_answers[min(len(asked), len(phy_answers) - 1)]
+        asked.append(phy)
+        return radio.HwsimRadio(1, n, phy, "", netns)
+
+    monkeypatch.setattr(radio, "_find", find)
+    return asked
+
+
+def test_a_new_radio_missing_from_a_wiphy_dump_is_looked_up_again(monkeypatch) -> None:
+    # a dump raced by other radios' creation left the phy out (phy -1): move_phy then failed
+    # with "argument out of range" deep in pyroute2, and `up` of a 100-node lab with it
+    asked = _fake_kernel(monkeypatch, "mpl0001-74", [-1, -1, 76])
+    made = radio.create_radio("mpl0001-74")
+    assert made.phy_index == 76
+    assert asked == [-1, -1, 76]
+
+
+def test_a_new_radio_whose_phy_never_shows_is_an_error_not_phy_minus_one(monkeypatch) -> None:
+    _fake_kernel(monkeypatch, "mpl0001-74", [-1])
+    with pytest.raises(errors.MeshpayError, match="does not list its phy"):
+        radio.create_radio("mpl0001-74")
