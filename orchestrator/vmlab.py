@@ -87,10 +87,20 @@ def down_lab(lab_dir: Path, keep_files: bool = False) -> dict:
 
 
 def _node_count(lab_dir: Path) -> int:
+    """How many nodes the lab has: lab.json's (written once `up` is done) or state.json's node
+    seeds (written before `up` makes anything), whichever knows more; 0 (the careful teardown)
+    when neither does. A 100-node `up` that failed half-way has no lab.json, and tearing its 75
+    nodes down one by one under TCG had not finished after 14 minutes."""
+    counts = [0]
     try:
-        return len(labdir.read_lab_json(lab_dir).get("nodes", {}))
+        counts.append(len(labdir.read_lab_json(lab_dir).get("nodes", {})))
     except (OSError, ValueError):
-        return 0  # no record of the nodes: the careful teardown
+        pass
+    try:
+        counts.append(len(labdir.read_state(lab_dir).get("seeds", {})))
+    except (OSError, ValueError, MeshpayError):  # LabNotUp: no state.json either
+        pass
+    return max(counts)
 
 
 class _follow_progress:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import vmlab
+from orchestrator.lab import labdir
 from orchestrator.verbs import down
 
 
@@ -83,3 +84,14 @@ def test_down_lab_of_a_small_vm_lab_tears_it_down_node_by_node_before_stopping_t
     vmlab.down_lab(lab_dir, keep_files=True)
 
     assert vm_calls == [("down", {}), "stop"]
+
+
+def test_down_lab_of_a_big_vm_lab_whose_up_failed_half_way_only_lists_it(vm_calls, lab_dir):
+    # no lab.json (up writes it at the end), but state.json already holds every node's seed
+    seeds = {f"n{i}": "00" * 32 for i in range(vmlab.FULL_TEARDOWN_MAX_NODES + 1)}
+    labdir.write_state(lab_dir, {"lab": "l", "runtime": "netns", "seeds": seeds})
+    (lab_dir / "lab.json").unlink()
+
+    vmlab.down_lab(lab_dir, keep_files=True)
+
+    assert vm_calls == [("down", {"vm_stopping": True}), "stop"]
