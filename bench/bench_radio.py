@@ -3,7 +3,7 @@ line, and hidden terminals against senders that hear each other, with the medium
 off and on, next to what IEEE 802.11 allows at the rate in use.
 
     python bench/bench_radio.py [--seconds 10] [--udp-mbps 30] [--pair-udp-mbps 30] [--pings 20]
-                                [--rates minstrel 11] [--only off|on] [--parts line pairs]
+                                [--rates minstrel|R ...] [--only off|on] [--parts line pairs] [--out FILE]
 
 topologies/radio-bench.yaml holds the layouts, far apart on one channel. One lab, in its own VM,
 per airtime setting and `--rates` entry: the bench writes a copy of the topology with

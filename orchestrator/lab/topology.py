@@ -12,7 +12,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from meshpay.shards import MAX_SHARDS
@@ -117,12 +118,15 @@ class MeshSettings(_Strict):
     def _sane_password(cls, password: str | None) -> str | None:
         return _password(password)
 
-    @model_validator(mode="after")
-    def _rate_of_the_band(self) -> MeshSettings:
-        if self.rate_mbps is not None and self.rate_mbps not in rates.band_rates(self.freq):
-            raise ValueError(f"mesh.rate_mbps: {self.rate_mbps:g} Mb/s is not a legacy rate on {self.freq} MHz; "
-                             f"use one of {', '.join(f'{r:g}' for r in rates.band_rates(self.freq))}")
-        return self
+    @field_validator("rate_mbps")
+    @classmethod
+    def _rate_of_the_band(cls, rate: float | None, info: ValidationInfo) -> float | None:
+        # a field validator, so the error names the rate_mbps line, not the mesh block's
+        freq = info.data.get("freq")
+        if rate is not None and freq is not None and rate not in rates.band_rates(freq):
+            raise ValueError(f"{rate:g} Mb/s is not a legacy rate on {freq} MHz; "
+                             f"use one of {', '.join(f'{r:g}' for r in rates.band_rates(freq))}")
+        return rate
 
     @model_validator(mode="after")
     def _password_needs_sae(self) -> MeshSettings:

@@ -107,7 +107,9 @@ def parse_document(text: str, source: str, model: type[M], *, kind: str, top_key
         problems = []
         for err in exc.errors():
             loc = yaml_loc(tuple(err["loc"]))
-            problems.append(problem(source, _line_for(lines, loc), loc, err["msg"]))
+            # pydantic prefixes a validator's own message with "Value error, ": ours say it all
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(problem(source, _line_for(lines, loc), loc, msg))
         raise DocumentError("\n".join(problems)) from None
 
 

@@ -50,7 +50,7 @@ def test_fault_actions_match_the_verb():
     ("- 1\n", "expected a mapping"),
     ("name: s\nsteps:\n  - {at: -1, do: wait, seconds: 1, extra: 2}\n", "steps.0.extra"),
     ("name: s\nsteps:\n  - {at: 0, do: fault, action: isolate, node: '@relay', from: c1}\n",
-     "line 3: steps.0: Value error, node '@relay' needs `from` and `to`"),
+     "line 3: steps.0: node '@relay' needs `from` and `to`"),
     ("name: s\nsteps:\n  - {at: 0, do: fault, action: isolate, node: r1, from: c1, to: c2}\n",
      "`from` and `to` go only with node '@relay'"),
     ("name: s\nsteps:\n  - {at: 0, do: fault, action: kill, node: '@relay'}\n",

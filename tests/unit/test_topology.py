@@ -173,5 +173,7 @@ def test_a_fixed_tx_rate_reaches_the_plan_and_minstrel_is_the_default():
 
 @pytest.mark.parametrize("mesh, value", [("", 7), ("", 65), ("  freq: 5180\n", 11), ("  freq: 5180\n", 1)])
 def test_a_tx_rate_the_channel_does_not_have_is_refused_naming_the_ones_it_has(mesh, value):
-    msg = error_of(GOOD.replace("nodes:", f"mesh:\n{mesh}  rate_mbps: {value}\nnodes:", 1))
-    assert "mesh.rate_mbps" in msg and "not a legacy rate on" in msg and "54" in msg
+    text = GOOD.replace("nodes:", f"mesh:\n{mesh}  rate_mbps: {value}\nnodes:", 1)
+    line = 1 + next(i for i, row in enumerate(text.splitlines()) if "rate_mbps" in row)
+    msg = error_of(text)
+    assert f"line {line}: mesh.rate_mbps:" in msg and "not a legacy rate on" in msg and "54" in msg
